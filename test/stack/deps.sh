@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building and testing mqtt2kafka needs, from Debian 12's own
+# packages, when it is missing. As root it runs apt-get; otherwise it prints
+# the exact line to run and fails. Usage: deps.sh [build|test]
+set -euo pipefail
+
+build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev
+            protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev)
+test_pkgs=(mosquitto mosquitto-clients kcat default-jre-headless maven
+           python3 python3-pytest python3-protobuf sqlite3 procps iproute2)
+
+want=("${build_pkgs[@]}")
+[ "${1:-test}" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "mqtt2kafka: missing packages: ${missing[*]}" >&2
+    echo "  fix: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# An old or empty package list makes apt-get fail to find anything.
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
