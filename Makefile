@@ -61,9 +61,11 @@ UNIT_SRC   := $(wildcard test/unit/test_*.c)
 UNIT_BIN   := $(patsubst test/unit/%.c,$(B)/unit/%,$(UNIT_SRC))
 TOOL_SRC   := $(wildcard test/tools/*.c)
 TOOL_BIN   := $(patsubst test/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
+BENCH_SRC  := $(wildcard test/bench/*.c)
+BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps check-deps test unit it san lint fmt clean demo
-all: check-deps $(B)/mqtt2kafka $(TOOL_BIN)
+all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
 ifneq ($(PKG_OK),yes)
@@ -97,6 +99,11 @@ $(B)/mqtt2kafka: $(MAIN_O) $(LIB_O)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(B)/tools/%: $(B)/test/tools/%.o $(LIB_O)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(B)/bench/%: $(B)/test/bench/%.o $(LIB_O)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread

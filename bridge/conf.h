@@ -1,0 +1,88 @@
+/*
+ * conf.h — the YAML configuration, loaded through a key table.
+ *
+ * conf_load() reads a file, conf_parse() a buffer (so a fuzzer can call it).
+ * Unknown keys, wrong types, bad values and route templates that can never
+ * work are errors that name "file:line:column: what was expected". The
+ * keys are a contract with users: extend them, never rename them.
+ */
+#ifndef MQTT2KAFKA_CONF_H
+#define MQTT2KAFKA_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG: the exit code of a bad config */
+#define CONF_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+
+struct conf_route {
+    char *match;  /* as written: sensors/{region}/{type}/{device} */
+    char *filter; /* the MQTT subscription filter: sensors/+/+/+ */
+    char *topic;  /* Kafka topic template: iot.sensor.{region}.{type} */
+    char *key;    /* key template, or NULL for no key */
+    int line, col; /* where the route starts in the file */
+};
+
+struct conf_prop { /* a librdkafka property, passed through verbatim */
+    char *name;
+    char *value;
+    int line, col;
+};
+
+struct conf {
+    char *path; /* the file it came from */
+    struct {
+        char *id;
+    } gateway;
+    struct {
+        char *host;
+        int port;
+        char *client_id;
+        int protocol; /* 5 or 4 (3.1.1) */
+        int qos;
+        int keepalive;
+        int64_t session_expiry;   /* seconds */
+        int reconnect_max;        /* seconds, cap of the backoff (30) */
+        char *username, *password;
+        int64_t max_payload;      /* bytes; larger payloads dead-letter */
+    } mqtt;
+    struct {
+        char *brokers;
+        char *compression;        /* lz4 */
+        char *dead_letter_topic;  /* mqtt2kafka.dead-letter */
+        int64_t inflight_records; /* window of records in flight (10000) */
+        int64_t inflight_bytes;   /* window of bytes in flight (16 MiB) */
+        int shutdown_timeout;     /* ms to wait for deliveries on exit */
+        struct conf_prop *props;
+        size_t nprops;
+    } kafka;
+    struct {
+        char *path;
+        int64_t max_bytes;
+        int on_full;              /* enum spool_on_full */
+        int64_t max_age;          /* ms; 0: never */
+        int sync;                 /* enum spool_sync */
+    } spool;
+    struct {
+        int stats_interval;       /* seconds between counter log lines */
+        char *level;              /* error | warn | info | debug */
+    } log;
+    struct conf_route *routes;
+    size_t nroutes;
+};
+
+/* Loads path into *c (zeroed first; defaults applied). On error returns
+ * -EINVAL (bad content) or -errno (unreadable) with "file:line:col: msg" in
+ * err; *c is left empty. The caller frees with conf_fini(). */
+int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
+/* The same for a buffer; name is used in messages. */
+int conf_parse(const char *buf, size_t len, const char *name, struct conf *c,
+               char *err, size_t errlen);
+void conf_fini(struct conf *c);
+
+/* Parses "1GiB", "512MB", "1024" into bytes; "7d", "12h", "30m", "45s",
+ * "250ms" into ms. 0 or -EINVAL. Shared by the loader and the CLI. */
+int conf_parse_size(const char *s, int64_t *out);
+int conf_parse_duration_ms(const char *s, int64_t *out);
+
+#endif

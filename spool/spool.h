@@ -1,0 +1,155 @@
+/*
+ * spool.h — the SQLite store-and-forward queue between MQTT and Kafka.
+ *
+ * Every record the bridge accepts from MQTT is put here, durably, before the
+ * MQTT broker is acknowledged, and leaves only when Kafka has confirmed it
+ * (spool_ack) or it is moved to the dead-letter table (spool_dead). The file
+ * format, row states and crash behaviour are described at the top of
+ * spool.c. This module depends on sqlite3 and libc only: it knows nothing of
+ * MQTT, Kafka or the daemon.
+ *
+ * Threads: one struct spool is used by one thread at a time. The bridge uses
+ * one handle from its single event-loop thread for both puts and peeks.
+ *
+ * Errors: functions return 0 or a negative errno: -ENOSPC (full under the
+ * backpressure policy, or the disk is full), -EIO (an I/O error or SQLite
+ * failure), -ENOMEM, -EINVAL. spool_errmsg() says more about the last one.
+ */
+#ifndef MQTT2KAFKA_SPOOL_H
+#define MQTT2KAFKA_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct spool;
+
+enum spool_sync {
+    SPOOL_SYNC_FULL = 0, /* fsync on every commit: survives power loss */
+    SPOOL_SYNC_NORMAL,   /* WAL, no fsync per commit: survives a crash */
+};
+
+enum spool_on_full {
+    SPOOL_DROP_OLDEST = 0, /* make room by deleting the oldest records */
+    SPOOL_BACKPRESSURE,    /* refuse new records with -ENOSPC */
+};
+
+struct spool_opts {
+    const char *path;
+    int64_t max_bytes;  /* cap on the files, WAL included; 0: no cap */
+    int64_t max_age_ms; /* records older than this expire; 0: never */
+    enum spool_on_full on_full;
+    enum spool_sync sync;
+};
+
+/*
+ * One record. For spool_put the caller fills everything but id; the spool
+ * copies what it needs before returning. From spool_peek every pointer is
+ * owned by the spool and valid until the next call on the same handle.
+ * key, headers and payload are opaque bytes (headers is a blob the bridge
+ * encodes); key may be NULL with key_len 0.
+ */
+struct spool_rec {
+    int64_t id; /* out: the row id, > 0, never reused in one spool file */
+    const char *topic;
+    const void *key;
+    size_t key_len;
+    const void *headers;
+    size_t headers_len;
+    const void *payload;
+    size_t payload_len;
+    int64_t recv_ms; /* receive time, ms since the epoch */
+    int32_t route;   /* index of the route that produced it, or -1 */
+};
+
+/* Why records left the spool without being delivered. */
+enum spool_reason {
+    SPOOL_DROP_FULL = 0, /* dropped by drop_oldest to stay under max_bytes */
+    SPOOL_DROP_EXPIRED,  /* older than max_age */
+    SPOOL_DROP__COUNT
+};
+
+struct spool_stats {
+    int64_t records;       /* rows waiting (in flight included) */
+    int64_t bytes;         /* payload+key+headers bytes of those rows */
+    int64_t inflight;      /* handed out by peek, not yet acked or nacked */
+    int64_t oldest_ms;     /* recv_ms of the oldest waiting row; 0: none */
+    int64_t dead;          /* rows in the dead-letter table */
+    int64_t dropped[SPOOL_DROP__COUNT]; /* since the file was created */
+    int64_t put_total;     /* records put since the file was created */
+    int64_t acked_total;   /* records acked since the file was created */
+    int64_t file_bytes;    /* database + WAL on disk */
+    int recovered;         /* 1 if open found a corrupt file and set it aside */
+};
+
+/*
+ * Opens (creating if needed) the spool at opts->path. Checks it with
+ * PRAGMA quick_check; a corrupt file is renamed to "<path>.corrupt-<time>"
+ * (never deleted), a fresh spool is started and stats.recovered is set.
+ * Migrates an older schema. On failure *out is NULL and err says why.
+ */
+int spool_open(const struct spool_opts *opts, struct spool **out, char *err,
+               size_t errlen);
+void spool_close(struct spool *sp); /* NULL is fine */
+
+/* The random epoch of this spool file: 16 hex digits, NUL-terminated. The
+ * pair (epoch, id) names a record uniquely and stably: see spool_id_str(). */
+const char *spool_epoch(const struct spool *sp);
+/* Writes "<epoch>-<id>" into buf (at least 40 bytes). */
+void spool_id_str(const struct spool *sp, int64_t id, char *buf, size_t len);
+
+/*
+ * Appends n records in one transaction. Returns 0 once the batch is durable
+ * as opts.sync promises, with ids written back to recs[i].id. Under
+ * drop_oldest, older rows are deleted (and counted) to make room; under
+ * backpressure a full spool returns -ENOSPC and stores nothing. A failure
+ * stores nothing of the batch and loses nothing stored before.
+ */
+int spool_put(struct spool *sp, struct spool_rec *recs, size_t n);
+
+/*
+ * Hands out up to max records, oldest first, that are not in flight, whose
+ * key+headers+payload add up to at most max_bytes (at least one record is
+ * returned if any is eligible, however large). They are in flight until
+ * acked, nacked or moved to dead letters. Returns how many (>= 0) or < 0.
+ * recs is caller-owned, with room for max entries.
+ */
+int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
+               size_t max_bytes);
+
+/* Deletes delivered records. ids in any order; ranges are cheap. */
+int spool_ack(struct spool *sp, const int64_t *ids, size_t n);
+/* Makes in-flight records eligible again; they are handed out again in id
+ * order before any record newer than them. */
+int spool_nack(struct spool *sp, const int64_t *ids, size_t n);
+/* Every in-flight record becomes eligible again (after an uplink loss). */
+void spool_rewind(struct spool *sp);
+
+/* Moves one record to the dead-letter table with a reason. */
+int spool_dead(struct spool *sp, int64_t id, const char *reason);
+
+/* Dead letters: list (newest first, up to max; strings valid until the next
+ * call), move all back to the queue (replay), or delete them (purge). */
+struct spool_dead_rec {
+    int64_t id;
+    const char *topic;
+    const char *reason;
+    int64_t recv_ms;
+    int64_t dead_ms;
+    size_t payload_len;
+};
+int spool_dead_list(struct spool *sp, struct spool_dead_rec *out, size_t max);
+int spool_dead_replay(struct spool *sp); /* returns how many, or < 0 */
+int spool_dead_purge(struct spool *sp);  /* returns how many, or < 0 */
+
+/* Deletes records older than max_age (counted as expired). Cheap when there
+ * is nothing to do; the bridge calls it from a timer. Returns how many. */
+int spool_expire(struct spool *sp, int64_t now_ms);
+
+int spool_stats(struct spool *sp, struct spool_stats *st);
+
+/* 1 when a put would be refused under backpressure right now. */
+int spool_full(struct spool *sp);
+
+const char *spool_errmsg(const struct spool *sp);
+
+#endif
