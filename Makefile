@@ -78,6 +78,16 @@ endif
 deps:
 	@test/stack/deps.sh test
 
+# A unit test or benchmark links only the modules it names here (so one
+# module's build does not wait on another's); one not named links them all.
+UNIT_DEPS_test_spool  := spool/spool.o
+UNIT_DEPS_test_conf   := bridge/conf.o
+UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o
+BENCH_DEPS_spool_bench := spool/spool.o
+objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
+
+.SECONDEXPANSION:
+
 # --- build ---------------------------------------------------------------
 $(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(@D)
@@ -98,17 +108,17 @@ $(B)/mqtt2kafka: $(MAIN_O) $(LIB_O)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(B)/tools/%: $(B)/test/tools/%.o $(LIB_O)
+$(B)/tools/%: $(B)/test/tools/%.o $(PROTO_O)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
-$(B)/bench/%: $(B)/test/bench/%.o $(LIB_O)
+$(B)/bench/%: $(B)/test/bench/%.o $$(call objs_for,BENCH_DEPS_$$*)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
-$(B)/unit/%: $(B)/test/unit/%.o $(LIB_O)
+$(B)/unit/%: $(B)/test/unit/%.o $$(call objs_for,UNIT_DEPS_$$*)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) -lpthread
