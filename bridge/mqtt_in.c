@@ -1,0 +1,371 @@
+/*
+ * mqtt_in.c — one persistent MQTT session, read on our own terms.
+ *
+ * libmosquitto, run unthreaded, writes the PUBACK of a QoS 1 message before
+ * it calls on_message: a crash after that loses a message the broker thinks
+ * we have. With mosquitto_threaded_set(true), every outgoing packet is only
+ * queued, and nothing reaches the socket until mosquitto_loop_write(). So
+ * this module never calls mosquitto_loop() and never writes on its own: the
+ * bridge reads a burst (mqtt_in_read), makes it durable, then writes
+ * (mqtt_in_write). Acknowledgements can therefore only ever follow the commit
+ * of what they acknowledge. When the commit fails, mqtt_in_abort() shuts the
+ * socket down so the queued acknowledgements die with it and the broker
+ * redelivers (libmosquitto empties its packet queue on reconnect).
+ *
+ * Depends on libmosquitto and libc; knows nothing of routes, spool or Kafka.
+ * The broker's $SYS drop counter is handled here and never reaches the
+ * message callback.
+ */
+#include "bridge/mqtt_in.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "bridge/log.h"
+
+#define SYS_DROPPED "$SYS/broker/publish/messages/dropped"
+#define CONNECT_TIMEOUT_MS 15000
+#define BACKOFF_BASE_MS 500
+
+enum conn_state { DISCONNECTED, CONNECTING, CONNECTED };
+
+struct mqtt_in {
+    struct mosquitto *mosq;
+    struct mqtt_in_opts o;
+    struct mqtt_in_cb cb;
+    void *ud;
+    enum conn_state state;
+    int attempts;          /* failed attempts since the last CONNACK */
+    int64_t next_try_ms;   /* when to try connecting again */
+    int64_t connect_ms;    /* when the current attempt started */
+    int64_t sys_dropped;   /* last value of the broker's counter, -1 unknown */
+    size_t delivered;      /* messages handed to the callback */
+};
+
+static int lib_refs;
+
+static void schedule_retry(struct mqtt_in *m);
+
+static void set_state(struct mqtt_in *m, enum conn_state s, int session,
+                      const char *why)
+{
+    static const char *const names[] = {"disconnected", "connecting",
+                                        "connected"};
+    if (m->state == s)
+        return;
+    log_debug("mqtt: %s -> %s", names[m->state], names[s]);
+    enum conn_state old = m->state;
+    m->state = s;
+    if (s == CONNECTED)
+        m->cb.state(m->ud, 1, session, NULL);
+    else if (old == CONNECTED)
+        m->cb.state(m->ud, 0, 0, why);
+    if (s == DISCONNECTED)
+        schedule_retry(m);
+}
+
+/* Capped exponential backoff with jitter in [d/2, d], so a fleet of gateways
+ * whose broker restarts does not come back in lockstep. */
+static void schedule_retry(struct mqtt_in *m)
+{
+    int64_t now_ms = log_now_ms();
+    int64_t cap = (int64_t)m->o.reconnect_max * 1000;
+    int64_t d = BACKOFF_BASE_MS;
+    for (int i = 0; i < m->attempts && d < cap; i++)
+        d *= 2;
+    if (d > cap)
+        d = cap;
+    d = d / 2 + (int64_t)(random() % (d / 2 + 1));
+    m->attempts++;
+    m->next_try_ms = now_ms + d;
+}
+
+static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
+                       const mosquitto_property *props)
+{
+    struct mqtt_in *m = ud;
+    (void)props;
+    if (rc != 0) {
+        log_warn("mqtt: broker %s:%d refused the connection: %s", m->o.host,
+                 m->o.port,
+                 m->o.protocol == 5 ? mosquitto_reason_string(rc)
+                                    : mosquitto_connack_string(rc));
+        return; /* the broker closes; on_disconnect follows */
+    }
+    /* Never trust the broker to have kept our subscriptions. */
+    int qos = m->o.qos;
+    rc = mosquitto_subscribe_multiple(mosq, NULL, (int)m->o.nfilters,
+                                      (char *const *)m->o.filters, qos, 0,
+                                      NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_error("mqtt: subscribe failed: %s", mosquitto_strerror(rc));
+    if (m->o.watch_sys_drops)
+        mosquitto_subscribe(mosq, NULL, SYS_DROPPED, 0);
+    m->attempts = 0;
+    set_state(m, CONNECTED, flags & 1, NULL);
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n,
+                         const int *granted, const mosquitto_property *props)
+{
+    struct mqtt_in *m = ud;
+    (void)mosq, (void)mid, (void)props;
+    if (n != (int)m->o.nfilters)
+        return; /* the $SYS subscription: optional */
+    for (int i = 0; i < n; i++) {
+        if (granted[i] >= 0x80)
+            log_error("mqtt: broker refused subscription '%s' (reason %d)",
+                      m->o.filters[i], granted[i]);
+        else if (granted[i] < m->o.qos)
+            log_warn("mqtt: subscription '%s' granted QoS %d, asked %d",
+                     m->o.filters[i], granted[i], m->o.qos);
+    }
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
+                          const mosquitto_property *props)
+{
+    struct mqtt_in *m = ud;
+    (void)mosq, (void)props;
+    set_state(m, DISCONNECTED, 0,
+              rc == 0 ? "closed" : mosquitto_strerror(rc));
+}
+
+static void sys_dropped(struct mqtt_in *m, const struct mosquitto_message *msg)
+{
+    char buf[32];
+    size_t n = (size_t)msg->payloadlen < sizeof(buf) - 1
+                   ? (size_t)msg->payloadlen
+                   : sizeof(buf) - 1;
+    memcpy(buf, msg->payload, n);
+    buf[n] = '\0';
+    int64_t now = strtoll(buf, NULL, 10);
+    if (m->sys_dropped >= 0 && now > m->sys_dropped && m->cb.broker_dropped)
+        m->cb.broker_dropped(m->ud, m->sys_dropped, now);
+    m->sys_dropped = now;
+}
+
+static void on_message(struct mosquitto *mosq, void *ud,
+                       const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    struct mqtt_in *m = ud;
+    struct mqtt_in_prop up[MQTT_IN_MAX_PROPS];
+    size_t nup = 0;
+    (void)mosq;
+
+    if (msg->topic[0] == '$' && strcmp(msg->topic, SYS_DROPPED) == 0) {
+        sys_dropped(m, msg);
+        return;
+    }
+    /* User properties become Kafka headers; libmosquitto allocates each
+     * pair, so they are freed once the callback has copied them. */
+    const mosquitto_property *p = props;
+    int skip = 0;
+    while (nup < MQTT_IN_MAX_PROPS) {
+        char *name = NULL, *value = NULL;
+        p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY,
+                                                &name, &value, skip);
+        if (!p)
+            break;
+        up[nup].name = name;
+        up[nup].value = value;
+        nup++;
+        skip = 1;
+    }
+    struct mqtt_in_msg im = {
+        .topic = msg->topic,
+        .payload = msg->payload,
+        .len = (size_t)msg->payloadlen,
+        .qos = msg->qos,
+        .retain = msg->retain,
+        .props = up,
+        .nprops = nup,
+    };
+    m->delivered++;
+    m->cb.message(m->ud, &im);
+    for (size_t i = 0; i < nup; i++) {
+        free((char *)up[i].name);
+        free((char *)up[i].value);
+    }
+}
+
+int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
+                void *ud, struct mqtt_in **out, char *err, size_t errlen)
+{
+    struct mqtt_in *m = calloc(1, sizeof(*m));
+    *out = NULL;
+    if (!m)
+        return -ENOMEM;
+    if (lib_refs++ == 0)
+        mosquitto_lib_init();
+    m->o = *o;
+    m->cb = *cb;
+    m->ud = ud;
+    m->sys_dropped = -1;
+    /* clean_session false: the broker keeps our session while we are away. */
+    m->mosq = mosquitto_new(o->client_id, false, m);
+    if (!m->mosq) {
+        snprintf(err, errlen, "mqtt: cannot create client '%s': %s",
+                 o->client_id, strerror(errno));
+        mqtt_in_free(m);
+        return -EINVAL;
+    }
+    mosquitto_int_option(m->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+                         o->protocol == 5 ? MQTT_PROTOCOL_V5
+                                          : MQTT_PROTOCOL_V311);
+    /* The whole point: queue every outgoing packet until loop_write. */
+    mosquitto_threaded_set(m->mosq, true);
+    if (o->protocol == 5)
+        /* How many unacknowledged QoS>0 messages the broker may send us; one
+         * spool commit acknowledges a burst, so let the burst be large. */
+        mosquitto_int_option(m->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 65535);
+    if (o->username)
+        mosquitto_username_pw_set(m->mosq, o->username, o->password);
+    mosquitto_connect_v5_callback_set(m->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
+    mosquitto_message_v5_callback_set(m->mosq, on_message);
+    mosquitto_subscribe_v5_callback_set(m->mosq, on_subscribe);
+    *out = m;
+    return 0;
+}
+
+void mqtt_in_free(struct mqtt_in *m)
+{
+    if (!m)
+        return;
+    if (m->mosq)
+        mosquitto_destroy(m->mosq);
+    if (--lib_refs == 0)
+        mosquitto_lib_cleanup();
+    free(m);
+}
+
+int mqtt_in_fd(const struct mqtt_in *m)
+{
+    return m->state == DISCONNECTED ? -1 : mosquitto_socket(m->mosq);
+}
+
+int mqtt_in_want_write(const struct mqtt_in *m)
+{
+    return m->state != DISCONNECTED && mosquitto_want_write(m->mosq);
+}
+
+int mqtt_in_connected(const struct mqtt_in *m)
+{
+    return m->state == CONNECTED;
+}
+
+int mqtt_in_read(struct mqtt_in *m, size_t max)
+{
+    size_t before = m->delivered;
+    if (m->state == DISCONNECTED)
+        return -ENOTCONN;
+    while (m->delivered - before < max) {
+        /* loop_read returns after each packet or on EAGAIN; errno tells
+         * which, so the socket is read until dry without a poll per packet */
+        errno = 0;
+        int rc = mosquitto_loop_read(m->mosq, 1);
+        if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+            set_state(m, DISCONNECTED, 0, mosquitto_strerror(rc));
+            return -ECONNRESET;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            break;
+    }
+    return (int)(m->delivered - before);
+}
+
+int mqtt_in_write(struct mqtt_in *m)
+{
+    if (m->state == DISCONNECTED || !mosquitto_want_write(m->mosq))
+        return 0;
+    int rc = mosquitto_loop_write(m->mosq, 1);
+    if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
+        set_state(m, DISCONNECTED, 0, mosquitto_strerror(rc));
+        return -ECONNRESET;
+    }
+    return 0;
+}
+
+void mqtt_in_abort(struct mqtt_in *m, const char *why)
+{
+    int fd = mosquitto_socket(m->mosq);
+    if (m->state == DISCONNECTED || fd < 0)
+        return;
+    log_warn("mqtt: dropping the connection unacknowledged: %s", why);
+    /* Shut the socket before libmosquitto can write what it queued; the next
+     * read sees EOF and libmosquitto closes and forgets the queue. */
+    shutdown(fd, SHUT_RDWR);
+    mosquitto_loop_read(m->mosq, 1);
+    set_state(m, DISCONNECTED, 0, why);
+}
+
+static void try_connect(struct mqtt_in *m, int64_t now_ms)
+{
+    mosquitto_property *props = NULL;
+    int rc;
+    if (m->o.protocol == 5 && m->o.session_expiry > 0) {
+        uint32_t se = m->o.session_expiry > UINT32_MAX
+                          ? UINT32_MAX
+                          : (uint32_t)m->o.session_expiry;
+        mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                     se);
+    }
+    /* A blocking TCP connect: the broker is the gateway's own, on loopback
+     * or the LAN. The CONNECT packet itself is only queued (threaded mode). */
+    rc = mosquitto_connect_bind_v5(m->mosq, m->o.host, m->o.port,
+                                   m->o.keepalive, NULL, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        if (m->attempts == 0 || m->attempts % 10 == 0)
+            log_warn("mqtt: cannot connect to %s:%d: %s (retrying)",
+                     m->o.host, m->o.port,
+                     rc == MOSQ_ERR_ERRNO ? strerror(errno)
+                                          : mosquitto_strerror(rc));
+        schedule_retry(m);
+        return;
+    }
+    m->connect_ms = now_ms;
+    set_state(m, CONNECTING, 0, NULL);
+}
+
+int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
+{
+    switch (m->state) {
+    case DISCONNECTED:
+        if (paused)
+            return 1000;
+        if (now_ms >= m->next_try_ms)
+            try_connect(m, now_ms);
+        if (m->state == DISCONNECTED)
+            return (int)(m->next_try_ms - now_ms);
+        return 100;
+    case CONNECTING:
+        if (now_ms - m->connect_ms > CONNECT_TIMEOUT_MS) {
+            mqtt_in_abort(m, "no CONNACK in time");
+        }
+        return 100;
+    case CONNECTED:
+        if (mosquitto_loop_misc(m->mosq) != MOSQ_ERR_SUCCESS ||
+            mosquitto_socket(m->mosq) < 0)
+            set_state(m, DISCONNECTED, 0, "keepalive timeout");
+        return 1000;
+    }
+    return 1000;
+}
+
+void mqtt_in_close(struct mqtt_in *m)
+{
+    if (m->state == DISCONNECTED)
+        return;
+    mosquitto_disconnect(m->mosq);
+    mosquitto_loop_write(m->mosq, 1);
+    m->state = DISCONNECTED;
+}

@@ -1,0 +1,90 @@
+/*
+ * mqtt_in.h — the MQTT side: one persistent session on the gateway's broker.
+ *
+ * The contract that keeps data safe: mqtt_in_read() hands messages to the
+ * callback and *queues* their acknowledgements; nothing is sent to the
+ * broker until mqtt_in_write(). The caller makes the batch durable between
+ * the two. If it cannot (spool full, disk error), mqtt_in_abort() drops the
+ * connection with the acknowledgements unsent, so the broker redelivers.
+ */
+#ifndef MQTT2KAFKA_MQTT_IN_H
+#define MQTT2KAFKA_MQTT_IN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mqtt_in;
+
+struct mqtt_in_opts {
+    const char *host;
+    int port;
+    const char *client_id;
+    int protocol; /* 5 or 4 (3.1.1) */
+    int qos;
+    int keepalive;             /* s */
+    int64_t session_expiry;    /* s, MQTT 5 */
+    int reconnect_max;         /* s, cap of the backoff */
+    const char *username, *password;
+    const char *const *filters; /* subscriptions, renewed on every connect */
+    size_t nfilters;
+    int watch_sys_drops;       /* also subscribe to the broker's drop counter */
+};
+
+struct mqtt_in_prop { /* an MQTT 5 user property */
+    const char *name;
+    const char *value;
+};
+
+#define MQTT_IN_MAX_PROPS 32
+
+/* One message, borrowed until the callback returns: copy what you keep. */
+struct mqtt_in_msg {
+    const char *topic;
+    const void *payload;
+    size_t len;
+    int qos;
+    int retain;
+    int dup; /* unknown in libmosquitto's API: always 0 */
+    const struct mqtt_in_prop *props;
+    size_t nprops;
+};
+
+struct mqtt_in_cb {
+    void (*message)(void *ud, const struct mqtt_in_msg *m);
+    /* connected: 1 on CONNACK (session_present says whether the broker
+     * kept our session), 0 on a lost connection (reason is a sentence). */
+    void (*state)(void *ud, int connected, int session_present,
+                  const char *reason);
+    /* The broker's $SYS dropped-messages counter went from old to now. */
+    void (*broker_dropped)(void *ud, int64_t old, int64_t now);
+};
+
+/* Creates the client; it connects on the first mqtt_in_tick(). Borrows o's
+ * strings for its lifetime. -ENOMEM or -EINVAL (err says why). */
+int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
+                void *ud, struct mqtt_in **out, char *err, size_t errlen);
+void mqtt_in_free(struct mqtt_in *m); /* NULL is fine; no DISCONNECT sent */
+
+/* The socket to poll, or -1 while disconnected. */
+int mqtt_in_fd(const struct mqtt_in *m);
+/* 1 when queued packets wait for mqtt_in_write(). */
+int mqtt_in_want_write(const struct mqtt_in *m);
+int mqtt_in_connected(const struct mqtt_in *m);
+
+/* Reads until the socket is dry or max messages were handed over. Returns
+ * the number of messages, or < 0 when the connection was lost (the state
+ * callback has been told; reconnecting is mqtt_in_tick()'s job). */
+int mqtt_in_read(struct mqtt_in *m, size_t max);
+/* Sends what is queued, acknowledgements included. Call it only when every
+ * message read so far is durable. */
+int mqtt_in_write(struct mqtt_in *m);
+/* Drops the connection without sending what is queued. */
+void mqtt_in_abort(struct mqtt_in *m, const char *why);
+/* Keepalive and reconnect with capped exponential backoff and jitter.
+ * paused: do not reconnect (backpressure). Returns ms until it wants to be
+ * called again. */
+int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused);
+/* Sends DISCONNECT (after what is queued) and closes, for shutdown. */
+void mqtt_in_close(struct mqtt_in *m);
+
+#endif
