@@ -74,12 +74,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     k->inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         set_uplink(k, 1, NULL);
-        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL);
+        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, m->len + m->key_len);
         return;
     }
     k->cb.delivered(k->ud, id, permanent(m->err) ? KAFKA_OUT_DEAD
                                                  : KAFKA_OUT_RETRY,
-                    rd_kafka_err2str(m->err));
+                    rd_kafka_err2str(m->err), m->len + m->key_len);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -208,8 +208,7 @@ void kafka_out_free(struct kafka_out *k)
         /* Whatever is still queued is reported as purged (a retry), so the
          * caller's in-flight accounting ends at zero. */
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE |
-                                  RD_KAFKA_PURGE_F_INFLIGHT |
-                                  RD_KAFKA_PURGE_F_NON_BLOCKING);
+                                  RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(k->rk, 0);
         rd_kafka_queue_destroy(k->mainq);
         rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);

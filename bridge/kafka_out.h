@@ -52,9 +52,10 @@ enum kafka_out_outcome {
 };
 
 struct kafka_out_cb {
-    /* One call per produced record; reason is NULL on success. */
+    /* One call per produced record; reason is NULL on success; bytes is
+     * the record's key + value size, for the caller's window. */
     void (*delivered)(void *ud, int64_t id, enum kafka_out_outcome outcome,
-                      const char *reason);
+                      const char *reason, size_t bytes);
     /* The uplink changed: up = 1 after a success, 0 when brokers are down. */
     void (*uplink)(void *ud, int up, const char *reason);
 };

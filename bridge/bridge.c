@@ -1,0 +1,680 @@
+/*
+ * bridge.c — the daemon: the one file that knows every stage.
+ *
+ *   MQTT in ──> route ──> spool ──> Kafka out
+ *      ^                    ^           │
+ *      └── acks after ──────┘<── delivery reports
+ *          the commit
+ *
+ * One thread, one poll() loop. Each turn:
+ *   1. read a burst of MQTT messages (their PUBACKs are only queued),
+ *      route each one and copy it into the batch;
+ *   2. put the batch into the spool in one transaction; only when that
+ *      returns are the PUBACKs written (on failure the connection is dropped
+ *      with them unsent, and the broker redelivers);
+ *   3. serve Kafka's delivery reports: a success acks the spool row, a
+ *      transient error makes it eligible again, a permanent one moves it to
+ *      the dead-letter table;
+ *   4. before sleeping: apply those acks, then drain the spool into Kafka
+ *      within a window of records and bytes in flight.
+ * The stages never call each other; they only meet here, through callbacks.
+ *
+ * A message the bridge itself rejects (no route, captures that make an
+ * illegal topic name, payload over mqtt.max_payload) is not dropped: it is
+ * spooled to kafka.dead_letter_topic with an error.reason header, and
+ * counted. A record Kafka refuses for good stays in the spool's dead-letter
+ * table, visible with `mqtt2kafka spool dead` and replayable.
+ */
+#include "bridge/bridge.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "bridge/kafka_out.h"
+#include "bridge/log.h"
+#include "bridge/mqtt_in.h"
+#include "bridge/record.h"
+#include "bridge/route.h"
+#include "spool/spool.h"
+
+#define BATCH_MAX_RECORDS 4096
+#define BATCH_SOFT_BYTES (8u << 20) /* commit once the batch holds this */
+#define HDRS_CAP 4096               /* header blob per record */
+#define PEEK_MAX 512
+#define EXPIRE_EVERY_MS 10000
+#define RETRY_HOLD_MIN_MS 500
+#define RETRY_HOLD_MAX_MS 30000
+
+struct counters {
+    int64_t received;      /* messages handed over by the broker */
+    int64_t spooled;       /* committed to the spool */
+    int64_t delivered;     /* acknowledged by Kafka and acked in the spool */
+    int64_t dead_lettered; /* routed to kafka.dead_letter_topic */
+    int64_t unrouted;      /*   of those: no route matched */
+    int64_t bad_topic;     /*   of those: illegal Kafka topic from captures */
+    int64_t oversized;     /*   of those: payload over mqtt.max_payload */
+    int64_t kafka_refused; /* moved to the spool's dead-letter table */
+    int64_t retries;       /* transient delivery failures */
+    int64_t spool_errors;  /* batches the spool refused (acks withheld) */
+    int64_t broker_dropped;/* the broker's own drop counter went up by */
+    int64_t reconnects;
+};
+
+/* Records read from MQTT and not yet committed. Everything points into buf,
+ * which is rebuilt each turn. */
+struct batch {
+    struct spool_rec recs[BATCH_MAX_RECORDS];
+    size_t n;
+    unsigned char *buf;
+    size_t used, cap;
+};
+
+struct pending { /* delivery outcomes waiting to be applied to the spool */
+    int64_t *acks, *retry;
+    size_t nacks, nretry, cap;
+    int64_t dead_ids[64];
+    char dead_why[64][96];
+    size_t ndead;
+};
+
+struct bridge {
+    const struct conf *c;
+    struct route_table *routes;
+    struct spool *sp;
+    struct mqtt_in *in;
+    struct kafka_out *out;
+    struct batch batch;
+    struct pending pend;
+    struct counters n;
+    int64_t inflight, inflight_bytes;
+    int uplink;             /* -1 unknown, 0 down, 1 up */
+    int backpressure;       /* not reading MQTT: the spool is full */
+    int64_t hold_until;     /* no draining before (after transient errors) */
+    int64_t hold_ms;
+    int64_t fault_after;    /* test hook: crash before a commit, see below */
+    int stop;
+};
+
+/* --- MQTT in → route → batch -------------------------------------------- */
+
+static void *batch_copy(struct batch *b, const void *p, size_t len)
+{
+    if (b->used + len > b->cap) {
+        /* Only one burst lives here; grow to fit, a message at a time. */
+        size_t cap = b->cap * 2 > b->used + len ? b->cap * 2 : b->used + len;
+        unsigned char *nb = realloc(b->buf, cap);
+        if (!nb)
+            return NULL;
+        /* rebase the pointers already handed out */
+        for (size_t i = 0; i < b->n; i++) {
+            struct spool_rec *r = &b->recs[i];
+#define REBASE(f)                                                              \
+    if (r->f)                                                                  \
+    r->f = (const void *)(nb + ((const unsigned char *)r->f - b->buf))
+            REBASE(topic);
+            REBASE(key);
+            REBASE(headers);
+            REBASE(payload);
+#undef REBASE
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    void *dst = b->buf + b->used;
+    if (len)
+        memcpy(dst, p, len);
+    b->used += len;
+    return dst;
+}
+
+static void on_message(void *ud, const struct mqtt_in_msg *m)
+{
+    struct bridge *br = ud;
+    const struct conf *c = br->c;
+    struct route_result rr;
+    unsigned char hbuf[HDRS_CAP];
+    struct record_hdrs h = {.buf = hbuf, .cap = sizeof(hbuf)};
+    const char *topic, *why = NULL;
+    int64_t now = log_wall_ms();
+
+    br->n.received++;
+    route_match(br->routes, m->topic, &rr);
+    if (rr.status != ROUTE_OK) {
+        why = rr.reason;
+        if (rr.status == ROUTE_NO_MATCH)
+            br->n.unrouted++;
+        else
+            br->n.bad_topic++;
+    } else if (c->mqtt.max_payload > 0 &&
+               (int64_t)m->len > c->mqtt.max_payload) {
+        snprintf(rr.reason, sizeof(rr.reason),
+                 "payload of %zu bytes exceeds mqtt.max_payload (%" PRId64
+                 ")",
+                 m->len, c->mqtt.max_payload);
+        why = rr.reason;
+        br->n.oversized++;
+    }
+    topic = why ? c->kafka.dead_letter_topic : rr.topic;
+    if (why) {
+        br->n.dead_lettered++;
+        log_debug("dead-letter: %s: %s", m->topic, why);
+    }
+
+    record_hdr_add_str(&h, "mqtt.topic", m->topic);
+    record_hdr_add_i64(&h, "mqtt.qos", m->qos);
+    record_hdr_add_i64(&h, "mqtt.retain", m->retain);
+    record_hdr_add_str(&h, "gateway.id", c->gateway.id);
+    record_hdr_add_i64(&h, "received.ms", now);
+    if (why)
+        record_hdr_add_str(&h, "error.reason", why);
+    for (size_t i = 0; i < m->nprops; i++)
+        if (record_hdr_add_str(&h, m->props[i].name, m->props[i].value))
+            log_warn("mqtt: user property '%s' on %s dropped: headers full",
+                     m->props[i].name, m->topic);
+
+    struct batch *b = &br->batch;
+    struct spool_rec *r = &b->recs[b->n];
+    memset(r, 0, sizeof(*r));
+    r->topic = batch_copy(b, topic, strlen(topic) + 1);
+    r->headers = batch_copy(b, hbuf, h.len);
+    r->headers_len = h.len;
+    r->payload = batch_copy(b, m->payload, m->len);
+    r->payload_len = m->len;
+    if (rr.status == ROUTE_OK && rr.has_key) {
+        r->key = batch_copy(b, rr.key, rr.key_len);
+        r->key_len = rr.key_len;
+    }
+    r->recv_ms = now;
+    r->route = why ? -1 : rr.index;
+    if (!r->topic || !r->headers || !r->payload) {
+        /* Out of memory: the whole batch is withheld, acks unsent. */
+        log_error("out of memory holding message from %s", m->topic);
+        b->n = BATCH_MAX_RECORDS + 1; /* poison: commit() aborts */
+        return;
+    }
+    b->n++;
+}
+
+static void on_mqtt_state(void *ud, int connected, int session_present,
+                          const char *reason)
+{
+    struct bridge *br = ud;
+    const struct conf *c = br->c;
+    if (connected) {
+        log_info("mqtt: connected to %s:%d as %s (%s)", c->mqtt.host,
+                 c->mqtt.port, c->mqtt.client_id,
+                 session_present ? "session resumed" : "new session");
+        return;
+    }
+    br->n.reconnects++;
+    log_warn("mqtt: connection to %s:%d lost: %s", c->mqtt.host, c->mqtt.port,
+             reason ? reason : "unknown");
+}
+
+static void on_broker_dropped(void *ud, int64_t old, int64_t now)
+{
+    struct bridge *br = ud;
+    br->n.broker_dropped += now - old;
+    log_warn("mqtt: the broker dropped %" PRId64
+             " messages (its $SYS counter is now %" PRId64
+             "): raise max_queued_messages in mosquitto.conf",
+             now - old, now);
+}
+
+/* The test hook behind "acknowledge only what is durable": with
+ * MQTT2KAFKA_FAULT=crash-before-commit[@N] the daemon kills itself after
+ * reading a burst (once N messages were received) and before committing it.
+ * The broker must then redeliver the whole burst. */
+static void fault_point(struct bridge *br)
+{
+    if (br->fault_after >= 0 && br->n.received >= br->fault_after) {
+        log_warn("fault injection: crash before commit (%" PRId64
+                 " received)",
+                 br->n.received);
+        raise(SIGKILL);
+    }
+}
+
+/* Commits the batch; writes the PUBACKs only if that worked. */
+static void commit(struct bridge *br)
+{
+    struct batch *b = &br->batch;
+    int rc;
+    if (b->n == 0)
+        goto write;
+    fault_point(br);
+    rc = b->n > BATCH_MAX_RECORDS ? -ENOMEM : spool_put(br->sp, b->recs, b->n);
+    if (rc < 0) {
+        br->n.spool_errors++;
+        if (rc == -ENOSPC && br->c->spool.on_full == SPOOL_BACKPRESSURE) {
+            if (!br->backpressure)
+                log_warn("spool full: backpressure, not reading MQTT");
+            br->backpressure = 1;
+        } else {
+            log_error("spool: cannot store %zu messages: %s", b->n,
+                      spool_errmsg(br->sp));
+        }
+        mqtt_in_abort(br->in, "the batch could not be stored");
+        b->n = 0;
+        b->used = 0;
+        return;
+    }
+    br->n.spooled += (int64_t)b->n;
+    b->n = 0;
+    b->used = 0;
+write:
+    mqtt_in_write(br->in);
+}
+
+/* --- Kafka out: delivery reports → spool -------------------------------- */
+
+static void flush_pending(struct bridge *br)
+{
+    struct pending *p = &br->pend;
+    if (p->nacks) {
+        if (spool_ack(br->sp, p->acks, p->nacks) == 0)
+            br->n.delivered += (int64_t)p->nacks;
+        else
+            log_error("spool: ack failed (records will be sent again): %s",
+                      spool_errmsg(br->sp));
+        p->nacks = 0;
+    }
+    for (size_t i = 0; i < p->ndead; i++) {
+        log_error("kafka refused record %" PRId64 " for good: %s",
+                  p->dead_ids[i], p->dead_why[i]);
+        if (spool_dead(br->sp, p->dead_ids[i], p->dead_why[i]) == 0)
+            br->n.kafka_refused++;
+    }
+    p->ndead = 0;
+    if (p->nretry) {
+        spool_nack(br->sp, p->retry, p->nretry);
+        p->nretry = 0;
+    }
+}
+
+static void on_delivered(void *ud, int64_t id, enum kafka_out_outcome o,
+                         const char *reason, size_t bytes)
+{
+    struct bridge *br = ud;
+    struct pending *p = &br->pend;
+    br->inflight--;
+    br->inflight_bytes -= (int64_t)bytes;
+    if (p->nacks == p->cap || p->nretry == p->cap || p->ndead == 64)
+        flush_pending(br);
+    switch (o) {
+    case KAFKA_OUT_OK:
+        p->acks[p->nacks++] = id;
+        br->hold_ms = 0;
+        break;
+    case KAFKA_OUT_RETRY:
+        p->retry[p->nretry++] = id;
+        br->n.retries++;
+        /* Back off before sending them again, doubling up to a cap. */
+        br->hold_ms = br->hold_ms ? br->hold_ms * 2 : RETRY_HOLD_MIN_MS;
+        if (br->hold_ms > RETRY_HOLD_MAX_MS)
+            br->hold_ms = RETRY_HOLD_MAX_MS;
+        br->hold_until = log_now_ms() + br->hold_ms;
+        break;
+    case KAFKA_OUT_DEAD:
+        p->dead_ids[p->ndead] = id;
+        snprintf(p->dead_why[p->ndead], sizeof(p->dead_why[0]), "%s",
+                 reason ? reason : "refused");
+        p->ndead++;
+        break;
+    }
+}
+
+static void on_uplink(void *ud, int up, const char *reason)
+{
+    struct bridge *br = ud;
+    struct spool_stats st = {0};
+    if (br->uplink == up)
+        return;
+    br->uplink = up;
+    spool_stats(br->sp, &st);
+    if (up)
+        log_info("kafka: uplink up; backlog %" PRId64 " records", st.records);
+    else
+        log_warn("kafka: uplink down (%s); spooling, backlog %" PRId64
+                 " records",
+                 reason ? reason : "brokers unreachable", st.records);
+}
+
+/* Hands the oldest spooled records to Kafka, within the window. */
+static void drain(struct bridge *br)
+{
+    const struct conf *c = br->c;
+    struct spool_rec recs[PEEK_MAX];
+    struct kafka_out_hdr hdrs[RECORD_MAX_HDRS + 1];
+    char names[HDRS_CAP], idbuf[48], why[256];
+    int64_t refused[PEEK_MAX], putback[PEEK_MAX];
+    size_t nrefused = 0, nputback = 0;
+
+    if (log_now_ms() < br->hold_until)
+        return;
+    while (br->inflight < c->kafka.inflight_records &&
+           br->inflight_bytes < c->kafka.inflight_bytes) {
+        int64_t room = c->kafka.inflight_records - br->inflight;
+        int n = spool_peek(br->sp, recs,
+                           (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
+                           (size_t)(c->kafka.inflight_bytes -
+                                    br->inflight_bytes));
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct spool_rec *r = &recs[i];
+            int nh = record_hdrs_decode(r->headers, r->headers_len, hdrs,
+                                        RECORD_MAX_HDRS, names, sizeof(names));
+            if (nh < 0)
+                nh = 0; /* cannot happen for blobs we wrote; send bare */
+            spool_id_str(br->sp, r->id, idbuf, sizeof(idbuf));
+            hdrs[nh++] = (struct kafka_out_hdr){"m2k.id", idbuf,
+                                                strlen(idbuf)};
+            struct kafka_out_msg km = {
+                .id = r->id, .topic = r->topic,
+                .key = r->key_len ? r->key : NULL, .key_len = r->key_len,
+                .value = r->payload, .len = r->payload_len,
+                .hdrs = hdrs, .nhdrs = (size_t)nh,
+                .timestamp_ms = r->recv_ms,
+            };
+            int rc = kafka_out_produce(br->out, &km, why, sizeof(why));
+            if (rc == 0) {
+                br->inflight++;
+                br->inflight_bytes += (int64_t)(r->key_len + r->payload_len);
+            } else if (rc == -EINVAL) {
+                refused[nrefused++] = r->id;
+                log_error("kafka refused record %" PRId64 " to %s: %s", r->id,
+                          r->topic, why);
+            } else {
+                putback[nputback++] = r->id; /* queue full: later */
+            }
+        }
+        if (nputback || nrefused)
+            break;
+    }
+    /* The peeked records are gone now: the spool may be called again. */
+    for (size_t i = 0; i < nrefused; i++)
+        if (spool_dead(br->sp, refused[i], "refused by the producer") == 0)
+            br->n.kafka_refused++;
+    if (nputback)
+        spool_nack(br->sp, putback, nputback);
+}
+
+/* --- timers, signals, the loop ------------------------------------------ */
+
+static void log_counters(struct bridge *br, const char *when)
+{
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    int64_t age = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0;
+    log_info("%s: received=%" PRId64 " spooled=%" PRId64 " delivered=%" PRId64
+             " dead_lettered=%" PRId64 " (unrouted=%" PRId64
+             " bad_topic=%" PRId64 " oversized=%" PRId64
+             ") kafka_refused=%" PRId64 " dropped_full=%" PRId64
+             " expired=%" PRId64 " retries=%" PRId64 " spool_errors=%" PRId64
+             " broker_dropped=%" PRId64 " backlog=%" PRId64
+             " backlog_bytes=%" PRId64 " oldest_s=%" PRId64
+             " dead_in_spool=%" PRId64 " uplink=%s mqtt=%s",
+             when, br->n.received, br->n.spooled, br->n.delivered,
+             br->n.dead_lettered, br->n.unrouted, br->n.bad_topic,
+             br->n.oversized, br->n.kafka_refused,
+             st.dropped[SPOOL_DROP_FULL], st.dropped[SPOOL_DROP_EXPIRED],
+             br->n.retries, br->n.spool_errors, br->n.broker_dropped,
+             st.records, st.bytes, age, st.dead,
+             br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
+             mqtt_in_connected(br->in) ? "connected" : "disconnected");
+}
+
+static int open_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void on_signal(struct bridge *br, int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            log_counters(br, "stats");
+            continue;
+        }
+        log_info("signal %u: stopping", si.ssi_signo);
+        br->stop = 1;
+    }
+}
+
+static void turn(struct bridge *br, int sfd, int timeout)
+{
+    struct pollfd pf[3] = {
+        {.fd = sfd, .events = POLLIN},
+        {.fd = kafka_out_fd(br->out), .events = POLLIN},
+        {.fd = mqtt_in_fd(br->in), .events = 0},
+    };
+    if (!br->backpressure)
+        pf[2].events |= POLLIN;
+    if (mqtt_in_want_write(br->in))
+        pf[2].events |= POLLOUT;
+    if (poll(pf, 3, timeout) < 0 && errno != EINTR)
+        log_error("poll: %s", strerror(errno));
+    if (pf[0].revents)
+        on_signal(br, sfd);
+    if (pf[1].revents)
+        kafka_out_poll(br->out);
+    if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+        /* read until dry or the batch is full, then one commit */
+        while (br->batch.n < BATCH_MAX_RECORDS - 64 &&
+               br->batch.used < BATCH_SOFT_BYTES) {
+            size_t before = br->batch.n;
+            if (mqtt_in_read(br->in, 64) <= 0 || br->batch.n == before)
+                break;
+        }
+        commit(br);
+    } else if (pf[2].fd >= 0 && pf[2].revents & POLLOUT) {
+        commit(br); /* nothing read: just sends what is queued */
+    }
+}
+
+static int kafka_open(struct bridge *br, char *err, size_t errlen)
+{
+    const struct conf *c = br->c;
+    struct kafka_out_prop props[CONF_MAX_PROPS];
+    for (size_t i = 0; i < c->kafka.nprops && i < CONF_MAX_PROPS; i++)
+        props[i] = (struct kafka_out_prop){c->kafka.props[i].name,
+                                           c->kafka.props[i].value};
+    struct kafka_out_opts ko = {
+        .brokers = c->kafka.brokers,
+        .compression = c->kafka.compression,
+        .props = props,
+        .nprops = c->kafka.nprops,
+        .queue_records = c->kafka.inflight_records,
+    };
+    struct kafka_out_cb kcb = {.delivered = on_delivered,
+                               .uplink = on_uplink};
+    return kafka_out_new(&ko, &kcb, br, &br->out, err, errlen);
+}
+
+/* Before sleeping: apply delivery outcomes, refill the window, housekeeping. */
+static int before_sleep(struct bridge *br, int64_t *next_stats,
+                        int64_t *next_expire)
+{
+    int64_t now = log_now_ms();
+    flush_pending(br);
+    if (kafka_out_fatal(br->out)) {
+        char err[512];
+        log_error("kafka: restarting the producer after a fatal error");
+        kafka_out_free(br->out); /* reports everything in flight as retry */
+        br->out = NULL;
+        flush_pending(br);
+        spool_rewind(br->sp);
+        br->inflight = br->inflight_bytes = 0;
+        if (kafka_open(br, err, sizeof(err)) < 0) {
+            log_error("%s", err);
+            br->stop = 1;
+            return 0;
+        }
+    }
+    drain(br);
+    if (br->backpressure && !spool_full(br->sp)) {
+        log_info("spool has room again: reading MQTT");
+        br->backpressure = 0;
+    }
+    int wait = mqtt_in_tick(br->in, now, br->backpressure);
+    if (now >= *next_expire) {
+        spool_expire(br->sp, log_wall_ms());
+        *next_expire = now + EXPIRE_EVERY_MS;
+    }
+    if (now >= *next_stats) {
+        log_counters(br, "stats");
+        *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
+    }
+    if (br->hold_until > now && br->hold_until - now < wait)
+        wait = (int)(br->hold_until - now);
+    if (br->pend.nretry || br->pend.nacks)
+        wait = 0;
+    return wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
+}
+
+/* SIGTERM: nothing more is read; what was read is already committed. The
+ * acks for it go out, in-flight deliveries get a bounded time, and what is
+ * not delivered stays in the spool for the next start. */
+static void shutdown_gracefully(struct bridge *br)
+{
+    int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
+    commit(br);
+    mqtt_in_close(br->in);
+    while (br->inflight > 0 && log_now_ms() < deadline) {
+        kafka_out_flush(br->out, 100);
+        flush_pending(br);
+    }
+    if (br->inflight > 0)
+        log_warn("shutdown: %" PRId64
+                 " records still in flight stay in the spool",
+                 br->inflight);
+    kafka_out_free(br->out);
+    br->out = NULL;
+    flush_pending(br);
+    log_counters(br, "final");
+}
+
+static int open_stages(struct bridge *br, const char ***filters,
+                       size_t *nfilters)
+{
+    const struct conf *c = br->c;
+    char err[512];
+    struct spool_opts so = {
+        .path = c->spool.path,
+        .max_bytes = c->spool.max_bytes,
+        .max_age_ms = c->spool.max_age,
+        .on_full = (enum spool_on_full)c->spool.on_full,
+        .sync = (enum spool_sync)c->spool.sync,
+    };
+    if (route_table_new(c, &br->routes, err, sizeof(err)) < 0)
+        goto fail;
+    *nfilters = route_table_filters(br->routes, filters);
+    if (spool_open(&so, &br->sp, err, sizeof(err)) < 0)
+        goto fail;
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    if (st.recovered)
+        log_error("spool: %s was corrupt; it was set aside and a fresh "
+                  "spool started",
+                  c->spool.path);
+    log_info("spool: %s (%s), %" PRId64 " records waiting, %" PRId64
+             " dead letters",
+             c->spool.path,
+             c->spool.sync == SPOOL_SYNC_FULL ? "sync full" : "sync normal",
+             st.records, st.dead);
+    if (kafka_open(br, err, sizeof(err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    log_error("%s", err);
+    return -1;
+}
+
+int bridge_run(const struct conf *c)
+{
+    struct bridge *br = calloc(1, sizeof(*br));
+    const char **filters = NULL;
+    size_t nfilters = 0;
+    int sfd = -1, rc = 1;
+    char err[512];
+
+    if (!br)
+        return 1;
+    br->c = c;
+    br->uplink = -1;
+    br->fault_after = -1;
+    const char *fault = getenv("MQTT2KAFKA_FAULT");
+    if (fault && strncmp(fault, "crash-before-commit", 19) == 0)
+        br->fault_after = fault[19] == '@' ? strtoll(fault + 20, NULL, 10) : 1;
+    log_set_level(c->log.level);
+    srandom((unsigned)(log_wall_ms() ^ getpid()));
+    br->pend.cap = (size_t)c->kafka.inflight_records + 1;
+    br->pend.acks = calloc(br->pend.cap, sizeof(int64_t));
+    br->pend.retry = calloc(br->pend.cap, sizeof(int64_t));
+    br->batch.cap = 1u << 20;
+    br->batch.buf = malloc(br->batch.cap);
+    if (!br->pend.acks || !br->pend.retry || !br->batch.buf)
+        goto out;
+    if (open_stages(br, &filters, &nfilters) < 0)
+        goto out;
+
+    struct mqtt_in_opts mo = {
+        .host = c->mqtt.host, .port = c->mqtt.port,
+        .client_id = c->mqtt.client_id, .protocol = c->mqtt.protocol,
+        .qos = c->mqtt.qos, .keepalive = c->mqtt.keepalive,
+        .session_expiry = c->mqtt.session_expiry,
+        .reconnect_max = c->mqtt.reconnect_max,
+        .username = c->mqtt.username, .password = c->mqtt.password,
+        .filters = filters, .nfilters = nfilters, .watch_sys_drops = 1,
+    };
+    struct mqtt_in_cb mcb = {.message = on_message,
+                             .state = on_mqtt_state,
+                             .broker_dropped = on_broker_dropped};
+    if (mqtt_in_new(&mo, &mcb, br, &br->in, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    sfd = open_signals();
+    if (sfd < 0) {
+        log_error("signalfd: %s", strerror(errno));
+        goto out;
+    }
+    log_info("mqtt2kafka %s: gateway %s, %zu routes, mqtt %s:%d, kafka %s",
+             M2K_VERSION, c->gateway.id, c->nroutes, c->mqtt.host,
+             c->mqtt.port, c->kafka.brokers);
+
+    int64_t next_stats = log_now_ms() + (int64_t)c->log.stats_interval * 1000;
+    int64_t next_expire = 0;
+    while (!br->stop)
+        turn(br, sfd, before_sleep(br, &next_stats, &next_expire));
+    shutdown_gracefully(br);
+    rc = 0;
+out:
+    if (sfd >= 0)
+        close(sfd);
+    kafka_out_free(br->out);
+    mqtt_in_free(br->in);
+    spool_close(br->sp);
+    route_table_free(br->routes);
+    free(br->pend.acks);
+    free(br->pend.retry);
+    free(br->batch.buf);
+    free(br);
+    return rc;
+}

@@ -1,0 +1,71 @@
+/*
+ * record.c — pack and unpack record headers (format in record.h).
+ *
+ * Names are stored without a terminator, but librdkafka wants C strings, so
+ * decode copies the names (only) into a caller-owned scratch area.
+ */
+#include "bridge/record.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+int record_hdr_add(struct record_hdrs *h, const char *name, const void *value,
+                   size_t len)
+{
+    size_t nlen = strlen(name);
+    if (nlen == 0 || nlen > 255 || len > 65535 ||
+        h->len + 3 + nlen + len > h->cap)
+        return -ENOSPC;
+    unsigned char *p = h->buf + h->len;
+    *p++ = (unsigned char)nlen;
+    memcpy(p, name, nlen);
+    p += nlen;
+    *p++ = (unsigned char)(len >> 8);
+    *p++ = (unsigned char)(len & 0xff);
+    if (len)
+        memcpy(p, value, len);
+    h->len += 3 + nlen + len;
+    return 0;
+}
+
+int record_hdr_add_str(struct record_hdrs *h, const char *name,
+                       const char *value)
+{
+    return record_hdr_add(h, name, value, strlen(value));
+}
+
+int record_hdr_add_i64(struct record_hdrs *h, const char *name, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    return record_hdr_add(h, name, buf, (size_t)n);
+}
+
+int record_hdrs_decode(const void *blob, size_t len, struct kafka_out_hdr *out,
+                       size_t max, char *names, size_t names_cap)
+{
+    const unsigned char *p = blob, *end = p + len;
+    size_t n = 0, used = 0;
+    while (p < end) {
+        size_t nlen = *p++;
+        if (n == max || (size_t)(end - p) < nlen + 2 ||
+            used + nlen + 1 > names_cap)
+            return -EINVAL;
+        memcpy(names + used, p, nlen);
+        names[used + nlen] = '\0';
+        out[n].name = names + used;
+        used += nlen + 1;
+        p += nlen;
+        size_t vlen = (size_t)p[0] << 8 | p[1];
+        p += 2;
+        if ((size_t)(end - p) < vlen)
+            return -EINVAL;
+        out[n].value = p;
+        out[n].len = vlen;
+        p += vlen;
+        n++;
+    }
+    return (int)n;
+}

@@ -1,0 +1,36 @@
+/*
+ * record.h — the headers of a Kafka-bound record, packed into the opaque
+ * blob the spool stores, and unpacked without copying when it drains.
+ *
+ * Blob format, repeated: u8 name length, name bytes, u16 value length
+ * (big-endian), value bytes. Names over 255 bytes or values over 65535 bytes
+ * do not fit and are refused at encode time.
+ */
+#ifndef MQTT2KAFKA_RECORD_H
+#define MQTT2KAFKA_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/kafka_out.h"
+
+#define RECORD_MAX_HDRS 48
+
+struct record_hdrs {
+    unsigned char *buf;
+    size_t len, cap; /* cap is fixed at init: a hard limit */
+};
+
+/* Appends one header; -ENOSPC when the blob is full or the header too long. */
+int record_hdr_add(struct record_hdrs *h, const char *name, const void *value,
+                   size_t len);
+int record_hdr_add_str(struct record_hdrs *h, const char *name,
+                       const char *value);
+int record_hdr_add_i64(struct record_hdrs *h, const char *name, int64_t v);
+
+/* Unpacks a blob into out (pointers into blob). Returns the count, or
+ * -EINVAL for a malformed blob. */
+int record_hdrs_decode(const void *blob, size_t len, struct kafka_out_hdr *out,
+                       size_t max, char *names, size_t names_cap);
+
+#endif
