@@ -26,6 +26,9 @@ CC        ?= cc
 OPT       ?= -O2 -g
 WARN      := -std=c11 -Wall -Wextra -Wshadow -Wconversion -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2
+ifeq ($(CI),true)
+WERROR    ?= 1
+endif
 ifeq ($(WERROR),1)
 WARN      += -Werror
 endif
