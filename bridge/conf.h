@@ -11,9 +11,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG: the exit code of a bad config */
 #define CONF_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
+#define CONF_MAX_FILE (1024 * 1024) /* conf_load refuses larger files */
+#define CONF_MAX_ROUTES 256
+#define CONF_MAX_PROPS 256
+#define CONF_MAX_CAPTURES 16        /* {name} captures in one match */
 
 struct conf_route {
     char *match;  /* as written: sensors/{region}/{type}/{device} */
@@ -84,5 +89,13 @@ void conf_fini(struct conf *c);
  * "250ms" into ms. 0 or -EINVAL. Shared by the loader and the CLI. */
 int conf_parse_size(const char *s, int64_t *out);
 int conf_parse_duration_ms(const char *s, int64_t *out);
+/* The reverse, for summaries: "1GiB", "300B"; "7d", "250ms". Never fails;
+ * truncates to len like snprintf. */
+void conf_format_size(int64_t bytes, char *buf, size_t len);
+void conf_format_duration_ms(int64_t ms, char *buf, size_t len);
+
+/* Writes every key with its type, range, default and help text (for
+ * `mqtt2kafka check --keys` and the man page). */
+void conf_print_keys(FILE *f);
 
 #endif
