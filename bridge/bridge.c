@@ -60,6 +60,7 @@ struct counters {
     int64_t unrouted;      /*   of those: no route matched */
     int64_t bad_topic;     /*   of those: illegal Kafka topic from captures */
     int64_t oversized;     /*   of those: payload over mqtt.max_payload */
+    int64_t empty;         /*   of those: empty payload */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
     int64_t retries;       /* transient delivery failures */
     int64_t spool_errors;  /* batches the spool refused (acks withheld) */
@@ -152,6 +153,9 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
             br->n.unrouted++;
         else
             br->n.bad_topic++;
+    } else if (m->len == 0) {
+        why = "empty payload";
+        br->n.empty++;
     } else if (c->mqtt.max_payload > 0 &&
                (int64_t)m->len > c->mqtt.max_payload) {
         snprintf(rr.reason, sizeof(rr.reason),
@@ -415,16 +419,16 @@ static void log_counters(struct bridge *br, const char *when)
     spool_stats(br->sp, &st);
     int64_t age = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0;
     log_info("%s: received=%" PRId64 " spooled=%" PRId64 " delivered=%" PRId64
-             " dead_lettered=%" PRId64 " (unrouted=%" PRId64
-             " bad_topic=%" PRId64 " oversized=%" PRId64
-             ") kafka_refused=%" PRId64 " dropped_full=%" PRId64
+             " dead_lettered=%" PRId64 " unrouted=%" PRId64
+             " bad_topic=%" PRId64 " oversized=%" PRId64 " empty=%" PRId64
+             " kafka_refused=%" PRId64 " dropped_full=%" PRId64
              " expired=%" PRId64 " retries=%" PRId64 " spool_errors=%" PRId64
              " broker_dropped=%" PRId64 " backlog=%" PRId64
              " backlog_bytes=%" PRId64 " oldest_s=%" PRId64
              " dead_in_spool=%" PRId64 " uplink=%s mqtt=%s",
              when, br->n.received, br->n.spooled, br->n.delivered,
              br->n.dead_lettered, br->n.unrouted, br->n.bad_topic,
-             br->n.oversized, br->n.kafka_refused,
+             br->n.oversized, br->n.empty, br->n.kafka_refused,
              st.dropped[SPOOL_DROP_FULL], st.dropped[SPOOL_DROP_EXPIRED],
              br->n.retries, br->n.spool_errors, br->n.broker_dropped,
              st.records, st.bytes, age, st.dead,
