@@ -10,6 +10,9 @@
  *
  * Threads: one struct spool is used by one thread at a time. The bridge uses
  * one handle from its single event-loop thread for both puts and peeks.
+ * (Every call also takes the handle's mutex, so a writer thread calling put
+ * and a reader thread calling peek/ack may share one handle; pointers from
+ * spool_peek stay valid until that thread's next peek.)
  *
  * Errors: functions return 0 or a negative errno: -ENOSPC (full under the
  * backpressure policy, or the disk is full), -EIO (an I/O error or SQLite
@@ -79,6 +82,7 @@ struct spool_stats {
     int64_t acked_total;   /* records acked since the file was created */
     int64_t file_bytes;    /* database + WAL on disk */
     int recovered;         /* 1 if open found a corrupt file and set it aside */
+    int64_t dead_purged;   /* dead letters deleted by spool_dead_purge */
 };
 
 /*
@@ -146,6 +150,9 @@ int spool_dead_purge(struct spool *sp);  /* returns how many, or < 0 */
 int spool_expire(struct spool *sp, int64_t now_ms);
 
 int spool_stats(struct spool *sp, struct spool_stats *st);
+
+/* A short name for a drop reason ("full", "expired"), for logs and metrics. */
+const char *spool_reason_name(enum spool_reason r);
 
 /* 1 when a put would be refused under backpressure right now. */
 int spool_full(struct spool *sp);

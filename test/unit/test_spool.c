@@ -1,0 +1,726 @@
+/*
+ * test_spool.c — unit tests for spool/: what the bridge and an operator
+ * see. Order and peek windows, ack of ranges and sparse sets, nack, restart,
+ * ids that are never reused, dead letters, the size cap under both
+ * policies, max_age, corrupt files, a newer schema, two threads on one
+ * handle, and (as root) a full disk on a small tmpfs.
+ *
+ * Each test works in its own temporary directory, removed afterwards.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool/spool.h"
+
+struct fx {
+    char dir[256];
+    char path[300];
+    int mounted;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+    snprintf(f->dir, sizeof(f->dir), "%s/spool-test-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/spool.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    if (f->mounted)
+        umount(f->dir);
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    char p[600];
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", f->dir, e->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct spool *open_sp(const char *path, int64_t max_bytes,
+                             enum spool_on_full on_full, int64_t max_age)
+{
+    struct spool_opts o = {path, max_bytes, max_age, on_full,
+                           SPOOL_SYNC_NORMAL};
+    struct spool *sp = NULL;
+    char err[512];
+    int rc = spool_open(&o, &sp, err, sizeof(err));
+    if (rc)
+        fprintf(stderr, "spool_open: %d %s\n", rc, err);
+    assert_int_equal(rc, 0);
+    return sp;
+}
+
+/* Puts n records whose payload starts with "seq=<seq0+i>;", padded with
+ * 'x' to len bytes (at least the prefix). ids gets the assigned ids. */
+static int put_seq(struct spool *sp, int seq0, int n, size_t len,
+                   int64_t recv_ms, int64_t *ids)
+{
+    struct spool_rec r[256];
+    assert_true(n <= 256 && len <= 8192);
+    char (*own)[8192] = malloc((size_t)n * 8192);
+    for (int i = 0; i < n; i++) {
+        char pre[32];
+        int k = snprintf(pre, sizeof(pre), "seq=%d;", seq0 + i);
+        memset(own[i], 'x', len);
+        memcpy(own[i], pre, (size_t)k);
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].topic = "factory/line1/temp";
+        r[i].key = "gw-7";
+        r[i].key_len = 4;
+        r[i].headers = "h:v";
+        r[i].headers_len = 3;
+        r[i].payload = own[i];
+        r[i].payload_len = len > (size_t)k ? len : (size_t)k;
+        r[i].recv_ms = recv_ms;
+        r[i].route = i % 3;
+    }
+    int rc = spool_put(sp, r, (size_t)n);
+    for (int i = 0; rc == 0 && ids && i < n; i++)
+        ids[i] = r[i].id;
+    free(own);
+    return rc;
+}
+
+static int seq_of(const struct spool_rec *r)
+{
+    int s = -1;
+    char b[32] = "";
+    memcpy(b, r->payload, r->payload_len < 31 ? r->payload_len : 31);
+    sscanf(b, "seq=%d;", &s);
+    return s;
+}
+
+/* Peeks everything eligible; returns the count, ids and seqs in order. */
+static int drain(struct spool *sp, int64_t *ids, int *seqs, int max)
+{
+    struct spool_rec r[100];
+    int n = 0, k;
+    while ((k = spool_peek(sp, r, 100, SIZE_MAX)) > 0) {
+        for (int i = 0; i < k; i++, n++) {
+            assert_true(n < max);
+            ids[n] = r[i].id;
+            if (seqs)
+                seqs[n] = seq_of(&r[i]);
+        }
+    }
+    assert_int_equal(k, 0);
+    return n;
+}
+
+static void test_order_and_windows(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[10];
+    int64_t ids[10];
+    assert_int_equal(put_seq(sp, 0, 10, 100, 1234, ids), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ids[i], i + 1);
+
+    assert_int_equal(spool_peek(sp, r, 3, SIZE_MAX), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(r[i].id, i + 1);
+        assert_int_equal(seq_of(&r[i]), i);
+        assert_string_equal(r[i].topic, "factory/line1/temp");
+        assert_int_equal(r[i].key_len, 4);
+        assert_memory_equal(r[i].key, "gw-7", 4);
+        assert_int_equal(r[i].headers_len, 3);
+        assert_memory_equal(r[i].headers, "h:v", 3);
+        assert_int_equal(r[i].payload_len, 100);
+        assert_int_equal(r[i].recv_ms, 1234);
+        assert_int_equal(r[i].route, i % 3);
+    }
+    /* byte budget: 107 bytes a record, 250 allows two */
+    assert_int_equal(spool_peek(sp, r, 10, 250), 2);
+    assert_int_equal(r[0].id, 4);
+    assert_int_equal(r[1].id, 5);
+    /* a budget smaller than one record still hands out one */
+    assert_int_equal(spool_peek(sp, r, 10, 10), 1);
+    assert_int_equal(r[0].id, 6);
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 4);
+    assert_int_equal(r[3].id, 10);
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 0);
+
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 10);
+    assert_int_equal(st.bytes, 10 * 107);
+    assert_int_equal(st.inflight, 10);
+    assert_int_equal(st.oldest_ms, 1234);
+    assert_int_equal(st.put_total, 10);
+    assert_true(st.file_bytes > 0);
+    spool_close(sp);
+}
+
+static void test_ack_ranges_and_sparse(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[100];
+    int64_t ids[100], acks[100], got[100];
+    size_t na = 0;
+    assert_int_equal(put_seq(sp, 0, 100, 50, 1, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 100, SIZE_MAX), 100);
+    for (int64_t i = 50; i >= 1; i--) /* a range, given backwards */
+        acks[na++] = i;
+    acks[na++] = 7; /* a duplicate */
+    assert_int_equal(spool_ack(sp, acks, na), 0);
+    na = 0;
+    for (int64_t i = 52; i <= 100; i += 2) /* sparse */
+        acks[na++] = i;
+    acks[na++] = 5000; /* unknown ids are fine */
+    assert_int_equal(spool_ack(sp, acks, na), 0);
+
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 25);
+    assert_int_equal(st.bytes, 25 * 57);
+    assert_int_equal(st.acked_total, 75);
+    assert_int_equal(st.inflight, 25);
+
+    spool_rewind(sp);
+    assert_int_equal(drain(sp, got, NULL, 100), 25);
+    for (int i = 0; i < 25; i++)
+        assert_int_equal(got[i], 51 + 2 * i);
+    spool_close(sp);
+}
+
+static void test_nack_order(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[20];
+    int64_t ids[10];
+    assert_int_equal(put_seq(sp, 0, 10, 20, 1, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 10);
+    int64_t nk[] = {7, 3, 3, 42};
+    assert_int_equal(spool_nack(sp, nk, 4), 0);
+    assert_int_equal(put_seq(sp, 10, 2, 20, 1, ids), 0);
+    /* nacked first, in id order, then the new records */
+    assert_int_equal(spool_peek(sp, r, 1, SIZE_MAX), 1);
+    assert_int_equal(r[0].id, 3);
+    assert_int_equal(spool_peek(sp, r, 20, SIZE_MAX), 3);
+    assert_int_equal(r[0].id, 7);
+    assert_int_equal(r[1].id, 11);
+    assert_int_equal(r[2].id, 12);
+    assert_int_equal(spool_peek(sp, r, 20, SIZE_MAX), 0);
+    /* an acked record that was nacked is not handed out again */
+    int64_t a = 3;
+    assert_int_equal(spool_nack(sp, &a, 1), 0);
+    assert_int_equal(spool_ack(sp, &a, 1), 0);
+    assert_int_equal(spool_peek(sp, r, 20, SIZE_MAX), 0);
+    spool_close(sp);
+}
+
+static void test_restart_resumes_ids_never_reused(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[20];
+    int64_t ids[10], got[20];
+    int seqs[20];
+    char epoch[17], idbuf[40];
+    snprintf(epoch, sizeof(epoch), "%s", spool_epoch(sp));
+    assert_int_equal(strlen(epoch), 16);
+    spool_id_str(sp, 42, idbuf, sizeof(idbuf));
+    char want[40];
+    snprintf(want, sizeof(want), "%s-42", epoch);
+    assert_string_equal(idbuf, want);
+
+    assert_int_equal(put_seq(sp, 0, 10, 30, 1, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 10);
+    int64_t newest[] = {9, 10};
+    assert_int_equal(spool_ack(sp, newest, 2), 0);
+    spool_close(sp);
+
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_string_equal(spool_epoch(sp), epoch);
+    /* everything that was in flight is eligible again, in order */
+    assert_int_equal(drain(sp, got, seqs, 20), 8);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(got[i], i + 1);
+        assert_int_equal(seqs[i], i);
+    }
+    /* the newest rows were deleted: their ids still are not reused */
+    assert_int_equal(put_seq(sp, 10, 1, 30, 1, ids), 0);
+    assert_int_equal(ids[0], 11);
+    spool_close(sp);
+
+    /* a put after the last state write, then a restart: still counted */
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 9);
+    assert_int_equal(st.put_total, 11);
+    assert_int_equal(st.acked_total, 2);
+    assert_int_equal(st.bytes, 9 * 37);
+    int64_t a = 11;
+    assert_int_equal(spool_ack(sp, &a, 1), 0);
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(put_seq(sp, 11, 1, 30, 1, ids), 0);
+    assert_int_equal(ids[0], 12);
+    spool_close(sp);
+}
+
+static void test_dead_letters(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[10];
+    struct spool_dead_rec d[10];
+    struct spool_stats st;
+    int64_t ids[5], got[10];
+    int seqs[10];
+    assert_int_equal(put_seq(sp, 0, 5, 40, 77, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 5, SIZE_MAX), 5);
+    assert_int_equal(spool_dead(sp, 2, "message too large"), 0);
+    assert_int_equal(spool_dead(sp, 4, "topic authorization failed"), 0);
+    assert_int_equal(spool_dead(sp, 99, "x"), -ENOENT);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dead, 2);
+    assert_int_equal(st.records, 3);
+    assert_int_equal(st.inflight, 3);
+
+    assert_int_equal(spool_dead_list(sp, d, 10), 2);
+    assert_int_equal(d[0].id, 4); /* newest first */
+    assert_string_equal(d[0].reason, "topic authorization failed");
+    assert_int_equal(d[1].id, 2);
+    assert_string_equal(d[1].reason, "message too large");
+    assert_string_equal(d[1].topic, "factory/line1/temp");
+    assert_int_equal(d[1].recv_ms, 77);
+    assert_int_equal(d[1].payload_len, 40);
+    assert_true(d[1].dead_ms > 0);
+
+    /* dead letters survive a restart, as do their counts */
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dead, 2);
+    assert_int_equal(drain(sp, got, NULL, 10), 3);
+    assert_int_equal(got[0], 1);
+    assert_int_equal(got[1], 3);
+    assert_int_equal(got[2], 5);
+
+    /* replay: back in the queue under new ids, after everything else */
+    assert_int_equal(spool_dead_replay(sp), 2);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dead, 0);
+    assert_int_equal(st.records, 5);
+    assert_int_equal(drain(sp, got, seqs, 10), 2);
+    assert_int_equal(got[0], 6);
+    assert_int_equal(seqs[0], 1);
+    assert_int_equal(got[1], 7);
+    assert_int_equal(seqs[1], 3);
+
+    /* purge deletes, and says how many */
+    assert_int_equal(spool_dead(sp, 6, "again"), 0);
+    assert_int_equal(spool_dead_purge(sp), 1);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dead, 0);
+    assert_int_equal(st.dead_purged, 1);
+    assert_int_equal(st.records, 4);
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dead_purged, 1);
+    assert_int_equal(st.records, 4);
+    /* ids are not reused after a replay either */
+    assert_int_equal(put_seq(sp, 5, 1, 40, 77, ids), 0);
+    assert_int_equal(ids[0], 8);
+    spool_close(sp);
+}
+
+static void test_cap_drop_oldest(void **state)
+{
+    struct fx *f = *state;
+    const int64_t cap = 2 << 20;
+    struct spool *sp = open_sp(f->path, cap, SPOOL_DROP_OLDEST, 0);
+    struct spool_stats st;
+    int64_t ids[50], last = 0, *got = malloc(20000 * sizeof(*got));
+    int *seqs = malloc(20000 * sizeof(*seqs));
+    for (int b = 0; b < 200; b++) { /* 10 MB through a 2 MB spool */
+        assert_int_equal(put_seq(sp, b * 50, 50, 1000, 1, ids), 0);
+        last = ids[49];
+        assert_int_equal(spool_stats(sp, &st), 0);
+        assert_true(st.file_bytes <= cap);
+        assert_false(spool_full(sp)); /* never under drop_oldest */
+    }
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_true(st.dropped[SPOOL_DROP_FULL] > 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 0);
+    assert_int_equal(st.records + st.dropped[SPOOL_DROP_FULL], 10000);
+    assert_int_equal(st.put_total, 10000);
+    assert_true(st.records > 1000); /* most of the cap holds data */
+    assert_string_equal(spool_reason_name(SPOOL_DROP_FULL), "full");
+
+    /* what is left is the newest, contiguous, in order */
+    int n = drain(sp, got, seqs, 20000);
+    assert_int_equal(n, st.records);
+    assert_int_equal(got[n - 1], last);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(got[i], last - n + 1 + i);
+        assert_int_equal(seqs[i], 10000 - n + i);
+    }
+    spool_close(sp);
+    sp = open_sp(f->path, cap, SPOOL_DROP_OLDEST, 0);
+    struct spool_stats st2;
+    assert_int_equal(spool_stats(sp, &st2), 0);
+    assert_int_equal(st2.dropped[SPOOL_DROP_FULL], st.dropped[SPOOL_DROP_FULL]);
+    assert_int_equal(st2.records, st.records);
+    assert_true(st2.file_bytes <= cap);
+    /* a batch too big for one put under this cap is refused, not split */
+    int rc = put_seq(sp, 0, 200, 8000, 1, NULL);
+    assert_int_equal(rc, -EINVAL);
+    spool_close(sp);
+    free(got);
+    free(seqs);
+}
+
+static void test_cap_backpressure(void **state)
+{
+    struct fx *f = *state;
+    const int64_t cap = 1 << 20;
+    struct spool *sp = open_sp(f->path, cap, SPOOL_BACKPRESSURE, 0);
+    struct spool_stats st;
+    struct spool_rec r[100];
+    int64_t ids[20];
+    int ok = 0, rc = 0;
+    assert_false(spool_full(sp));
+    for (int b = 0; b < 1000 && (rc = put_seq(sp, ok, 20, 1000, 1, ids)) == 0;
+         b++)
+        ok += 20;
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(spool_errmsg(sp), "full"));
+    assert_true(spool_full(sp));
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, ok);
+    assert_int_equal(st.dropped[SPOOL_DROP_FULL], 0);
+    assert_true(st.file_bytes <= cap);
+    assert_true(ok > 300);
+
+    /* the Kafka side drains some: the bridge may read MQTT again */
+    int k = spool_peek(sp, r, 100, SIZE_MAX);
+    assert_int_equal(k, 100);
+    int64_t acks[100];
+    for (int i = 0; i < k; i++)
+        acks[i] = r[i].id;
+    assert_int_equal(spool_ack(sp, acks, 100), 0);
+    assert_false(spool_full(sp));
+    assert_int_equal(put_seq(sp, ok, 20, 1000, 1, ids), 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, ok - 100 + 20);
+    assert_true(st.file_bytes <= cap);
+    spool_close(sp);
+}
+
+static void test_max_age(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 1000);
+    struct spool_stats st;
+    struct spool_rec r[10];
+    int64_t now = wall_ms(), ids[5];
+    assert_int_equal(spool_expire(sp, now), 0); /* empty: nothing to do */
+    assert_int_equal(put_seq(sp, 0, 5, 10, now - 5000, ids), 0);
+    assert_int_equal(put_seq(sp, 5, 5, 10, now - 500, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 2, SIZE_MAX), 2); /* in flight too */
+    assert_int_equal(spool_expire(sp, now), 5);
+    assert_int_equal(spool_expire(sp, now), 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 5);
+    assert_int_equal(st.dropped[SPOOL_DROP_FULL], 0);
+    assert_int_equal(st.records, 5);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.oldest_ms, now - 500);
+    assert_string_equal(spool_reason_name(SPOOL_DROP_EXPIRED), "expired");
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 5);
+    assert_int_equal(seq_of(&r[0]), 5);
+    assert_int_equal(spool_expire(sp, now + 1000), 5);
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 1000);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 10);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(st.oldest_ms, 0);
+    spool_close(sp);
+}
+
+static int count_corrupt_files(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strstr(e->d_name, "spool.db.corrupt-") &&
+            !strstr(e->d_name, "-wal"))
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void scribble(const char *path, off_t off, size_t len)
+{
+    unsigned char junk[4096];
+    memset(junk, 0xA5, sizeof(junk));
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, len, off), (ssize_t)len);
+    close(fd);
+}
+
+static void corrupt_case(struct fx *f, off_t off, size_t len)
+{
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t ids[100];
+    char old_epoch[17];
+    snprintf(old_epoch, sizeof(old_epoch), "%s", spool_epoch(sp));
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(put_seq(sp, i * 100, 100, 200, 1, ids), 0);
+    spool_close(sp);
+    scribble(f->path, off, len);
+
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
+                           SPOOL_SYNC_NORMAL};
+    char err[512];
+    assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "corrupt"));
+    assert_non_null(strstr(spool_errmsg(sp), "moved it to"));
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.recovered, 1);
+    assert_int_equal(st.records, 0);
+    assert_string_not_equal(spool_epoch(sp), old_epoch);
+    assert_int_equal(count_corrupt_files(f->dir), 1);
+    /* the fresh spool works */
+    struct spool_rec r[10];
+    assert_int_equal(put_seq(sp, 0, 3, 10, 1, ids), 0);
+    assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 3);
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.recovered, 0);
+    assert_int_equal(st.records, 3);
+    spool_close(sp);
+}
+
+static void test_corrupt_header(void **state)
+{
+    corrupt_case(*state, 0, 100);
+}
+
+static void test_corrupt_page(void **state)
+{
+    corrupt_case(*state, 4 * 4096, 4096);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+    struct fx *f = *state;
+    spool_close(open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0));
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), 0);
+    sqlite3_close(db);
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
+                           SPOOL_SYNC_NORMAL};
+    struct spool *sp = (struct spool *)1;
+    char err[512];
+    assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), -EINVAL);
+    assert_null(sp);
+    assert_non_null(strstr(err, "schema version 99"));
+    assert_int_equal(count_corrupt_files(f->dir), 0);
+    /* bad options are refused too */
+    o.max_bytes = 1000;
+    assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), -EINVAL);
+}
+
+static void test_second_open_refused(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(put_seq(sp, 0, 1, 10, 1, NULL), 0);
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
+                           SPOOL_SYNC_NORMAL};
+    struct spool *sp2 = NULL;
+    char err[512];
+    assert_int_equal(spool_open(&o, &sp2, err, sizeof(err)), -EBUSY);
+    assert_non_null(strstr(err, "in use"));
+    assert_int_equal(count_corrupt_files(f->dir), 0);
+    spool_close(sp);
+}
+
+/* One writer thread and one reader thread sharing a handle. */
+struct duo {
+    struct spool *sp;
+    int total;
+    int64_t acked;
+    int order_ok;
+};
+
+static void *reader(void *arg)
+{
+    struct duo *d = arg;
+    struct spool_rec r[200];
+    int64_t ids[200], prev = 0;
+    d->order_ok = 1;
+    while (d->acked < d->total) {
+        int k = spool_peek(d->sp, r, 200, 64 * 1024);
+        if (k < 0)
+            break;
+        for (int i = 0; i < k; i++) {
+            if (r[i].id <= prev || seq_of(&r[i]) != (int)r[i].id - 1)
+                d->order_ok = 0;
+            prev = ids[i] = r[i].id;
+        }
+        if (k && spool_ack(d->sp, ids, (size_t)k))
+            break;
+        d->acked += k;
+        if (!k)
+            usleep(100);
+    }
+    return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+    struct fx *f = *state;
+    struct duo d = {open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0), 20000, 0, 0};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reader, &d), 0);
+    for (int b = 0; b < d.total / 100; b++)
+        assert_int_equal(put_seq(d.sp, b * 100, 100, 100, 1, NULL), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(d.acked, d.total);
+    assert_true(d.order_ok);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(d.sp, &st), 0);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(st.acked_total, d.total);
+    spool_close(d.sp);
+}
+
+static void test_disk_full(void **state)
+{
+    struct fx *f = *state;
+    if (geteuid() != 0)
+        skip(); /* needs root to mount a small tmpfs */
+    if (mount("tmpfs", f->dir, "tmpfs", 0, "size=1536k") != 0) {
+        fprintf(stderr, "disk-full test skipped: mount tmpfs: %s\n",
+                strerror(errno));
+        skip();
+    }
+    f->mounted = 1;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int ok = 0, rc = 0;
+    for (int b = 0; b < 10; b++, ok += 20)
+        assert_int_equal(put_seq(sp, ok, 20, 1000, 1, NULL), 0);
+
+    /* fill the disk */
+    char filler[600];
+    snprintf(filler, sizeof(filler), "%s/filler", f->dir);
+    int fd = open(filler, O_WRONLY | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    static char blk[65536];
+    memset(blk, 1, sizeof(blk));
+    while (write(fd, blk, sizeof(blk)) > 0)
+        ;
+    while (write(fd, blk, 512) > 0)
+        ;
+    close(fd);
+
+    for (int b = 0; b < 2000 && (rc = put_seq(sp, ok, 20, 1000, 1, NULL)) == 0;
+         b++)
+        ok += 20;
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(spool_errmsg(sp), "disk is full"));
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, ok);
+    /* again: still a clean error */
+    assert_int_equal(put_seq(sp, ok, 20, 1000, 1, NULL), -ENOSPC);
+
+    unlink(filler);
+    assert_int_equal(put_seq(sp, ok, 20, 1000, 1, NULL), 0);
+    ok += 20;
+    spool_close(sp);
+
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t *ids = malloc(20000 * sizeof(*ids));
+    int *seqs = malloc(20000 * sizeof(*seqs));
+    int n = drain(sp, ids, seqs, 20000);
+    assert_int_equal(n, ok);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(seqs[i], i);
+    free(ids);
+    free(seqs);
+    spool_close(sp);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_order_and_windows, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ack_ranges_and_sparse, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_nack_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_resumes_ids_never_reused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_drop_oldest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cap_backpressure, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_header, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_second_open_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("spool", tests, NULL, NULL);
+}
