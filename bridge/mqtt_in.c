@@ -46,6 +46,7 @@ struct mqtt_in {
     int64_t connect_ms;    /* when the current attempt started */
     int64_t sys_dropped;   /* last value of the broker's counter, -1 unknown */
     size_t delivered;      /* messages handed to the callback */
+    int sub_mid;           /* the SUBSCRIBE carrying the route filters */
 };
 
 static int lib_refs;
@@ -100,7 +101,7 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
     }
     /* Never trust the broker to have kept our subscriptions. */
     int qos = m->o.qos;
-    rc = mosquitto_subscribe_multiple(mosq, NULL, (int)m->o.nfilters,
+    rc = mosquitto_subscribe_multiple(mosq, &m->sub_mid, (int)m->o.nfilters,
                                       (char *const *)m->o.filters, qos, 0,
                                       NULL);
     if (rc != MOSQ_ERR_SUCCESS)
@@ -115,8 +116,8 @@ static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n,
                          const int *granted, const mosquitto_property *props)
 {
     struct mqtt_in *m = ud;
-    (void)mosq, (void)mid, (void)props;
-    if (n != (int)m->o.nfilters)
+    (void)mosq, (void)props;
+    if (mid != m->sub_mid || n != (int)m->o.nfilters)
         return; /* the $SYS subscription: optional */
     for (int i = 0; i < n; i++) {
         if (granted[i] >= 0x80)
@@ -185,6 +186,7 @@ static void on_message(struct mosquitto *mosq, void *ud,
         .len = (size_t)msg->payloadlen,
         .qos = msg->qos,
         .retain = msg->retain,
+        .mid = msg->mid,
         .props = up,
         .nprops = nup,
     };
@@ -365,7 +367,7 @@ void mqtt_in_close(struct mqtt_in *m)
 {
     if (m->state == DISCONNECTED)
         return;
+    m->state = DISCONNECTED; /* ours: not a lost connection */
     mosquitto_disconnect(m->mosq);
     mosquitto_loop_write(m->mosq, 1);
-    m->state = DISCONNECTED;
 }

@@ -44,7 +44,7 @@ struct mqtt_in_msg {
     size_t len;
     int qos;
     int retain;
-    int dup; /* unknown in libmosquitto's API: always 0 */
+    int mid;  /* packet id: a redelivery after reconnect keeps it */
     const struct mqtt_in_prop *props;
     size_t nprops;
 };
