@@ -59,15 +59,28 @@ struct span {
     size_t len;
 };
 
-static const char kafka_chars[] =
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+/* Legal in a Kafka topic name: [A-Za-z0-9._-]. */
+static int kchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '.' || c == '_' || c == '-';
+}
+
+/* How many leading bytes of s[0..n) are legal. */
+static size_t kspan(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n && kchar((unsigned char)s[i]))
+        i++;
+    return i;
+}
 
 int route_kafka_topic_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > ROUTE_TOPIC_MAX || !strcmp(s, ".") || !strcmp(s, ".."))
         return 0;
-    return strspn(s, kafka_chars) == n;
+    return kspan(s, n) == n;
 }
 
 /* ---- compiling ------------------------------------------------------ */
@@ -286,7 +299,7 @@ static int render(const struct croute *cr, const struct seg *sg, size_t n,
             return -1;
         }
         if (topic && s->cap >= 0) {
-            size_t ok = strspn(src, kafka_chars);
+            size_t ok = kspan(src, len);
             if (ok < len) {
                 unsigned char c = (unsigned char)src[ok];
                 out->status = ROUTE_BAD_TOPIC;
