@@ -84,6 +84,7 @@ deps:
 # A unit test or benchmark links only the modules it names here (so one
 # module's build does not wait on another's); one not named links them all.
 UNIT_DEPS_test_spool  := spool/spool.o
+UNIT_DEPS_test_spool_crash := spool/spool.o
 UNIT_DEPS_test_conf   := bridge/conf.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o
 BENCH_DEPS_spool_bench := spool/spool.o
