@@ -541,7 +541,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         spool_expire(br->sp, log_wall_ms());
         *next_expire = now + EXPIRE_EVERY_MS;
     }
-    if (now >= *next_stats) {
+    if (br->c->log.stats_interval > 0 && now >= *next_stats) {
         log_counters(br, "stats");
         *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
     }
