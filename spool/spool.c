@@ -285,14 +285,21 @@ static int idset_del(struct idset *s, int64_t id)
     return 1;
 }
 
-/* Forgets every in-flight id <= cut (those rows were dropped or expired). */
+/* Forgets every in-flight id <= cut (those rows were dropped or expired)
+ * by rebuilding the table from the survivors. Without memory for that the
+ * stale ids stay: they only inflate stats.inflight until a rewind. */
 static void idset_drop_upto(struct idset *s, int64_t cut)
 {
-    for (size_t i = 0; i < s->cap; i++) {
-        int64_t id = s->slot[i];
-        if (id && id <= cut && idset_del(s, id))
-            i = (size_t)-1; /* the shift may have moved ids: rescan */
-    }
+    if (!s->n)
+        return;
+    struct idset g = {calloc(s->cap, sizeof(*s->slot)), s->cap, 0};
+    if (!g.slot)
+        return;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slot[i] > cut)
+            idset_add(&g, s->slot[i]); /* same capacity: cannot grow */
+    free(s->slot);
+    *s = g;
 }
 
 /* --- small SQLite helpers -------------------------------------------------- */

@@ -384,6 +384,11 @@ static void test_cap_drop_oldest(void **state)
         assert_int_equal(spool_stats(sp, &st), 0);
         assert_true(st.file_bytes <= cap);
         assert_false(spool_full(sp)); /* never under drop_oldest */
+        if (b == 30) { /* the oldest 1000 are in flight when dropped */
+            struct spool_rec *r = malloc(1000 * sizeof(*r));
+            assert_int_equal(spool_peek(sp, r, 1000, SIZE_MAX), 1000);
+            free(r);
+        }
     }
     assert_int_equal(spool_stats(sp, &st), 0);
     assert_true(st.dropped[SPOOL_DROP_FULL] > 0);
@@ -391,6 +396,7 @@ static void test_cap_drop_oldest(void **state)
     assert_int_equal(st.records + st.dropped[SPOOL_DROP_FULL], 10000);
     assert_int_equal(st.put_total, 10000);
     assert_true(st.records > 1000); /* most of the cap holds data */
+    assert_int_equal(st.inflight, 0); /* dropped ones left the window */
     assert_string_equal(spool_reason_name(SPOOL_DROP_FULL), "full");
 
     /* what is left is the newest, contiguous, in order */
