@@ -125,18 +125,30 @@
 #include <unistd.h>
 
 #define SPOOL_SCHEMA 1
-#define PAGE 4096
-#define FRAME (PAGE + 24)          /* a WAL frame: header + page */
-#define ROW_OVERHEAD 40            /* record header + small columns, bytes */
-#define MIN_BYTES (1 << 20)        /* smallest max_bytes accepted */
-#define INFLIGHT_MAX (1 << 20)     /* cap on records in flight */
-#define ARENA_MAX (256u << 20)     /* cap on one peek's copied bytes */
-#define ACK_MAX (1 << 20)          /* cap on ids in one ack/nack call */
-#define EXPIRE_CHUNK 50000         /* rows per expiry transaction */
+#define PAGE         4096
+#define FRAME        (PAGE + 24)  /* a WAL frame: header + page */
+#define ROW_OVERHEAD 40           /* record header + small columns, bytes */
+#define MIN_BYTES    (1 << 20)    /* smallest max_bytes accepted */
+#define INFLIGHT_MAX (1 << 20)    /* cap on records in flight */
+#define ARENA_MAX    (256u << 20) /* cap on one peek's copied bytes */
+#define ACK_MAX      (1 << 20)    /* cap on ids in one ack/nack call */
+#define EXPIRE_CHUNK 50000        /* rows per expiry transaction */
 
 enum {
-    S_BEGIN, S_COMMIT, S_ROLLBACK, S_INSERT, S_PEEK, S_PEEK_ONE, S_SUM,
-    S_DEL, S_SCAN, S_STATE, S_PAGES, S_FREE, S_SYNC_FULL, S_SYNC_NORMAL,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_INSERT,
+    S_PEEK,
+    S_PEEK_ONE,
+    S_SUM,
+    S_DEL,
+    S_SCAN,
+    S_STATE,
+    S_PAGES,
+    S_FREE,
+    S_SYNC_FULL,
+    S_SYNC_NORMAL,
     S__COUNT
 };
 
@@ -183,13 +195,13 @@ struct spool {
     char *path;
     char epoch[17];
     struct counters c, saved;
-    int state_dirty;   /* this transaction deleted rows: write state */
-    int sync_now;      /* -1 unknown, else the synchronous level set */
-    int64_t max_pages; /* 0: no cap */
+    int state_dirty;     /* this transaction deleted rows: write state */
+    int sync_now;        /* -1 unknown, else the synchronous level set */
+    int64_t max_pages;   /* 0: no cap */
     int64_t batch_pages; /* most pages one put may need (WAL half) */
     struct idset inflight;
-    int64_t hi;        /* highest id handed out since the last rewind */
-    int64_t *nacked;   /* sorted eligible ids below hi */
+    int64_t hi;      /* highest id handed out since the last rewind */
+    int64_t *nacked; /* sorted eligible ids below hi */
     size_t nnacked, nacked_head, nacked_cap;
     int64_t *scratch;
     size_t scratch_cap;
@@ -215,10 +227,18 @@ static int sqerr(struct spool *sp, int rc, const char *what)
 {
     int e = -EIO;
     switch (rc & 0xff) {
-    case SQLITE_FULL: e = -ENOSPC; break;
-    case SQLITE_NOMEM: e = -ENOMEM; break;
-    case SQLITE_BUSY: case SQLITE_LOCKED: e = -EBUSY; break;
-    default: break;
+    case SQLITE_FULL:
+        e = -ENOSPC;
+        break;
+    case SQLITE_NOMEM:
+        e = -ENOMEM;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        e = -EBUSY;
+        break;
+    default:
+        break;
     }
     return fail_msg(sp, e, "spool %s: %s: %s (sqlite %d)", sp->path, what,
                     sqlite3_errmsg(sp->db), rc);
@@ -302,7 +322,8 @@ static void idset_drop_upto(struct idset *s, int64_t cut)
     *s = g;
 }
 
-/* --- small SQLite helpers -------------------------------------------------- */
+/* --- small SQLite helpers --------------------------------------------------
+ */
 
 static int run(struct spool *sp, int which)
 {
@@ -521,10 +542,9 @@ static int open_db(struct spool *sp)
 {
     char txt[256] = "";
     int64_t ver = 0, ntab = 0;
-    int rc = sqlite3_open_v2(sp->path, &sp->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                 SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        sp->path, &sp->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc)
         return sqerr(sp, rc, "open"), rc;
     sqlite3_extended_result_codes(sp->db, 1);
@@ -545,12 +565,11 @@ static int open_db(struct spool *sp)
     if (rc == SQLITE_OK)
         rc = query1(sp->db, "PRAGMA user_version", &ver, NULL, 0);
     if (rc == SQLITE_OK)
-        rc = query1(sp->db, "SELECT count(*) FROM sqlite_schema", &ntab,
-                    NULL, 0);
+        rc = query1(sp->db, "SELECT count(*) FROM sqlite_schema", &ntab, NULL,
+                    0);
     if (rc != SQLITE_OK) {
         if ((rc & 0xff) == SQLITE_BUSY)
-            fail_msg(sp, 0, "spool %s is in use by another process",
-                     sp->path);
+            fail_msg(sp, 0, "spool %s is in use by another process", sp->path);
         else
             sqerr(sp, rc, "check");
         return rc;
@@ -584,10 +603,9 @@ static void set_aside(struct spool *sp, const char *why)
         rename(from, towal);
     snprintf(from, sizeof(from), "%s-shm", sp->path);
     unlink(from); /* derived from the WAL; no data of its own */
-    fail_msg(sp, 0,
-             "spool %s was corrupt (%s); %s %s and started a fresh spool",
-             sp->path, why, rc == 0 ? "moved it to" : "COULD NOT move it to",
-             to);
+    fail_msg(
+        sp, 0, "spool %s was corrupt (%s); %s %s and started a fresh spool",
+        sp->path, why, rc == 0 ? "moved it to" : "COULD NOT move it to", to);
     fprintf(stderr, "mqtt2kafka: %s\n", sp->err);
 }
 
@@ -598,7 +616,8 @@ static int setup(struct spool *sp)
     if (sp->o.max_bytes) {
         budget = sp->o.max_bytes / 8;
         budget = budget < (256 << 10) ? (256 << 10)
-                 : budget > (8 << 20) ? (8 << 20) : budget;
+                 : budget > (8 << 20) ? (8 << 20)
+                                      : budget;
         ckpt = (budget / FRAME - 8) / 2;
         sp->max_pages = (sp->o.max_bytes - budget) / PAGE;
         sp->batch_pages = ckpt - 4;
@@ -705,8 +724,10 @@ int spool_open(const struct spool_opts *opts, struct spool **out, char *err,
     if (!opts || !opts->path || !*opts->path || opts->max_bytes < 0 ||
         (opts->max_bytes && opts->max_bytes < MIN_BYTES) ||
         opts->max_age_ms < 0) {
-        snprintf(err, errlen, "spool: bad options (path required; max_bytes"
-                              " 0 or >= %d; max_age >= 0)", MIN_BYTES);
+        snprintf(err, errlen,
+                 "spool: bad options (path required; max_bytes"
+                 " 0 or >= %d; max_age >= 0)",
+                 MIN_BYTES);
         return -EINVAL;
     }
     sp = calloc(1, sizeof(*sp));
@@ -733,9 +754,10 @@ int spool_open(const struct spool_opts *opts, struct spool **out, char *err,
         sp->recovered = 1;
     }
     if (src != SQLITE_OK) {
-        rc = (src & 0xff) == SQLITE_BUSY ? -EBUSY
+        rc = (src & 0xff) == SQLITE_BUSY       ? -EBUSY
              : (src & 0xff) == SQLITE_MISMATCH ? -EINVAL
-             : (src & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
+             : (src & 0xff) == SQLITE_FULL     ? -ENOSPC
+                                               : -EIO;
         snprintf(err, errlen, "%s", sp->err);
         goto fail;
     }
@@ -816,8 +838,8 @@ static int make_room(struct spool *sp, int64_t need)
                             "spool %s is full (max_bytes %" PRId64
                             "): backpressure",
                             sp->path, sp->o.max_bytes);
-        int64_t want = (used + need - sp->max_pages + sp->max_pages / 32 + 1) *
-                       PAGE;
+        int64_t want =
+            (used + need - sp->max_pages + sp->max_pages / 32 + 1) * PAGE;
         int rc = scan_prefix(sp, want, 0, INT64_MAX, &cut, &n);
         if (rc == 0 && n == 0)
             rc = fail_msg(sp, -ENOSPC,
@@ -842,8 +864,9 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, r[i].recv_ms);
         sqlite3_bind_int(st, 3, r[i].route);
-        sqlite3_bind_int64(st, 4, (int64_t)(r[i].key_len + r[i].headers_len +
-                                            r[i].payload_len));
+        sqlite3_bind_int64(
+            st, 4,
+            (int64_t)(r[i].key_len + r[i].headers_len + r[i].payload_len));
         sqlite3_bind_text(st, 5, r[i].topic, -1, SQLITE_STATIC);
         sqlite3_bind_blob64(st, 6, r[i].key ? r[i].key : "", r[i].key_len,
                             SQLITE_STATIC);
@@ -857,8 +880,8 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
         sp->c.last_id = id;
         sp->c.rows++;
         sp->c.put_total++;
-        sp->c.bytes += (int64_t)(r[i].key_len + r[i].headers_len +
-                                 r[i].payload_len);
+        sp->c.bytes +=
+            (int64_t)(r[i].key_len + r[i].headers_len + r[i].payload_len);
     }
     return 0;
 }
@@ -875,8 +898,9 @@ static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
         if (!recs[i].topic || (!recs[i].payload && recs[i].payload_len) ||
             (!recs[i].key && recs[i].key_len) ||
             (!recs[i].headers && recs[i].headers_len))
-            return fail_msg(sp, -EINVAL, "spool_put: record %zu is"
-                                         " malformed (NULL with a length)",
+            return fail_msg(sp, -EINVAL,
+                            "spool_put: record %zu is"
+                            " malformed (NULL with a length)",
                             i);
     int64_t need = estimate_pages(recs, n);
     if (sp->max_pages && need > sp->batch_pages)
@@ -941,7 +965,8 @@ int spool_full(struct spool *sp)
     return full;
 }
 
-/* --- peek, ack, nack -------------------------------------------------------- */
+/* --- peek, ack, nack --------------------------------------------------------
+ */
 
 static int arena_fit(unsigned char **a, size_t *cap, size_t need)
 {
@@ -991,8 +1016,9 @@ static int take_row(struct spool *sp, sqlite3_stmt *st, struct spool_rec *r,
     o[3] = copy_col(sp, st, 6, used, &r->payload_len, 0);
     if (o[0] == SIZE_MAX || o[1] == SIZE_MAX || o[2] == SIZE_MAX ||
         o[3] == SIZE_MAX)
-        return fail_msg(sp, -ENOMEM, "spool_peek: record %" PRId64
-                                     " does not fit the peek buffer cap",
+        return fail_msg(sp, -ENOMEM,
+                        "spool_peek: record %" PRId64
+                        " does not fit the peek buffer cap",
                         r->id);
     r->topic = (const char *)(uintptr_t)o[0];
     r->key = (const void *)(uintptr_t)o[1];
@@ -1018,7 +1044,8 @@ static int peek_locked(struct spool *sp, struct spool_rec *recs, size_t max,
     while (rc == 0 && n < max && sp->nacked_head < sp->nnacked) {
         sqlite3_bind_int64(st, 1, sp->nacked[sp->nacked_head]);
         step = sqlite3_step(st);
-        if (step == SQLITE_ROW && (rc = take_row(sp, st, &recs[n], &used)) == 0) {
+        if (step == SQLITE_ROW &&
+            (rc = take_row(sp, st, &recs[n], &used)) == 0) {
             if (n && bytes + rec_size(&recs[n]) > max_bytes) {
                 sqlite3_reset(st);
                 goto done;
@@ -1179,7 +1206,8 @@ void spool_rewind(struct spool *sp)
     pthread_mutex_unlock(&sp->mu);
 }
 
-/* --- dead letters, expiry, stats ------------------------------------------- */
+/* --- dead letters, expiry, stats -------------------------------------------
+ */
 
 static int exec_bind(struct spool *sp, const char *sql, int64_t a, int64_t b,
                      const char *txt, int64_t *out)
@@ -1283,8 +1311,7 @@ static int dead_list_locked(struct spool *sp, struct spool_dead_rec *out,
         return sqerr(sp, rc, "dead list");
     for (size_t i = 0; i < n; i++) {
         out[i].topic = (const char *)sp->dead_arena + (uintptr_t)out[i].topic;
-        out[i].reason =
-            (const char *)sp->dead_arena + (uintptr_t)out[i].reason;
+        out[i].reason = (const char *)sp->dead_arena + (uintptr_t)out[i].reason;
     }
     return (int)n;
 }
@@ -1307,8 +1334,7 @@ static int replay_locked(struct spool *sp)
     if (rc == 0)
         rc = begin(sp);
     if (rc == 0)
-        rc = exec_bind(sp, "SELECT total(size) FROM dead", 0, 0, NULL,
-                       &bytes);
+        rc = exec_bind(sp, "SELECT total(size) FROM dead", 0, 0, NULL, &bytes);
     if (rc == 0)
         rc = exec_bind(sp,
                        "INSERT INTO rec(id,recv_ms,route,size,topic,key,"
@@ -1329,8 +1355,10 @@ static int replay_locked(struct spool *sp)
         rollback(sp);
     }
     if (rc == -ENOSPC)
-        fail_msg(sp, rc, "spool %s: the dead letters do not fit; nothing "
-                         "replayed", sp->path);
+        fail_msg(sp, rc,
+                 "spool %s: the dead letters do not fit; nothing "
+                 "replayed",
+                 sp->path);
     return rc ? rc : (int)k;
 }
 
@@ -1377,8 +1405,8 @@ static int expire_locked(struct spool *sp, int64_t now)
     int rc = set_sync(sp, 0);
     do {
         if (rc == 0)
-            rc = scan_prefix(sp, 0, now - sp->o.max_age_ms, EXPIRE_CHUNK,
-                             &cut, &n);
+            rc = scan_prefix(sp, 0, now - sp->o.max_age_ms, EXPIRE_CHUNK, &cut,
+                             &n);
         if (rc || n == 0)
             break;
         rc = begin(sp);
@@ -1445,8 +1473,11 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
 const char *spool_reason_name(enum spool_reason r)
 {
     switch (r) {
-    case SPOOL_DROP_FULL: return "full";
-    case SPOOL_DROP_EXPIRED: return "expired";
-    default: return "unknown";
+    case SPOOL_DROP_FULL:
+        return "full";
+    case SPOOL_DROP_EXPIRED:
+        return "expired";
+    default:
+        return "unknown";
     }
 }

@@ -122,8 +122,7 @@ static int run(const char *dir, enum spool_sync sync, int batch, int64_t n,
     if (rc == 0 && outage) {
         struct spool_stats st;
         spool_stats(sp, &st);
-        report("fill", sn, batch, n, now_s() - t0, a, io_now(),
-               st.file_bytes);
+        report("fill", sn, batch, n, now_s() - t0, a, io_now(), st.file_bytes);
         a = io_now();
         t0 = now_s();
         rc = drain(sp, batch, &done);
@@ -151,9 +150,15 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt(argc, argv, "d:n:p:")) != -1) {
         switch (c) {
-        case 'd': dir = optarg; break;
-        case 'n': n = atoll(optarg); break;
-        case 'p': plen = (size_t)atol(optarg); break;
+        case 'd':
+            dir = optarg;
+            break;
+        case 'n':
+            n = atoll(optarg);
+            break;
+        case 'p':
+            plen = (size_t)atol(optarg);
+            break;
         default:
             fprintf(stderr, "usage: %s [-d dir] [-n records] [-p bytes]\n",
                     argv[0]);
@@ -164,11 +169,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "payload 8..4096 bytes, records >= %d\n", MAX_BATCH);
         return 2;
     }
-    printf("# %zu-byte payloads (+8 key, +16 headers, +21 topic) in %s\n",
-           plen, dir);
-    printf("%-8s %-6s %6s %9s %11s %11s %11s %10s\n", "phase", "sync",
-           "batch", "records", "records/s", "disk B/rec", "write B/rec",
-           "file B");
+    printf("# %zu-byte payloads (+8 key, +16 headers, +21 topic) in %s\n", plen,
+           dir);
+    printf("%-8s %-6s %6s %9s %11s %11s %11s %10s\n", "phase", "sync", "batch",
+           "records", "records/s", "disk B/rec", "write B/rec", "file B");
     int fail = 0;
     static const int batches[] = {1000, 100, 10};
     for (int s = 0; s < 2; s++) {

@@ -7,11 +7,11 @@
  *
  * Each test works in its own temporary directory, removed afterwards.
  */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -96,7 +96,7 @@ static int put_seq(struct spool *sp, int seq0, int n, size_t len,
 {
     struct spool_rec r[256];
     assert_true(n <= 256 && len <= 8192);
-    char (*own)[8192] = malloc((size_t)n * 8192);
+    char(*own)[8192] = malloc((size_t)n * 8192);
     for (int i = 0; i < n; i++) {
         char pre[32];
         int k = snprintf(pre, sizeof(pre), "seq=%d;", seq0 + i);
@@ -395,7 +395,7 @@ static void test_cap_drop_oldest(void **state)
     assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 0);
     assert_int_equal(st.records + st.dropped[SPOOL_DROP_FULL], 10000);
     assert_int_equal(st.put_total, 10000);
-    assert_true(st.records > 1000); /* most of the cap holds data */
+    assert_true(st.records > 1000);   /* most of the cap holds data */
     assert_int_equal(st.inflight, 0); /* dropped ones left the window */
     assert_string_equal(spool_reason_name(SPOOL_DROP_FULL), "full");
 
@@ -526,8 +526,7 @@ static void corrupt_case(struct fx *f, off_t off, size_t len)
     spool_close(sp);
     scribble(f->path, off, len);
 
-    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
-                           SPOOL_SYNC_NORMAL};
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST, SPOOL_SYNC_NORMAL};
     char err[512];
     assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), 0);
     assert_non_null(strstr(err, "corrupt"));
@@ -569,8 +568,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(
         sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL, NULL), 0);
     sqlite3_close(db);
-    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
-                           SPOOL_SYNC_NORMAL};
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST, SPOOL_SYNC_NORMAL};
     struct spool *sp = (struct spool *)1;
     char err[512];
     assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), -EINVAL);
@@ -587,8 +585,7 @@ static void test_second_open_refused(void **state)
     struct fx *f = *state;
     struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
     assert_int_equal(put_seq(sp, 0, 1, 10, 1, NULL), 0);
-    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST,
-                           SPOOL_SYNC_NORMAL};
+    struct spool_opts o = {f->path, 0, 0, SPOOL_DROP_OLDEST, SPOOL_SYNC_NORMAL};
     struct spool *sp2 = NULL;
     char err[512];
     assert_int_equal(spool_open(&o, &sp2, err, sizeof(err)), -EBUSY);
@@ -716,8 +713,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_drop_oldest, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cap_backpressure, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cap_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_page, setup, teardown),

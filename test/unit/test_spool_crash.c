@@ -17,11 +17,11 @@
  * both must pass; what only a power cut would show (NORMAL losing its last
  * commits) is not tested here — see the header of spool.c.
  */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -37,10 +37,10 @@
 
 #include "spool/spool.h"
 
-#define KILLS 30
+#define KILLS      30
 #define MAX_EXPECT 400000
 
-struct msg { /* written whole: smaller than PIPE_BUF */
+struct msg {      /* written whole: smaller than PIPE_BUF */
     int32_t type; /* 'P' put durable, 'I' about to ack up to id, 'A' acked */
     int32_t run;
     int64_t id;  /* P: first id of the batch; A: highest id acked */
@@ -75,8 +75,8 @@ static void child(const char *path, enum spool_sync sync, int run, int fd)
     for (int it = 0;; it++) {
         int n = 1 + rand() % 100;
         for (int i = 0; i < n; i++) {
-            int k = snprintf(pay[i], sizeof(pay[i]), "r=%d s=%" PRId64 ";",
-                             run, seq + i);
+            int k = snprintf(pay[i], sizeof(pay[i]), "r=%d s=%" PRId64 ";", run,
+                             seq + i);
             size_t len = (size_t)k + (size_t)(rand() % 300);
             memset(pay[i] + k, 'p', len - (size_t)k);
             memset(&r[i], 0, sizeof(r[i]));
@@ -115,7 +115,7 @@ static void child(const char *path, enum spool_sync sync, int run, int fd)
 struct state {
     struct want *want;
     size_t nwant;
-    int64_t acked; /* every id <= this was reported acked */
+    int64_t acked;  /* every id <= this was reported acked */
     int64_t acking; /* ids <= this may be acked (the child said it would) */
     int64_t reported;
 };
@@ -180,11 +180,11 @@ static void verify(const char *path, enum spool_sync sync, struct state *s)
             int run = -1;
             int64_t seq = -1;
             char b[48] = "";
-            memcpy(b, r[i].payload, r[i].payload_len < 47 ? r[i].payload_len
-                                                          : 47);
+            memcpy(b, r[i].payload,
+                   r[i].payload_len < 47 ? r[i].payload_len : 47);
             assert_int_equal(sscanf(b, "r=%d s=%" SCNd64 ";", &run, &seq), 2);
-            assert_true(r[i].id > prev_id);          /* once, in order */
-            assert_true(r[i].id > s->acked);         /* acks stay done */
+            assert_true(r[i].id > prev_id);  /* once, in order */
+            assert_true(r[i].id > s->acked); /* acks stay done */
             assert_true(run > prev_run || (run == prev_run && seq > prev_seq));
             prev_id = r[i].id;
             prev_run = run;
@@ -242,10 +242,11 @@ static void crash_loop(enum spool_sync sync)
         close(fds[0]);
         verify(path, sync, &s);
     }
-    fprintf(stderr, "# sync %s: %d kills, %" PRId64 " records reported"
-                    " durable, all present; acked up to id %" PRId64 "\n",
-            sync == SPOOL_SYNC_FULL ? "full" : "normal", killed_mid,
-            s.reported, s.acked);
+    fprintf(stderr,
+            "# sync %s: %d kills, %" PRId64 " records reported"
+            " durable, all present; acked up to id %" PRId64 "\n",
+            sync == SPOOL_SYNC_FULL ? "full" : "normal", killed_mid, s.reported,
+            s.acked);
     assert_true(s.reported > KILLS); /* the child really made progress */
     free(s.want);
     char p[400];
