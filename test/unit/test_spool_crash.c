@@ -17,11 +17,13 @@
  * both must pass; what only a power cut would show (NORMAL losing its last
  * commits) is not tested here — see the header of spool.c.
  */
-#include <cmocka.h>
+/* cmocka.h needs these first */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
 
 #include <errno.h>
 #include <inttypes.h>
