@@ -6,7 +6,8 @@ from Debian's package and an Apache Kafka 3.9.1 KRaft broker, both on
 MQTT2KAFKA_TEST_MQTT and MQTT2KAFKA_TEST_KAFKA are set (host:port each), those
 brokers are used instead and nothing is started; the fault controls then skip
 the test. If the brokers were already up before the session (a developer ran
-`stack.sh up`), they are used and left running.
+`stack.sh up`), they are used and left running; test sessions running at the
+same time share the stack and the last one out stops it.
 
 The API other tests rely on:
   stack.mqtt_host, stack.mqtt_port, stack.mqtt ("host:port"), stack.kafka
@@ -265,27 +266,62 @@ def stack(request):
     env = dict(line.split("=", 1) for line in Stack("x:0", "x:0", False).sh("env").split()
                if "=" in line)
     s = Stack(env["MQTT2KAFKA_TEST_MQTT"], env["MQTT2KAFKA_TEST_KAFKA"], external=False)
-    already = s.sh("status", check=False).count(" running ") == 2
-    if already:
-        _say(request.config, f"stack: brokers already running (left up afterwards): "
+    # Sessions that share the default stack hold a lease each; the last one
+    # out stops it. A stack that was up with no lease (a developer's own
+    # `stack.sh up`) is used and left running.
+    leases = s.dir / "leases"
+    lease = leases / str(os.getpid())
+    running = s.sh("status", check=False).count(" running ") == 2
+    others = _live_leases(leases)
+    manual = running and not others
+    if not manual:  # before `up`, so a session arriving meanwhile sees it
+        leases.mkdir(parents=True, exist_ok=True)
+        lease.touch()
+    if manual:
+        _say(request.config, f"stack: brokers already running (started by hand, left up): "
                              f"Mosquitto at {s.mqtt}, Kafka at {s.kafka} (logs in {s.dir}/logs)")
     else:
+        # Idempotent, and it waits on stack.sh's lock for a session that is
+        # starting the brokers right now.
         try:
             out = s.sh("up", timeout=600)
         except StackError:
-            s.sh("down", check=False)
+            lease.unlink(missing_ok=True)
+            if not _live_leases(leases):
+                s.sh("down", check=False)
             raise
-        for line in out.splitlines():
-            _events.append(line)
-        _say(request.config, f"stack: started a real Mosquitto {_mqtt_version()} on {s.mqtt} and a "
-                             f"real Apache Kafka {KAFKA_VERSION} (KRaft) on {s.kafka}; "
-                             f"logs in {s.dir}/logs")
+        _events.extend(out.splitlines())
+        if " up on " in out:
+            _say(request.config, f"stack: started a real Mosquitto {_mqtt_version()} on {s.mqtt} "
+                                 f"and a real Apache Kafka {KAFKA_VERSION} (KRaft) on {s.kafka}; "
+                                 f"logs in {s.dir}/logs")
+        else:
+            _say(request.config, f"stack: sharing the running Mosquitto at {s.mqtt} and Kafka at "
+                                 f"{s.kafka} with another test session")
     try:
         yield s
     finally:
-        if not already and not os.environ.get("M2K_KEEP_STACK"):
+        lease.unlink(missing_ok=True)
+        if manual or os.environ.get("M2K_KEEP_STACK"):
+            pass
+        elif _live_leases(leases):
+            _say(request.config, "stack: another test session still uses the brokers; left up")
+        else:
             s.sh("down", check=False, timeout=120)
             _say(request.config, f"stack: stopped Mosquitto ({s.mqtt}) and Kafka ({s.kafka})")
+
+
+def _live_leases(leases):
+    live = []
+    for f in leases.glob("*") if leases.is_dir() else []:
+        try:
+            os.kill(int(f.name), 0)
+            live.append(f)
+        except (ValueError, ProcessLookupError):
+            f.unlink(missing_ok=True)
+        except PermissionError:
+            live.append(f)
+    return live
 
 
 @pytest.fixture(autouse=True)

@@ -78,7 +78,7 @@ check_port() {
 launch() {
     local name=$1 log=$2
     shift 2
-    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$DIR/$name.pid" "$@" </dev/null >>"$log" 2>&1 &
+    setsid bash -c 'echo $$ >"$0"; exec "$@"' "$DIR/$name.pid" "$@" </dev/null >>"$log" 2>&1 9>&- &
     local i
     for i in $(seq 50); do [ -s "$DIR/$name.pid" ] && return 0; sleep 0.02; done
     die "$name did not start (see $log)"
@@ -155,8 +155,8 @@ mosquitto_bin() {
 kafka_fetch() {
     compgen -G "$LIBS/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null && return 0
     need_tools mvn
-    mkdir -p "$LIBS" "$DIR"
-    local log="$DIR/maven.log"
+    mkdir -p "$LIBS" "$DIR/logs"
+    local log="$DIR/logs/maven.log"
     say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS (once)"
     if ! mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
         -DoutputDirectory="$LIBS" >"$log" 2>&1; then
@@ -355,7 +355,7 @@ control() {
     esac
     external && die "brokers are external (MQTT2KAFKA_TEST_*); '$which $action' is not available"
     case $action in
-    start) "${which}_start" ;;
+    start) lock; "${which}_start" ;;
     stop) [ -n "$pid" ] && { stop_pid "$pid" "$name"; wait_ports_free $ports; }
         rm -f "$DIR/$name.pid"; say "$name stopped" ;;
     kill) [ -n "$pid" ] && { kill -KILL "$pid" 2>/dev/null || true; wait_gone "$pid"; wait_ports_free $ports; }
@@ -414,9 +414,17 @@ env_lines() {
     echo "MQTT2KAFKA_TEST_KAFKA=$(kafka_addr)"
 }
 
+# Two test sessions sharing the default ports take turns to start and stop.
+lock() {
+    mkdir -p "$DIR"
+    exec 9>"$DIR/.lock"
+    command -v flock >/dev/null || return 0
+    flock -w 180 9 || die "another stack.sh held $DIR/.lock for 180s"
+}
+
 case ${1:-} in
-up) up ;;
-down) down ;;
+up) lock; up ;;
+down) lock; down ;;
 status) status ;;
 env) env_lines ;;
 kafka | mqtt) control "$@" ;;
