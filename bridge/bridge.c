@@ -19,6 +19,18 @@
  *      within a window of records and bytes in flight.
  * The stages never call each other; they only meet here, through callbacks.
  *
+ * Redelivery after a crash. A batch can be committed and the process die
+ * before its PUBACKs reach the socket; the broker then sends those messages
+ * again (same packet ids, first thing after the session resumes). Each
+ * spooled row carries a tag, (packet id, hash of topic and payload), and
+ * the bridge remembers the tag of the last committed message per packet id
+ * (reloaded from the spool at start). Right after a resumed session, a
+ * message whose tag matches is acknowledged without being stored again, so
+ * Kafka sees it once, under its first m2k.id. The first message that does
+ * not match ends the check until the next reconnect: the broker resends
+ * before it sends anything new, and it reuses a packet id only after the
+ * previous one with that id was acknowledged.
+ *
  * A message the bridge itself rejects (no route, captures that make an
  * illegal topic name, payload over mqtt.max_payload) is not dropped: it is
  * spooled to kafka.dead_letter_topic with an error.reason header, and
@@ -51,6 +63,8 @@
 #define EXPIRE_EVERY_MS 10000
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
+#define MIDS 65536                  /* MQTT packet ids are 16 bits */
+#define TAG_HASH_BITS 47
 
 struct counters {
     int64_t received;      /* messages handed over by the broker */
@@ -66,6 +80,7 @@ struct counters {
     int64_t spool_errors;  /* batches the spool refused (acks withheld) */
     int64_t broker_dropped;/* the broker's own drop counter went up by */
     int64_t reconnects;
+    int64_t redelivered;   /* broker redeliveries of committed messages */
 };
 
 /* Records read from MQTT and not yet committed. Everything points into buf,
@@ -99,7 +114,11 @@ struct bridge {
     int backpressure;       /* not reading MQTT: the spool is full */
     int64_t hold_until;     /* no draining before (after transient errors) */
     int64_t hold_ms;
-    int64_t fault_after;    /* test hook: crash before a commit, see below */
+    int64_t fault_after;    /* test hook: crash around a commit, see below */
+    int fault_after_commit; /* 0: before the commit, 1: after it */
+    size_t batch_bytes;     /* commit once the batch holds this much */
+    int64_t *last_tag;      /* [packet id]: tag of the last committed message */
+    int dedupe;             /* session resumed: still in the resend phase */
     int stop;
 };
 
@@ -135,6 +154,24 @@ static void *batch_copy(struct batch *b, const void *p, size_t len)
     return dst;
 }
 
+/* (packet id, 47-bit FNV-1a of topic NUL payload); 0 for QoS 0, which is
+ * never redelivered. */
+static int64_t tag_of(const struct mqtt_in_msg *m)
+{
+    uint64_t h = 14695981039346656037u;
+    const unsigned char *p = (const unsigned char *)m->topic;
+    if (m->qos == 0 || m->mid <= 0 || m->mid >= MIDS)
+        return 0;
+    do {
+        h = (h ^ *p) * 1099511628211u;
+    } while (*p++);
+    p = m->payload;
+    for (size_t i = 0; i < m->len; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    return (int64_t)((uint64_t)m->mid << TAG_HASH_BITS |
+                     (h & ((1ull << TAG_HASH_BITS) - 1)));
+}
+
 static void on_message(void *ud, const struct mqtt_in_msg *m)
 {
     struct bridge *br = ud;
@@ -146,6 +183,14 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     int64_t now = log_wall_ms();
 
     br->n.received++;
+    int64_t tag = tag_of(m);
+    if (br->dedupe) {
+        if (tag && br->last_tag[m->mid] == tag) {
+            br->n.redelivered++; /* stored already: only the ack goes out */
+            return;
+        }
+        br->dedupe = 0;
+    }
     route_match(br->routes, m->topic, &rr);
     if (rr.status != ROUTE_OK) {
         why = rr.reason;
@@ -197,6 +242,7 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     }
     r->recv_ms = now;
     r->route = why ? -1 : rr.index;
+    r->tag = tag;
     if (!r->topic || !r->headers || !r->payload) {
         /* Out of memory: the whole batch is withheld, acks unsent. */
         log_error("out of memory holding message from %s", m->topic);
@@ -212,6 +258,7 @@ static void on_mqtt_state(void *ud, int connected, int session_present,
     struct bridge *br = ud;
     const struct conf *c = br->c;
     if (connected) {
+        br->dedupe = session_present;
         log_info("mqtt: connected to %s:%d as %s (%s)", c->mqtt.host,
                  c->mqtt.port, c->mqtt.client_id,
                  session_present ? "session resumed" : "new session");
@@ -232,18 +279,34 @@ static void on_broker_dropped(void *ud, int64_t old, int64_t now)
              now - old, now);
 }
 
-/* The test hook behind "acknowledge only what is durable": with
+/* Test hooks for the two windows around a commit. With
  * MQTT2KAFKA_FAULT=crash-before-commit[@N] the daemon kills itself after
- * reading a burst (once N messages were received) and before committing it.
- * The broker must then redeliver the whole burst. */
-static void fault_point(struct bridge *br)
+ * reading a burst (once N messages were received) and before committing
+ * it: the broker must redeliver the burst. With crash-after-commit[@N] it
+ * dies after the commit and before the PUBACKs are written: the broker
+ * redelivers messages that are already stored, and they must not be
+ * stored twice. */
+static void fault_point(struct bridge *br, int after_commit)
 {
-    if (br->fault_after >= 0 && br->n.received >= br->fault_after) {
-        log_warn("fault injection: crash before commit (%" PRId64
-                 " received)",
-                 br->n.received);
+    if (br->fault_after >= 0 && br->fault_after_commit == after_commit &&
+        br->n.received >= br->fault_after) {
+        log_warn("fault injection: crash %s commit (%" PRId64 " received)",
+                 after_commit ? "after" : "before", br->n.received);
         raise(SIGKILL);
     }
+}
+
+/* One put, or halves when the spool says the batch is too large for one
+ * transaction under its size cap. */
+static int put_split(struct spool *sp, struct spool_rec *r, size_t n)
+{
+    int rc = spool_put(sp, r, n);
+    if (rc == -EINVAL && n > 1) {
+        rc = put_split(sp, r, n / 2);
+        if (rc == 0)
+            rc = put_split(sp, r + n / 2, n - n / 2);
+    }
+    return rc;
 }
 
 /* Commits the batch; writes the PUBACKs only if that worked. */
@@ -253,8 +316,8 @@ static void commit(struct bridge *br)
     int rc;
     if (b->n == 0)
         goto write;
-    fault_point(br);
-    rc = b->n > BATCH_MAX_RECORDS ? -ENOMEM : spool_put(br->sp, b->recs, b->n);
+    fault_point(br, 0);
+    rc = b->n > BATCH_MAX_RECORDS ? -ENOMEM : put_split(br->sp, b->recs, b->n);
     if (rc < 0) {
         br->n.spool_errors++;
         if (rc == -ENOSPC && br->c->spool.on_full == SPOOL_BACKPRESSURE) {
@@ -271,6 +334,10 @@ static void commit(struct bridge *br)
         return;
     }
     br->n.spooled += (int64_t)b->n;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->recs[i].tag)
+            br->last_tag[b->recs[i].tag >> TAG_HASH_BITS] = b->recs[i].tag;
+    fault_point(br, 1);
     b->n = 0;
     b->used = 0;
 write:
@@ -423,7 +490,8 @@ static void log_counters(struct bridge *br, const char *when)
              " bad_topic=%" PRId64 " oversized=%" PRId64 " empty=%" PRId64
              " kafka_refused=%" PRId64 " dropped_full=%" PRId64
              " expired=%" PRId64 " retries=%" PRId64 " spool_errors=%" PRId64
-             " broker_dropped=%" PRId64 " backlog=%" PRId64
+             " broker_dropped=%" PRId64 " redelivered=%" PRId64
+             " backlog=%" PRId64
              " backlog_bytes=%" PRId64 " oldest_s=%" PRId64
              " dead_in_spool=%" PRId64 " uplink=%s mqtt=%s",
              when, br->n.received, br->n.spooled, br->n.delivered,
@@ -431,6 +499,7 @@ static void log_counters(struct bridge *br, const char *when)
              br->n.oversized, br->n.empty, br->n.kafka_refused,
              st.dropped[SPOOL_DROP_FULL], st.dropped[SPOOL_DROP_EXPIRED],
              br->n.retries, br->n.spool_errors, br->n.broker_dropped,
+             br->n.redelivered,
              st.records, st.bytes, age, st.dead,
              br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
              mqtt_in_connected(br->in) ? "connected" : "disconnected");
@@ -481,7 +550,7 @@ static void turn(struct bridge *br, int sfd, int timeout)
     if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
         /* read until dry or the batch is full, then one commit */
         while (br->batch.n < BATCH_MAX_RECORDS - 64 &&
-               br->batch.used < BATCH_SOFT_BYTES) {
+               br->batch.used < br->batch_bytes) {
             size_t before = br->batch.n;
             if (mqtt_in_read(br->in, 64) <= 0 || br->batch.n == before)
                 break;
@@ -610,6 +679,18 @@ fail:
     return -1;
 }
 
+/* The tags of the newest rows, oldest first so the newest per id wins. */
+static void load_tags(struct bridge *br)
+{
+    enum { N = 8192 };
+    int64_t *ids = calloc(N, sizeof(int64_t)), *tags = calloc(N, sizeof(int64_t));
+    int n = ids && tags ? spool_recent(br->sp, ids, tags, N) : 0;
+    for (int i = n - 1; i >= 0; i--)
+        br->last_tag[(uint64_t)tags[i] >> TAG_HASH_BITS] = tags[i];
+    free(ids);
+    free(tags);
+}
+
 int bridge_run(const struct conf *c)
 {
     struct bridge *br = calloc(1, sizeof(*br));
@@ -624,8 +705,12 @@ int bridge_run(const struct conf *c)
     br->uplink = -1;
     br->fault_after = -1;
     const char *fault = getenv("MQTT2KAFKA_FAULT");
-    if (fault && strncmp(fault, "crash-before-commit", 19) == 0)
-        br->fault_after = fault[19] == '@' ? strtoll(fault + 20, NULL, 10) : 1;
+    if (fault && (strncmp(fault, "crash-before-commit", 19) == 0 ||
+                  strncmp(fault, "crash-after-commit", 18) == 0)) {
+        const char *at = strchr(fault, '@');
+        br->fault_after = at ? strtoll(at + 1, NULL, 10) : 1;
+        br->fault_after_commit = fault[6] == 'a';
+    }
     log_set_level(c->log.level);
     srandom((unsigned)(log_wall_ms() ^ getpid()));
     br->pend.cap = (size_t)c->kafka.inflight_records + 1;
@@ -633,10 +718,17 @@ int bridge_run(const struct conf *c)
     br->pend.retry = calloc(br->pend.cap, sizeof(int64_t));
     br->batch.cap = 1u << 20;
     br->batch.buf = malloc(br->batch.cap);
-    if (!br->pend.acks || !br->pend.retry || !br->batch.buf)
+    br->last_tag = calloc(MIDS, sizeof(int64_t));
+    /* a burst must fit one spool transaction: 1/64 of the cap, 8 MiB at most */
+    br->batch_bytes = BATCH_SOFT_BYTES;
+    if (c->spool.max_bytes > 0 &&
+        (size_t)(c->spool.max_bytes / 64) < br->batch_bytes)
+        br->batch_bytes = (size_t)(c->spool.max_bytes / 64);
+    if (!br->pend.acks || !br->pend.retry || !br->batch.buf || !br->last_tag)
         goto out;
     if (open_stages(br, &filters, &nfilters) < 0)
         goto out;
+    load_tags(br);
 
     struct mqtt_in_opts mo = {
         .host = c->mqtt.host, .port = c->mqtt.port,
@@ -679,6 +771,7 @@ out:
     free(br->pend.acks);
     free(br->pend.retry);
     free(br->batch.buf);
+    free(br->last_tag);
     free(br);
     return rc;
 }

@@ -11,13 +11,15 @@
  *   state(one=1, epoch, created_ms, last_id, put_total, acked_total,
  *         dropped_full, dropped_expired, dead_purged, rows, bytes)
  *   rec(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
- *       payload)
+ *       payload, tag)
  *   dead(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
  *        payload, reason, dead_ms)
  *
  * rec is the queue, ordered by id. The small columns come first so that a
  * scan of (id, recv_ms, size) never reads a payload's overflow pages. size
- * is key+headers+payload bytes. epoch is 16 random hex digits made with the
+ * is key+headers+payload bytes. tag is the caller's (NULL when 0): the
+ * bridge keeps the MQTT packet id and a payload hash there, to recognise a
+ * broker's redelivery of a committed message after a crash. epoch is 16 random hex digits made with the
  * file; (epoch, id) names a record for consumers' deduplication.
  *
  * IDS ARE NEVER REUSED. Ids are assigned by this module, not by SQLite's
@@ -149,6 +151,7 @@ enum {
     S_FREE,
     S_SYNC_FULL,
     S_SYNC_NORMAL,
+    S_RECENT,
     S__COUNT
 };
 
@@ -157,7 +160,7 @@ static const char *const sql_text[S__COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO rec(id,recv_ms,route,size,topic,key,headers,"
-                 "payload) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+                 "payload,tag) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
     [S_PEEK] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM rec"
                " WHERE id>?1 ORDER BY id",
     [S_PEEK_ONE] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM"
@@ -173,6 +176,8 @@ static const char *const sql_text[S__COUNT] = {
     [S_FREE] = "PRAGMA freelist_count",
     [S_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL"
+                 " ORDER BY id DESC LIMIT ?1",
 };
 
 /* Counters kept in memory and written to the state row; c is the working
@@ -469,7 +474,7 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " rows INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE rec(id INTEGER PRIMARY KEY, recv_ms INTEGER NOT NULL,"
     " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
-    " key BLOB, headers BLOB, payload BLOB);"
+    " key BLOB, headers BLOB, payload BLOB, tag INTEGER);"
     "CREATE TABLE dead(id INTEGER PRIMARY KEY, recv_ms INTEGER NOT NULL,"
     " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
     " key BLOB, headers BLOB, payload BLOB, reason TEXT NOT NULL,"
@@ -874,6 +879,10 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
                             r[i].headers_len, SQLITE_STATIC);
         sqlite3_bind_blob64(st, 8, r[i].payload ? r[i].payload : "",
                             r[i].payload_len, SQLITE_STATIC);
+        if (r[i].tag)
+            sqlite3_bind_int64(st, 9, r[i].tag);
+        else
+            sqlite3_bind_null(st, 9);
         int rc = run(sp, S_INSERT);
         if (rc)
             return rc;
@@ -951,6 +960,22 @@ int spool_put(struct spool *sp, struct spool_rec *recs, size_t n)
     int rc = put_locked(sp, recs, n);
     pthread_mutex_unlock(&sp->mu);
     return rc;
+}
+
+int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max)
+{
+    int n = 0, rc;
+    pthread_mutex_lock(&sp->mu);
+    sqlite3_stmt *st = sp->st[S_RECENT];
+    sqlite3_bind_int64(st, 1, (int64_t)max);
+    while ((size_t)n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        tags[n] = sqlite3_column_int64(st, 1);
+        n++;
+    }
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&sp->mu);
+    return n;
 }
 
 int spool_full(struct spool *sp)

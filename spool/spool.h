@@ -62,6 +62,7 @@ struct spool_rec {
     size_t payload_len;
     int64_t recv_ms; /* receive time, ms since the epoch */
     int32_t route;   /* index of the route that produced it, or -1 */
+    int64_t tag;     /* opaque to the spool, stored with the row; 0: none */
 };
 
 /* Why records left the spool without being delivered. */
@@ -153,6 +154,10 @@ int spool_stats(struct spool *sp, struct spool_stats *st);
 
 /* A short name for a drop reason ("full", "expired"), for logs and metrics. */
 const char *spool_reason_name(enum spool_reason r);
+
+/* The newest rows that carry a tag, newest first: up to max (id, tag)
+ * pairs. Returns how many. */
+int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max);
 
 /* 1 when a put would be refused under backpressure right now. */
 int spool_full(struct spool *sp);

@@ -101,6 +101,32 @@ def test_acks_only_what_is_durable(stack, uniq, tmp_path):
     assert br.stop() == 0
 
 
+def test_redelivery_of_committed_burst_not_stored_twice(stack, uniq,
+                                                       tmp_path):
+    """The daemon dies after committing a burst but before its PUBACKs are
+    written. The broker redelivers the burst when the session resumes; the
+    bridge must recognise it and not spool it again, so Kafka sees each
+    message once (a second copy would carry a new m2k.id)."""
+    br = Bridge(stack, tmp_path, uniq)
+    br.start(env={"MQTT2KAFKA_FAULT": "crash-after-commit@150"})
+    acked = tmp_path / "acked.txt"
+    res = pub(stack, f"{uniq}/sensors/eu/temp/{{device}}", devices=4,
+              count=100, acked=acked)
+    assert res["acked"] == 400
+    br.proc.wait(30)
+    assert br.proc.returncode == -9, "the fault point never fired"
+    assert "fault injection: crash after commit" in br.logtext()
+
+    br.start()
+    rc, v = verify(stack, f"it.{uniq}.sensor.eu.temp", acked=acked,
+                   expect=400)
+    assert v["missing"] == 0, v.get("missing_detail")
+    assert v["duplicates"] == 0, v
+    assert rc == 0
+    assert br.stop() == 0
+    assert br.counters()["redelivered"] > 0, "the broker redelivered nothing?"
+
+
 def test_uplink_outage_stop_then_blackhole(stack, uniq, tmp_path):
     br = Bridge(stack, tmp_path, uniq).start()
     acked = tmp_path / "acked.txt"

@@ -226,6 +226,36 @@ static void test_ack_ranges_and_sparse(void **state)
     spool_close(sp);
 }
 
+/* Tags survive a reopen; spool_recent lists the newest tagged rows first,
+ * skipping untagged ones and rows already acked. */
+static void test_tags_recent(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[4];
+    for (int i = 0; i < 4; i++) {
+        memset(&r[i], 0, sizeof(r[i]));
+        r[i].topic = "t";
+        r[i].payload = "p";
+        r[i].payload_len = 1;
+        r[i].tag = i == 2 ? 0 : (int64_t)(1000 + i); /* row 3: untagged */
+    }
+    assert_int_equal(spool_put(sp, r, 4), 0);
+    int64_t ack = r[0].id;
+    assert_int_equal(spool_ack(sp, &ack, 1), 0);
+    spool_close(sp);
+
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t ids[8], tags[8];
+    assert_int_equal(spool_recent(sp, ids, tags, 8), 2);
+    assert_int_equal(ids[0], r[3].id);
+    assert_int_equal(tags[0], 1003);
+    assert_int_equal(ids[1], r[1].id);
+    assert_int_equal(tags[1], 1001);
+    assert_int_equal(spool_recent(sp, ids, tags, 1), 1);
+    spool_close(sp);
+}
+
 static void test_nack_order(void **state)
 {
     struct fx *f = *state;
@@ -711,6 +741,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ack_ranges_and_sparse, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_nack_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tags_recent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_resumes_ids_never_reused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
