@@ -30,6 +30,7 @@ import pathlib
 import secrets
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -121,7 +122,7 @@ class Stack:
 
     # --- Kafka through kcat ------------------------------------------------
     def create_topic(self, name, partitions=1):
-        p = subprocess.run(["python3", str(REPO / "test/stack/kafka_topic.py"), self.kafka,
+        p = subprocess.run([sys.executable, str(REPO / "test/stack/kafka_topic.py"), self.kafka,
                             name, str(partitions)], capture_output=True, timeout=60)
         if p.returncode != 0:
             raise StackError(_text(p.stderr).strip() or f"creating topic {name} failed")

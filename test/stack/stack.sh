@@ -350,7 +350,7 @@ control() {
     mqtt) name=mosquitto log="$DIR/logs/mosquitto.log" pid=$(mqtt_pid) ports=$MQTT_PORT ;;
     esac
     case $action in
-    log) tail -n "${LINES_:-60}" "$log" 2>/dev/null || die "no log yet at $log"; return 0 ;;
+    log) tail -n "${M2K_LOG_LINES:-60}" "$log" 2>/dev/null || die "no log yet at $log"; return 0 ;;
     topic) [ "$which" = kafka ] || die "topics are a Kafka thing"; shift 2; kafka_topic "$@"; return ;;
     esac
     external && die "brokers are external (MQTT2KAFKA_TEST_*); '$which $action' is not available"
@@ -364,7 +364,11 @@ control() {
     resume) [ -n "$pid" ] || die "$name is not running"; kill -CONT "$pid"; say "$name resumed (pid $pid)" ;;
     restart) [ -n "$pid" ] && { stop_pid "$pid" "$name"; wait_ports_free $ports; }
         rm -f "$DIR/$name.pid"; "${which}_start" ;;
-    *) die "usage: stack.sh $which start|stop|kill|pause|resume|restart|log${which/mqtt/}" ;;
+    *)
+        local extra=""
+        [ "$which" = kafka ] && extra="|topic NAME [PARTITIONS]"
+        die "usage: stack.sh $which start|stop|kill|pause|resume|restart|log$extra"
+        ;;
     esac
 }
 
