@@ -31,15 +31,15 @@
 #include "telemetry.pb-c.h"
 #include "test/tools/tools.h"
 
-#define BATCH_READINGS 10
-#define MAX_DEVICES 100000u
-#define MAX_CONNS 64u
-#define MAX_PAYLOAD (1024u * 1024u)
-#define MAX_PREFIX 32u
-#define MID_SLOTS 65536u
-#define MAX_MQTT_INFLIGHT 32768u
+#define BATCH_READINGS     10
+#define MAX_DEVICES        100000u
+#define MAX_CONNS          64u
+#define MAX_PAYLOAD        (1024u * 1024u)
+#define MAX_PREFIX         32u
+#define MID_SLOTS          65536u
+#define MAX_MQTT_INFLIGHT  32768u
 #define MAX_KAFKA_INFLIGHT 1000000u
-#define BURST 64
+#define BURST              64
 
 typedef Iot__Telemetry__V1__SensorReading Reading;
 typedef Iot__Telemetry__V1__SensorReading__LabelsEntry Label;
@@ -194,9 +194,8 @@ static size_t fit_pad(struct payload *p, const ProtobufCMessage *m, Reading *r,
     return n;
 }
 
-static void payload_build(const struct opts *o, struct payload *p,
-                          char *dev, const uint64_t *seqs, unsigned n,
-                          int64_t ts)
+static void payload_build(const struct opts *o, struct payload *p, char *dev,
+                          const uint64_t *seqs, unsigned n, int64_t ts)
 {
     Reading rs[BATCH_READINGS], *rp[BATCH_READINGS];
     Label label = IOT__TELEMETRY__V1__SENSOR_READING__LABELS_ENTRY__INIT;
@@ -206,8 +205,9 @@ static void payload_build(const struct opts *o, struct payload *p,
     size_t padn, i;
 
     if (o->fmt == FMT_TEXT) {
-        int w = snprintf((char *)p->buf, MAX_PAYLOAD, "device=%s;seq=%" PRIu64
-                         ";ts=%" PRId64 ";", dev, seqs[0], ts);
+        int w = snprintf((char *)p->buf, MAX_PAYLOAD,
+                         "device=%s;seq=%" PRIu64 ";ts=%" PRId64 ";", dev,
+                         seqs[0], ts);
         p->len = (size_t)w;
         if (o->size >= p->len + 6) {
             size_t fill = o->size - p->len - 5;
@@ -353,8 +353,8 @@ static int publish_one(struct sender *s)
     }
     payload_build(&f->o, &s->p, d->name, seqs, n, tools_now_ms());
     if (s->mosq) {
-        rc = mosquitto_publish(s->mosq, &mid, d->topic, (int)s->p.len,
-                               s->p.buf, f->o.qos, false);
+        rc = mosquitto_publish(s->mosq, &mid, d->topic, (int)s->p.len, s->p.buf,
+                               f->o.qos, false);
         if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
             s->lost = true;
             return 1;
@@ -362,12 +362,12 @@ static int publish_one(struct sender *s)
         idx = (unsigned)mid % MID_SLOTS;
     } else {
         idx = s->free_slots[--s->nfree];
-        rc = rd_kafka_producev(
-            s->rk, RD_KAFKA_V_TOPIC(f->o.kafka_topic),
-            RD_KAFKA_V_KEY(d->name, strlen(d->name)),
-            RD_KAFKA_V_VALUE(s->p.buf, s->p.len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)idx), RD_KAFKA_V_END);
+        rc = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(f->o.kafka_topic),
+                               RD_KAFKA_V_KEY(d->name, strlen(d->name)),
+                               RD_KAFKA_V_VALUE(s->p.buf, s->p.len),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                               RD_KAFKA_V_OPAQUE((void *)(uintptr_t)idx),
+                               RD_KAFKA_V_END);
         if (rc) {
             s->free_slots[s->nfree++] = idx;
             if (rc == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -447,13 +447,13 @@ static bool mqtt_keep_up(struct sender *s, double *next_try)
             tools_sleep(*next_try - now);
             return true;
         }
-        rc = s->ever_ready ? mosquitto_reconnect(s->mosq)
-                           : mosquitto_connect(s->mosq, s->f->o.host,
-                                               s->f->o.port, 30);
+        rc = s->ever_ready
+                 ? mosquitto_reconnect(s->mosq)
+                 : mosquitto_connect(s->mosq, s->f->o.host, s->f->o.port, 30);
         if (rc != MOSQ_ERR_SUCCESS) {
             if (s->complaints++ < 3)
-                fprintf(stderr, "m2k-pub: connect %s:%d: %s\n",
-                        s->f->o.host, s->f->o.port,
+                fprintf(stderr, "m2k-pub: connect %s:%d: %s\n", s->f->o.host,
+                        s->f->o.port,
                         rc == MOSQ_ERR_ERRNO ? strerror(errno)
                                              : mosquitto_strerror(rc));
             *next_try = now + 0.5;
@@ -565,8 +565,8 @@ static int kafka_run(struct sender *s)
     }
     rd_kafka_flush(s->rk, wait_ms);
     if (s->outstanding) {
-        rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE |
-                                  RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_purge(s->rk,
+                       RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(s->rk, 100);
     }
     rd_kafka_destroy(s->rk);
@@ -593,70 +593,100 @@ static void usage(FILE *out)
           out);
 }
 
-static char *topic_for(const char *tpl, const char *dev)
-{
-    size_t n = strlen(tpl) + 1, dl = strlen(dev), i = 0;
-    const char *p;
-    char *t;
-    for (p = strstr(tpl, "{device}"); p; p = strstr(p + 8, "{device}"))
-        n += dl;
-    t = malloc(n);
-    if (!t)
-        return NULL;
-    for (p = tpl; *p;) {
-        if (strncmp(p, "{device}", 8) == 0) {
-            memcpy(t + i, dev, dl);
-            i += dl;
-            p += 8;
-        } else {
-            t[i++] = *p++;
-        }
-    }
-    t[i] = '\0';
-    return t;
-}
-
-enum { OPT_ACKED = 256, OPT_SKIP, OPT_PREFIX, OPT_START, OPT_KAFKA,
-       OPT_KTOPIC, OPT_INFLIGHT, OPT_WAIT };
+enum {
+    OPT_ACKED = 256,
+    OPT_SKIP,
+    OPT_PREFIX,
+    OPT_START,
+    OPT_KAFKA,
+    OPT_KTOPIC,
+    OPT_INFLIGHT,
+    OPT_WAIT
+};
 
 static int parse_opt(struct opts *o, int c, const char *a)
 {
     uint64_t v = 0;
     switch (c) {
-    case 'H': o->host = a; return 0;
-    case 'p': if (tools_parse_u64(a, 1, 65535, &v)) return -EINVAL;
-              o->port = (int)v; return 0;
-    case 'd': if (tools_parse_u64(a, 1, MAX_DEVICES, &v)) return -EINVAL;
-              o->devices = (unsigned)v; return 0;
-    case 'n': return tools_parse_u64(a, 1, UINT64_MAX / 64, &o->per_device);
-    case 't': return tools_parse_double(a, 1e7, &o->seconds);
-    case 'r': return tools_parse_double(a, 1e9, &o->rate);
-    case 'q': if (tools_parse_u64(a, 0, 2, &v)) return -EINVAL;
-              o->qos = (int)v; return 0;
-    case 's': if (tools_parse_u64(a, 0, MAX_PAYLOAD - 64, &v)) return -EINVAL;
-              o->size = (size_t)v; return 0;
-    case 'T': o->topic_tpl = a; return 0;
-    case 'c': if (tools_parse_u64(a, 1, MAX_CONNS, &v)) return -EINVAL;
-              o->conns = (unsigned)v; return 0;
-    case 'V': if (strcmp(a, "5") && strcmp(a, "311")) return -EINVAL;
-              o->version = atoi(a); return 0;
-    case 'f': if (!strcmp(a, "proto")) o->fmt = FMT_PROTO;
-              else if (!strcmp(a, "batch")) o->fmt = FMT_BATCH;
-              else if (!strcmp(a, "text")) o->fmt = FMT_TEXT;
-              else return -EINVAL;
-              return 0;
-    case OPT_ACKED: o->acked_path = a; return 0;
-    case OPT_SKIP: return tools_parse_u64(a, 1, UINT64_MAX / 2, &o->skip_seq);
-    case OPT_PREFIX: if (strlen(a) > MAX_PREFIX) return -EINVAL;
-                     o->prefix = a; return 0;
-    case OPT_START: return tools_parse_u64(a, 1, UINT64_MAX / 4, &o->start_seq);
-    case OPT_KAFKA: o->kafka = a; return 0;
-    case OPT_KTOPIC: o->kafka_topic = a; return 0;
-    case OPT_INFLIGHT: if (tools_parse_u64(a, 1, MAX_KAFKA_INFLIGHT, &v))
-                           return -EINVAL;
-                       o->inflight = (unsigned)v; return 0;
-    case OPT_WAIT: return tools_parse_double(a, 1e6, &o->wait_s);
-    default: return -EINVAL;
+    case 'H':
+        o->host = a;
+        return 0;
+    case 'p':
+        if (tools_parse_u64(a, 1, 65535, &v))
+            return -EINVAL;
+        o->port = (int)v;
+        return 0;
+    case 'd':
+        if (tools_parse_u64(a, 1, MAX_DEVICES, &v))
+            return -EINVAL;
+        o->devices = (unsigned)v;
+        return 0;
+    case 'n':
+        return tools_parse_u64(a, 1, UINT64_MAX / 64, &o->per_device);
+    case 't':
+        return tools_parse_double(a, 1e7, &o->seconds);
+    case 'r':
+        return tools_parse_double(a, 1e9, &o->rate);
+    case 'q':
+        if (tools_parse_u64(a, 0, 2, &v))
+            return -EINVAL;
+        o->qos = (int)v;
+        return 0;
+    case 's':
+        if (tools_parse_u64(a, 0, MAX_PAYLOAD - 64, &v))
+            return -EINVAL;
+        o->size = (size_t)v;
+        return 0;
+    case 'T':
+        o->topic_tpl = a;
+        return 0;
+    case 'c':
+        if (tools_parse_u64(a, 1, MAX_CONNS, &v))
+            return -EINVAL;
+        o->conns = (unsigned)v;
+        return 0;
+    case 'V':
+        if (strcmp(a, "5") && strcmp(a, "311"))
+            return -EINVAL;
+        o->version = atoi(a);
+        return 0;
+    case 'f':
+        if (!strcmp(a, "proto"))
+            o->fmt = FMT_PROTO;
+        else if (!strcmp(a, "batch"))
+            o->fmt = FMT_BATCH;
+        else if (!strcmp(a, "text"))
+            o->fmt = FMT_TEXT;
+        else
+            return -EINVAL;
+        return 0;
+    case OPT_ACKED:
+        o->acked_path = a;
+        return 0;
+    case OPT_SKIP:
+        return tools_parse_u64(a, 1, UINT64_MAX / 2, &o->skip_seq);
+    case OPT_PREFIX:
+        if (strlen(a) > MAX_PREFIX)
+            return -EINVAL;
+        o->prefix = a;
+        return 0;
+    case OPT_START:
+        return tools_parse_u64(a, 1, UINT64_MAX / 4, &o->start_seq);
+    case OPT_KAFKA:
+        o->kafka = a;
+        return 0;
+    case OPT_KTOPIC:
+        o->kafka_topic = a;
+        return 0;
+    case OPT_INFLIGHT:
+        if (tools_parse_u64(a, 1, MAX_KAFKA_INFLIGHT, &v))
+            return -EINVAL;
+        o->inflight = (unsigned)v;
+        return 0;
+    case OPT_WAIT:
+        return tools_parse_double(a, 1e6, &o->wait_s);
+    default:
+        return -EINVAL;
     }
 }
 
@@ -675,9 +705,14 @@ static int parse_args(struct opts *o, int argc, char **argv)
         {NULL, 0, NULL, 0}};
     int c, has_n = 0;
 
-    *o = (struct opts){.host = "127.0.0.1", .port = 1883, .devices = 10,
-                       .qos = 1, .topic_tpl = "sensors/eu/temp/{device}",
-                       .version = 311, .prefix = "dev-", .start_seq = 1,
+    *o = (struct opts){.host = "127.0.0.1",
+                       .port = 1883,
+                       .devices = 10,
+                       .qos = 1,
+                       .topic_tpl = "sensors/eu/temp/{device}",
+                       .version = 311,
+                       .prefix = "dev-",
+                       .start_seq = 1,
                        .wait_s = 10};
     while ((c = getopt_long(argc, argv, "H:p:d:n:t:r:q:s:T:c:V:f:h", longs,
                             NULL)) != -1) {
@@ -695,8 +730,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
         }
     }
     if (optind < argc || (has_n && o->seconds > 0)) {
-        fprintf(stderr, "m2k-pub: %s\n", optind < argc
-                ? "unexpected argument" : "-n and -t exclude each other");
+        fprintf(stderr, "m2k-pub: %s\n",
+                optind < argc ? "unexpected argument"
+                              : "-n and -t exclude each other");
         return -EINVAL;
     }
     if (!!o->kafka != !!o->kafka_topic) {
@@ -729,12 +765,12 @@ static int fleet_init(struct fleet *f)
     for (i = 0; i < o->devices; i++) {
         struct device *d = &f->devs[i];
         snprintf(d->name, sizeof d->name, "%s%05u", o->prefix, i + 1);
-        d->topic = topic_for(o->topic_tpl, d->name);
+        d->topic = tools_subst(o->topic_tpl, d->name);
         if (!d->topic)
             return -ENOMEM;
         d->next = o->start_seq;
-        d->end = o->per_device ? o->start_seq + o->per_device * per
-                               : UINT64_MAX;
+        d->end =
+            o->per_device ? o->start_seq + o->per_device * per : UINT64_MAX;
     }
     if (o->acked_path) {
         f->acked_f = fopen(o->acked_path, "w");
@@ -869,9 +905,10 @@ int main(int argc, char **argv)
     report(&f, &sum, secs);
     rc = (sum.sent > 0 && sum.acked == sum.sent && sum.failed == 0) ? 0 : 1;
     if (sum.acked < sum.sent)
-        fprintf(stderr, "m2k-pub: %" PRIu64 " of %" PRIu64
-                " messages not acknowledged\n", sum.sent - sum.acked,
-                sum.sent);
+        fprintf(stderr,
+                "m2k-pub: %" PRIu64 " of %" PRIu64
+                " messages not acknowledged\n",
+                sum.sent - sum.acked, sum.sent);
 fail:
     if (f.acked_f && fclose(f.acked_f)) {
         fprintf(stderr, "m2k-pub: %s: %s\n", f.o.acked_path, strerror(errno));

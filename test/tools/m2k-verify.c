@@ -41,15 +41,13 @@ typedef Iot__Telemetry__V1__SensorReading Reading;
 typedef Iot__Telemetry__V1__ReadingBatch Batch;
 typedef Iot__Bridge__V1__Envelope Envelope;
 
-#define MAX_DEVICES (1u << 20)
-#define MAX_SEQ_SLOTS (64ull << 20) /* all devices together, 5 bytes each */
-#define MAX_ITEMS 4096               /* readings in one record */
-#define MAX_PARTS 8                  /* partitions tracked per device */
+#define MAX_DEVICES    (1u << 20)
+#define MAX_SEQ_SLOTS  (64ull << 20) /* all devices together, 5 bytes each */
+#define MAX_ITEMS      4096          /* readings in one record */
+#define MAX_PARTS      8             /* partitions tracked per device */
 #define DETAIL_DEVICES 20
-#define DETAIL_SEQS 20
-#define HIST_FINE 10000  /* 1 ms buckets below 10 s */
-#define HIST_COARSE 9900 /* 100 ms buckets up to 1000 s */
-#define SEQ_CHUNK 4096u
+#define DETAIL_SEQS    20
+#define SEQ_CHUNK      4096u
 
 struct item {
     const char *dev;
@@ -93,8 +91,7 @@ struct ctx {
     /* counts */
     uint64_t records, readings, unique, dups, dup_same, dup_new, order,
         undecodable, untracked, missing, acked_lines;
-    uint64_t hist[HIST_FINE + HIST_COARSE + 1], lat_n;
-    int64_t lat_max;
+    struct tools_hist lat;
 };
 
 static volatile sig_atomic_t stopping;
@@ -103,15 +100,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stopping = 1;
-}
-
-static uint32_t fnv32(const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    uint32_t h = 2166136261u;
-    while (n--)
-        h = (h ^ *s++) * 16777619u;
-    return h;
 }
 
 /* ---- devices and their sequence tables --------------------------------- */
@@ -139,13 +127,14 @@ static int tab_grow(struct ctx *c)
  * or out of memory. */
 static struct dev *dev_get(struct ctx *c, const char *name, size_t n)
 {
-    uint32_t h = fnv32(name, n);
+    uint32_t h = tools_fnv32(name, n);
     size_t i;
     struct dev *d;
 
     if (c->ndev * 2 >= c->tab_cap && c->ndev < MAX_DEVICES && tab_grow(c))
         return NULL;
-    for (i = h & (c->tab_cap - 1); (d = c->tab[i]); i = (i + 1) & (c->tab_cap - 1))
+    for (i = h & (c->tab_cap - 1); (d = c->tab[i]);
+         i = (i + 1) & (c->tab_cap - 1))
         if (d->hash == h && strlen(d->name) == n && !memcmp(d->name, name, n))
             return d;
     if (c->ndev >= MAX_DEVICES)
@@ -202,43 +191,6 @@ static int dev_reach(struct ctx *c, struct dev *d, uint64_t seq)
     return 0;
 }
 
-static void latency_add(struct ctx *c, int64_t ms)
-{
-    size_t b;
-    if (ms < 0)
-        ms = 0;
-    if (ms > c->lat_max)
-        c->lat_max = ms;
-    if (ms < HIST_FINE)
-        b = (size_t)ms;
-    else if (ms < HIST_FINE + (int64_t)HIST_COARSE * 100)
-        b = HIST_FINE + (size_t)((ms - HIST_FINE) / 100);
-    else
-        b = HIST_FINE + HIST_COARSE;
-    c->hist[b]++;
-    c->lat_n++;
-}
-
-static int64_t latency_pct(const struct ctx *c, double p)
-{
-    uint64_t rank = (uint64_t)(p * (double)c->lat_n), seen = 0;
-    size_t b;
-    if (c->lat_n == 0)
-        return 0;
-    if (rank >= c->lat_n)
-        rank = c->lat_n - 1;
-    for (b = 0; b <= HIST_FINE + HIST_COARSE; b++) {
-        seen += c->hist[b];
-        if (seen > rank)
-            break;
-    }
-    if (b < HIST_FINE)
-        return (int64_t)b;
-    if (b < HIST_FINE + HIST_COARSE)
-        return HIST_FINE + (int64_t)(b - HIST_FINE) * 100;
-    return c->lat_max;
-}
-
 /* Counts one reading of a record from partition part. */
 static void account(struct ctx *c, const struct item *it, int32_t part,
                     uint32_t id, int64_t rec_ts)
@@ -249,7 +201,7 @@ static void account(struct ctx *c, const struct item *it, int32_t part,
 
     c->readings++;
     if (it->ts > 0 && rec_ts > 0)
-        latency_add(c, rec_ts - it->ts);
+        tools_hist_add(&c->lat, rec_ts - it->ts);
     if (!d || dev_reach(c, d, it->seq)) {
         c->untracked++;
         return;
@@ -317,140 +269,44 @@ static int decode_text(struct ctx *c, const char *p, size_t n)
     return 0;
 }
 
-/* A minimal JSON reader: enough to pull deviceId/seq/timestampMs out of
- * protobuf canonical JSON and to skip everything else. */
-struct jp {
-    const char *p, *end;
-};
-
-static void j_ws(struct jp *j)
-{
-    while (j->p < j->end && isspace((unsigned char)*j->p))
-        j->p++;
-}
-
-static int j_lit(struct jp *j, char ch)
-{
-    j_ws(j);
-    if (j->p < j->end && *j->p == ch) {
-        j->p++;
-        return 0;
-    }
-    return -EINVAL;
-}
-
-/* A string's raw bytes (escapes left as they are). */
-static int j_str(struct jp *j, const char **s, size_t *n)
-{
-    if (j_lit(j, '"'))
-        return -EINVAL;
-    *s = j->p;
-    while (j->p < j->end && *j->p != '"')
-        j->p += (*j->p == '\\' && j->p + 1 < j->end) ? 2 : 1;
-    if (j->p >= j->end)
-        return -EINVAL;
-    *n = (size_t)(j->p - *s);
-    j->p++;
-    return 0;
-}
-
-static int j_skip(struct jp *j, int depth)
-{
-    const char *s;
-    size_t n;
-    char close;
-    j_ws(j);
-    if (j->p >= j->end || depth > 32)
-        return -EINVAL;
-    if (*j->p == '"')
-        return j_str(j, &s, &n);
-    if (*j->p != '{' && *j->p != '[') {
-        while (j->p < j->end && !strchr(",}] \t\r\n", *j->p))
-            j->p++;
-        return 0;
-    }
-    close = *j->p == '{' ? '}' : ']';
-    j->p++;
-    if (!j_lit(j, close))
-        return 0;
-    do {
-        if (close == '}' && (j_str(j, &s, &n) || j_lit(j, ':')))
-            return -EINVAL;
-        if (j_skip(j, depth + 1))
-            return -EINVAL;
-    } while (!j_lit(j, ','));
-    return j_lit(j, close);
-}
-
-/* A number or a string holding one (int64/uint64 are strings in proto3
- * JSON). */
-static int j_int(struct jp *j, int64_t *out)
-{
-    const char *s;
-    size_t n;
-    char buf[32];
-    j_ws(j);
-    if (j->p < j->end && *j->p == '"') {
-        if (j_str(j, &s, &n))
-            return -EINVAL;
-    } else {
-        s = j->p;
-        if (j_skip(j, 0))
-            return -EINVAL;
-        n = (size_t)(j->p - s);
-    }
-    if (n == 0 || n >= sizeof buf)
-        return -EINVAL;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    *out = strtoll(buf, NULL, 10);
-    return 0;
-}
-
-static bool key_is(const char *k, size_t n, const char *a, const char *b)
-{
-    return (strlen(a) == n && !memcmp(k, a, n)) ||
-           (strlen(b) == n && !memcmp(k, b, n));
-}
-
-static int j_object(struct ctx *c, struct jp *j, int depth)
+static int j_object(struct ctx *c, struct tools_jp *j, int depth)
 {
     const char *k, *dev = NULL;
     size_t kn, dlen = 0, first = c->nitems, i;
     int64_t seq = 0, ts = 0;
 
-    if (depth > 2 || j_lit(j, '{'))
+    if (depth > 2 || tools_jlit(j, '{'))
         return -EINVAL;
-    if (!j_lit(j, '}'))
+    if (!tools_jlit(j, '}'))
         return -EINVAL;
     do {
-        if (j_str(j, &k, &kn) || j_lit(j, ':'))
+        if (tools_jstr(j, &k, &kn) || tools_jlit(j, ':'))
             return -EINVAL;
-        if (key_is(k, kn, "deviceId", "device_id")) {
-            if (j_str(j, &dev, &dlen))
+        if (tools_jkey(k, kn, "deviceId", "device_id")) {
+            if (tools_jstr(j, &dev, &dlen))
                 return -EINVAL;
-        } else if (key_is(k, kn, "seq", "seq")) {
-            if (j_int(j, &seq))
+        } else if (tools_jkey(k, kn, "seq", "seq")) {
+            if (tools_jint(j, &seq))
                 return -EINVAL;
-        } else if (key_is(k, kn, "timestampMs", "timestamp_ms")) {
-            if (j_int(j, &ts))
+        } else if (tools_jkey(k, kn, "timestampMs", "timestamp_ms")) {
+            if (tools_jint(j, &ts))
                 return -EINVAL;
-        } else if (key_is(k, kn, "readings", "readings")) {
-            if (j_lit(j, '['))
+        } else if (tools_jkey(k, kn, "readings", "readings")) {
+            if (tools_jlit(j, '['))
                 return -EINVAL;
-            if (j_lit(j, ']')) {
+            if (tools_jlit(j, ']')) {
                 do {
                     if (j_object(c, j, depth + 1))
                         return -EINVAL;
-                } while (!j_lit(j, ','));
-                if (j_lit(j, ']'))
+                } while (!tools_jlit(j, ','));
+                if (tools_jlit(j, ']'))
                     return -EINVAL;
             }
-        } else if (j_skip(j, depth + 1)) {
+        } else if (tools_jskip(j, depth + 1)) {
             return -EINVAL;
         }
-    } while (!j_lit(j, ','));
-    if (j_lit(j, '}'))
+    } while (!tools_jlit(j, ','));
+    if (tools_jlit(j, '}'))
         return -EINVAL;
     for (i = first; i < c->nitems; i++) /* batch readings may omit it */
         if (c->items[i].dlen == 0 || !c->items[i].dev) {
@@ -472,8 +328,7 @@ static void flush(struct ctx *c)
     c->nitems = 0;
 }
 
-static void item_from_reading(struct ctx *c, const Reading *r,
-                              const char *hint)
+static void item_from_reading(struct ctx *c, const Reading *r, const char *hint)
 {
     const char *dev = r->device_id[0] ? r->device_id : hint;
     item_add(c, dev, dev ? strlen(dev) : 0, r->seq, r->timestamp_ms);
@@ -492,7 +347,8 @@ static int decode_proto(struct ctx *c, const uint8_t *v, size_t n, int depth,
 
     if (depth == 0) {
         Envelope *e = iot__bridge__v1__envelope__unpack(NULL, n, v);
-        bool env = e && e->body_case == IOT__BRIDGE__V1__ENVELOPE__BODY_PAYLOAD &&
+        bool env = e &&
+                   e->body_case == IOT__BRIDGE__V1__ENVELOPE__BODY_PAYLOAD &&
                    (e->arrival_ms || e->content_type[0]);
         if (env)
             rc = decode(c, e->payload.data, e->payload.len, depth + 1,
@@ -526,7 +382,7 @@ static int decode_proto(struct ctx *c, const uint8_t *v, size_t n, int depth,
 static int decode(struct ctx *c, const uint8_t *v, size_t n, int depth,
                   const char *hint)
 {
-    struct jp j = {(const char *)v, (const char *)v + n};
+    struct tools_jp j = {(const char *)v, (const char *)v + n};
     size_t i;
 
     c->nitems = 0;
@@ -536,9 +392,9 @@ static int decode(struct ctx *c, const uint8_t *v, size_t n, int depth,
         flush(c);
         return 0;
     }
-    j_ws(&j);
+    tools_jws(&j);
     if (j.p < j.end && *j.p == '{') {
-        if (j_object(c, &j, 0) || (j_ws(&j), j.p != j.end)) {
+        if (j_object(c, &j, 0) || (tools_jws(&j), j.p != j.end)) {
             c->nitems = 0;
             return -EINVAL;
         }
@@ -568,9 +424,8 @@ static void on_record(struct ctx *c, const rd_kafka_message_t *m)
     c->cur_id = 1;
     if (!rd_kafka_message_headers(m, &hdrs) &&
         !rd_kafka_header_get_last(hdrs, "m2k.id", &val, &vlen) && val)
-        c->cur_id = fnv32(val, vlen) | 2u;
-    if (!m->payload ||
-        decode(c, m->payload, m->len, 0, NULL))
+        c->cur_id = tools_fnv32(val, vlen) | 2u;
+    if (!m->payload || decode(c, m->payload, m->len, 0, NULL))
         c->undecodable++;
 }
 
@@ -594,8 +449,7 @@ static int load_acked(struct ctx *c)
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0])
             continue;
-        if (!sp || sp == line ||
-            tools_parse_u64(sp + 1, 1, UINT64_MAX, &seq)) {
+        if (!sp || sp == line || tools_parse_u64(sp + 1, 1, UINT64_MAX, &seq)) {
             fprintf(stderr, "m2k-verify: %s:%lu: expected \"<device> <seq>\"\n",
                     c->acked_path, lineno);
             rc = -EINVAL;
@@ -637,8 +491,8 @@ static rd_kafka_t *consumer_new(struct ctx *c)
     rd_kafka_t *rk;
 
     if (!g) {
-        snprintf(group, sizeof group, "m2k-verify-%ld-%" PRId64,
-                 (long)getpid(), tools_now_ms());
+        snprintf(group, sizeof group, "m2k-verify-%ld-%" PRId64, (long)getpid(),
+                 tools_now_ms());
         g = group;
     }
     if (rd_kafka_conf_set(conf, "bootstrap.servers", c->brokers, err,
@@ -846,8 +700,9 @@ static void report(struct ctx *c, double secs, double active)
         printf(",\"expected\":%" PRIu64, c->expect);
     printf(",\"latency_ms\":{\"count\":%" PRIu64 ",\"p50\":%" PRId64
            ",\"p99\":%" PRId64 ",\"p999\":%" PRId64 ",\"max\":%" PRId64 "}",
-           c->lat_n, latency_pct(c, 0.50), latency_pct(c, 0.99),
-           latency_pct(c, 0.999), c->lat_max);
+           c->lat.n, tools_hist_pct(&c->lat, 0.50),
+           tools_hist_pct(&c->lat, 0.99), tools_hist_pct(&c->lat, 0.999),
+           c->lat.max);
     printf(",\"missing_detail\":[");
     for (i = 0; i < n && shown < DETAIL_DEVICES; i++) {
         if (!all[i]->missing)
@@ -896,29 +751,44 @@ static int parse_args(struct ctx *c, int argc, char **argv)
     c->timeout_s = 120;
     while ((o = getopt_long(argc, argv, "b:t:R:e:h", longs, NULL)) != -1) {
         switch (o) {
-        case 'b': c->brokers = optarg; break;
-        case 't': c->topics = optarg; break;
-        case 'R': c->regex = optarg; break;
-        case 'e': bad |= tools_parse_u64(optarg, 1, UINT64_MAX, &c->expect);
-                  break;
-        case OPT_ACKED: c->acked_path = optarg; break;
-        case OPT_IDLE: bad |= tools_parse_double(optarg, 1e6, &c->idle_s);
-                       break;
+        case 'b':
+            c->brokers = optarg;
+            break;
+        case 't':
+            c->topics = optarg;
+            break;
+        case 'R':
+            c->regex = optarg;
+            break;
+        case 'e':
+            bad |= tools_parse_u64(optarg, 1, UINT64_MAX, &c->expect);
+            break;
+        case OPT_ACKED:
+            c->acked_path = optarg;
+            break;
+        case OPT_IDLE:
+            bad |= tools_parse_double(optarg, 1e6, &c->idle_s);
+            break;
         case OPT_TIMEOUT:
             bad |= tools_parse_double(optarg, 1e6, &c->timeout_s);
             break;
-        case OPT_GROUP: c->group = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        default: bad = 1;
+        case OPT_GROUP:
+            c->group = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            bad = 1;
         }
     }
     if (bad || optind < argc || !c->brokers || !c->topics == !c->regex ||
         c->idle_s <= 0 || c->timeout_s <= 0) {
         fprintf(stderr, "m2k-verify: %s\n",
-                bad ? "bad option value"
-                : !c->brokers ? "-b BROKERS is required"
+                bad                       ? "bad option value"
+                : !c->brokers             ? "-b BROKERS is required"
                 : !c->topics == !c->regex ? "give one of -t topics or -R regex"
-                : "bad arguments");
+                                          : "bad arguments");
         return -EINVAL;
     }
     return 0;
@@ -961,11 +831,13 @@ int main(int argc, char **argv)
         goto fail;
     active = consume(c, rk, t0);
     report(c, tools_mono() - t0, active);
-    rc = (c->missing || c->order || (c->expect && c->unique < c->expect))
-             ? 1 : 0;
+    rc = (c->missing || c->order || (c->expect && c->unique < c->expect)) ? 1
+                                                                          : 0;
     if (c->expect && c->unique < c->expect)
-        fprintf(stderr, "m2k-verify: %" PRIu64 " distinct readings, expected %"
-                PRIu64 "\n", c->unique, c->expect);
+        fprintf(stderr,
+                "m2k-verify: %" PRIu64 " distinct readings, expected %" PRIu64
+                "\n",
+                c->unique, c->expect);
 fail:
     /* Nothing was committed; leaving the group politely could wait on a
      * broker that is gone. */
