@@ -61,6 +61,7 @@
 #define HDRS_CAP 4096               /* header blob per record */
 #define PEEK_MAX 512
 #define EXPIRE_EVERY_MS 10000
+#define STATUS_EVERY_MS 2000
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
 #define MIDS 65536                  /* MQTT packet ids are 16 bits */
@@ -119,6 +120,8 @@ struct bridge {
     size_t batch_bytes;     /* commit once the batch holds this much */
     int64_t *last_tag;      /* [packet id]: tag of the last committed message */
     int dedupe;             /* session resumed: still in the resend phase */
+    int status_warned;
+    int64_t next_status;    /* when to rewrite the status file */
     int stop;
 };
 
@@ -480,29 +483,79 @@ static void drain(struct bridge *br)
 
 /* --- timers, signals, the loop ------------------------------------------ */
 
-static void log_counters(struct bridge *br, const char *when)
+/* The counters as "name=value" pairs, separated by sep: one format for the
+ * log line and the status file, so the two never disagree. */
+static void format_counters(struct bridge *br, char *buf, size_t len, char sep)
 {
     struct spool_stats st = {0};
     spool_stats(br->sp, &st);
     int64_t age = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0;
-    log_info("%s: received=%" PRId64 " spooled=%" PRId64 " delivered=%" PRId64
-             " dead_lettered=%" PRId64 " unrouted=%" PRId64
-             " bad_topic=%" PRId64 " oversized=%" PRId64 " empty=%" PRId64
-             " kafka_refused=%" PRId64 " dropped_full=%" PRId64
-             " expired=%" PRId64 " retries=%" PRId64 " spool_errors=%" PRId64
-             " broker_dropped=%" PRId64 " redelivered=%" PRId64
-             " backlog=%" PRId64
-             " backlog_bytes=%" PRId64 " oldest_s=%" PRId64
-             " dead_in_spool=%" PRId64 " uplink=%s mqtt=%s",
-             when, br->n.received, br->n.spooled, br->n.delivered,
-             br->n.dead_lettered, br->n.unrouted, br->n.bad_topic,
-             br->n.oversized, br->n.empty, br->n.kafka_refused,
-             st.dropped[SPOOL_DROP_FULL], st.dropped[SPOOL_DROP_EXPIRED],
-             br->n.retries, br->n.spool_errors, br->n.broker_dropped,
-             br->n.redelivered,
-             st.records, st.bytes, age, st.dead,
-             br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
-             mqtt_in_connected(br->in) ? "connected" : "disconnected");
+    const struct {
+        const char *name;
+        int64_t v;
+    } kv[] = {
+        {"received", br->n.received},
+        {"spooled", br->n.spooled},
+        {"delivered", br->n.delivered},
+        {"dead_lettered", br->n.dead_lettered},
+        {"unrouted", br->n.unrouted},
+        {"bad_topic", br->n.bad_topic},
+        {"oversized", br->n.oversized},
+        {"empty", br->n.empty},
+        {"kafka_refused", br->n.kafka_refused},
+        {"dropped_full", st.dropped[SPOOL_DROP_FULL]},
+        {"expired", st.dropped[SPOOL_DROP_EXPIRED]},
+        {"retries", br->n.retries},
+        {"spool_errors", br->n.spool_errors},
+        {"broker_dropped", br->n.broker_dropped},
+        {"redelivered", br->n.redelivered},
+        {"backlog", st.records},
+        {"backlog_bytes", st.bytes},
+        {"oldest_s", age},
+        {"dead_in_spool", st.dead},
+        {"spool_file_bytes", st.file_bytes},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]) && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s=%" PRId64 "%c",
+                                kv[i].name, kv[i].v, sep);
+    if (off < len)
+        snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s",
+                 br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
+                 sep, mqtt_in_connected(br->in) ? "connected" : "disconnected");
+}
+
+static void log_counters(struct bridge *br, const char *when)
+{
+    char line[1024];
+    format_counters(br, line, sizeof(line), ' ');
+    log_info("%s: %s", when, line);
+}
+
+/* The status file: the counters one per line, replaced atomically (write a
+ * temporary file, rename) so a reader never sees half of it. It lives on
+ * tmpfs (/run) by default: rewriting it every few seconds costs no flash. */
+static void write_status(struct bridge *br, const char *state)
+{
+    const char *path = br->c->log.status_file;
+    char tmp[4200], body[1200];
+    if (!path || !*path)
+        return;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        if (!br->status_warned++)
+            log_warn("status file %s: %s (mqtt2kafka status will not work)",
+                     tmp, strerror(errno));
+        return;
+    }
+    format_counters(br, body, sizeof(body), '\n');
+    fprintf(f, "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
+               "gateway=%s\n%s\n",
+            state, (int)getpid(), log_wall_ms(), M2K_VERSION,
+            br->c->gateway.id, body);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
 }
 
 static int open_signals(void)
@@ -610,6 +663,10 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         spool_expire(br->sp, log_wall_ms());
         *next_expire = now + EXPIRE_EVERY_MS;
     }
+    if (now >= br->next_status) {
+        write_status(br, br->backpressure ? "backpressure" : "running");
+        br->next_status = now + STATUS_EVERY_MS;
+    }
     if (br->c->log.stats_interval > 0 && now >= *next_stats) {
         log_counters(br, "stats");
         *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
@@ -641,6 +698,7 @@ static void shutdown_gracefully(struct bridge *br)
     br->out = NULL;
     flush_pending(br);
     log_counters(br, "final");
+    write_status(br, "stopped");
 }
 
 static int open_stages(struct bridge *br, const char ***filters,

@@ -135,6 +135,8 @@ static const struct key log_keys[] = {
     {"stats_interval", T_DUR_S, "60", CF(log.stats_interval), 0, 86400, NULL, 0,
      "seconds between counter log lines; 0: only on shutdown"},
     {"level", T_CHOICE, "info", CF(log.level), 0, 0, e_level, 0, "log verbosity"},
+    {"status_file", T_STR, "/run/mqtt2kafka/status", CF(log.status_file), 0, 4096, NULL, K_EMPTY_OK,
+     "where the daemon keeps its state for `mqtt2kafka status` (tmpfs); empty: none"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 /* One line per route key; issue 5's payload/format/split go here. */

@@ -71,6 +71,7 @@ struct conf {
     struct {
         int stats_interval;       /* seconds between counter log lines */
         char *level;              /* error | warn | info | debug */
+        char *status_file;        /* state for `mqtt2kafka status`; "": none */
     } log;
     struct conf_route *routes;
     size_t nroutes;

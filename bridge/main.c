@@ -13,6 +13,8 @@
  * routed). Only `run` starts the daemon; the other commands are tools for a
  * field engineer and work while the daemon is stopped.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +49,7 @@ static int cmd_run(struct opts *o);
 static int cmd_check(struct opts *o);
 static int cmd_route(struct opts *o);
 static int cmd_spool(struct opts *o);
+static int cmd_status(struct opts *o);
 static int cmd_version(struct opts *o);
 static int cmd_help(struct opts *o);
 
@@ -55,6 +58,8 @@ static const struct cmd cmds[] = {
     {"check", cmd_check, "[-c FILE] | --keys", "validate a config and print what it resolves to"},
     {"route", cmd_route, "[-c FILE] TOPIC...", "show the route, Kafka topic, key and headers "
                                                "for MQTT topics"},
+    {"status", cmd_status, "[-c FILE]",
+     "the running daemon's state: uplink, backlog, drops (exit 3: not running)"},
     {"spool", cmd_spool, "[-c FILE] stats | dead [list|replay|purge]",
      "inspect the spool: backlog, dead letters, drops"},
     {"version", cmd_version, "", "print the version"},
@@ -405,6 +410,73 @@ static int cmd_spool(struct opts *o)
     spool_close(sp);
     conf_fini(&c);
     return rc;
+}
+
+/* ---- status --------------------------------------------------------- */
+
+/* A value from the status file's "name=value" lines, or def. */
+static const char *status_get(char *const *lines, size_t n, const char *name,
+                              const char *def)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(lines[i], name, len) && lines[i][len] == '=')
+            return lines[i] + len + 1;
+    return def;
+}
+
+/* Reads what the daemon wrote to log.status_file. Exit 0 when it is running
+ * and the file is fresh, 3 when it is not running (the LSB status code). */
+static int cmd_status(struct opts *o)
+{
+    struct conf c;
+    char buf[4096], *lines[128];
+    size_t n = 0;
+    int rc;
+
+    if (o->npos)
+        return usage_error("unexpected argument \"%s\"", o->pos[0]);
+    if ((rc = load(o, &c)))
+        return rc;
+    FILE *f = c.log.status_file && *c.log.status_file ? fopen(c.log.status_file, "r") : NULL;
+    size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[len] = '\0';
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 128;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    if (n == 0) {
+        printf("mqtt2kafka: not running (no status in %s)\n",
+               c.log.status_file && *c.log.status_file ? c.log.status_file : "(status_file off)");
+        conf_fini(&c);
+        return 3;
+    }
+    long long age_ms = (long long)time(NULL) * 1000 - atoll(status_get(lines, n, "updated_ms", "0"));
+    const char *state = status_get(lines, n, "state", "?");
+    int pid = atoi(status_get(lines, n, "pid", "0"));
+    int alive = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    int running = strcmp(state, "stopped") && alive && age_ms < 30000;
+    printf("mqtt2kafka %s: %s (pid %d, updated %.1fs ago)\n", status_get(lines, n, "gateway", "?"),
+           running ? state : "not running", pid, (double)age_ms / 1000.0);
+    printf("  uplink %s, mqtt %s\n", status_get(lines, n, "uplink", "?"),
+           status_get(lines, n, "mqtt", "?"));
+    printf("  backlog %s records, %s bytes, oldest %ss; spool file %s bytes\n",
+           status_get(lines, n, "backlog", "?"), status_get(lines, n, "backlog_bytes", "?"),
+           status_get(lines, n, "oldest_s", "?"), status_get(lines, n, "spool_file_bytes", "?"));
+    printf("  received %s, delivered %s, redelivered by the broker %s\n",
+           status_get(lines, n, "received", "?"), status_get(lines, n, "delivered", "?"),
+           status_get(lines, n, "redelivered", "?"));
+    printf("  dead-lettered %s (unrouted %s, bad topic %s, oversized %s, empty %s); "
+           "refused by Kafka %s\n",
+           status_get(lines, n, "dead_lettered", "?"), status_get(lines, n, "unrouted", "?"),
+           status_get(lines, n, "bad_topic", "?"), status_get(lines, n, "oversized", "?"),
+           status_get(lines, n, "empty", "?"), status_get(lines, n, "kafka_refused", "?"));
+    printf("  dropped: spool full %s, expired %s, by the broker %s\n",
+           status_get(lines, n, "dropped_full", "?"), status_get(lines, n, "expired", "?"),
+           status_get(lines, n, "broker_dropped", "?"));
+    conf_fini(&c);
+    return running ? 0 : 3;
 }
 
 /* ---- the rest ------------------------------------------------------- */

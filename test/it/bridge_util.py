@@ -33,7 +33,8 @@ def write_config(path, stack, uniq, spool, routes=None, extra=None):
                   "properties": {"linger.ms": 5}},
         "spool": {"path": str(spool), "max_bytes": "256MiB",
                   "on_full": "drop_oldest", "max_age": "7d", "sync": "normal"},
-        "log": {"stats_interval": 2, "level": "info"},
+        "log": {"stats_interval": 2, "level": "info",
+                "status_file": str(Path(spool).parent / "status")},
     }
     for sec, kv in extra.items():
         sections.setdefault(sec, {}).update(kv)
@@ -132,6 +133,12 @@ class Bridge:
                            if "=" in kv)
         return {k: (int(v) if v.lstrip("-").isdigit() else v)
                 for k, v in out.items()}
+
+    def status(self):
+        """`mqtt2kafka status`: (exit code, output)."""
+        r = subprocess.run([self.bin, "status", "-c", str(self.conf)],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout + r.stderr
 
     def spool_stats(self):
         r = subprocess.run([self.bin, "spool", "-c", str(self.conf), "stats"],

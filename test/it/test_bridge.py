@@ -73,9 +73,16 @@ def test_mapping_topics_keys_headers(stack, uniq, tmp_path):
         f"{uniq}/gateways/gw-3/events/boot/cold".encode()
 
     wait_delivered(br, 3)
+    time.sleep(2.5)  # the status file is rewritten every 2 s
+    rc, out = br.status()
+    assert rc == 0, out
+    assert "uplink up, mqtt connected" in out
+    assert "backlog 0 records" in out and "received 3, delivered 3" in out
     assert br.stop() == 0
     c = br.counters()
     assert c["received"] == 3 and c["delivered"] == 3 and c["backlog"] == 0
+    rc, out = br.status()
+    assert rc == 3 and "not running" in out, out
 
 
 def test_acks_only_what_is_durable(stack, uniq, tmp_path):
