@@ -118,6 +118,7 @@ struct bridge {
     int64_t fault_after;    /* test hook: crash around a commit, see below */
     int fault_after_commit; /* 0: before the commit, 1: after it */
     size_t batch_bytes;     /* commit once the batch holds this much */
+    int64_t win_bytes;      /* the in-flight byte window actually used */
     int64_t *last_tag;      /* [packet id]: tag of the last committed message */
     int dedupe;             /* session resumed: still in the resend phase */
     int status_warned;
@@ -434,12 +435,11 @@ static void drain(struct bridge *br)
     if (log_now_ms() < br->hold_until)
         return;
     while (br->inflight < c->kafka.inflight_records &&
-           br->inflight_bytes < c->kafka.inflight_bytes) {
+           br->inflight_bytes < br->win_bytes) {
         int64_t room = c->kafka.inflight_records - br->inflight;
         int n = spool_peek(br->sp, recs,
                            (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
-                           (size_t)(c->kafka.inflight_bytes -
-                                    br->inflight_bytes));
+                           (size_t)(br->win_bytes - br->inflight_bytes));
         if (n <= 0)
             break;
         for (int i = 0; i < n; i++) {
@@ -654,9 +654,15 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         }
     }
     drain(br);
-    if (br->backpressure && !spool_full(br->sp)) {
-        log_info("spool has room again: reading MQTT");
-        br->backpressure = 0;
+    if (br->c->spool.on_full == SPOOL_BACKPRESSURE) {
+        /* Stop reading before a put can fail, so the broker keeps the
+         * messages queued instead of redelivering a refused burst. */
+        int full = spool_full(br->sp);
+        if (full && !br->backpressure)
+            log_warn("spool full: backpressure, not reading MQTT");
+        else if (!full && br->backpressure)
+            log_info("spool has room again: reading MQTT");
+        br->backpressure = full;
     }
     int wait = mqtt_in_tick(br->in, now, br->backpressure);
     if (now >= *next_expire) {
@@ -782,6 +788,11 @@ int bridge_run(const struct conf *c)
     if (c->spool.max_bytes > 0 &&
         (size_t)(c->spool.max_bytes / 64) < br->batch_bytes)
         br->batch_bytes = (size_t)(c->spool.max_bytes / 64);
+    /* drop_oldest never drops what is in flight, so the window must leave
+     * most of the spool droppable: at most a quarter of its cap. */
+    br->win_bytes = c->kafka.inflight_bytes;
+    if (c->spool.max_bytes > 0 && c->spool.max_bytes / 4 < br->win_bytes)
+        br->win_bytes = c->spool.max_bytes / 4;
     if (!br->pend.acks || !br->pend.retry || !br->batch.buf || !br->last_tag)
         goto out;
     if (open_stages(br, &filters, &nfilters) < 0)

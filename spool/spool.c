@@ -93,7 +93,9 @@
  *
  * SIZE CAP. Before each put the needed pages are estimated; if the used
  * pages (page_count - freelist_count) plus those exceed max_page_count,
- * drop_oldest deletes the oldest rows in one range delete, freeing the
+ * drop_oldest deletes the oldest rows not yet handed out by peek (rows in
+ * flight to Kafka may still be delivered: they are not "dropped") in one
+ * range delete, freeing the
  * shortfall plus 1/32 of the cap so that the next puts are plain inserts;
  * backpressure refuses the put. If SQLite still hits the cap (the estimate
  * was short), the put is rolled back and retried with a bigger room.
@@ -168,7 +170,8 @@ static const char *const sql_text[S__COUNT] = {
     [S_SUM] = "SELECT count(*),total(size) FROM rec WHERE id BETWEEN ?1"
               " AND ?2",
     [S_DEL] = "DELETE FROM rec WHERE id BETWEEN ?1 AND ?2",
-    [S_SCAN] = "SELECT id,recv_ms,size,length(topic) FROM rec ORDER BY id",
+    [S_SCAN] = "SELECT id,recv_ms,size,length(topic) FROM rec WHERE id>?1"
+               " ORDER BY id",
     [S_STATE] = "UPDATE state SET last_id=?1,put_total=?2,acked_total=?3,"
                 "dropped_full=?4,dropped_expired=?5,dead_purged=?6,rows=?7,"
                 "bytes=?8",
@@ -431,18 +434,21 @@ static int del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows)
 }
 
 /*
- * Walks rec from the oldest row and returns in *cut the id of the last row
- * of the prefix that either covers want_bytes of pages (want_bytes > 0) or
- * is older than older_ms (older_ms > 0), at most max_rows rows.
+ * Walks rec from the oldest row after id `from` and returns in *cut the id
+ * of the last row of the prefix that either covers want_bytes of pages
+ * (want_bytes > 0) or is older than older_ms (older_ms > 0), at most
+ * max_rows rows.
  */
-static int scan_prefix(struct spool *sp, int64_t want_bytes, int64_t older_ms,
-                       int64_t max_rows, int64_t *cut, int64_t *n)
+static int scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
+                       int64_t older_ms, int64_t max_rows, int64_t *cut,
+                       int64_t *n)
 {
     sqlite3_stmt *st = sp->st[S_SCAN];
     int64_t got = 0;
     int rc = SQLITE_DONE;
     *cut = 0;
     *n = 0;
+    sqlite3_bind_int64(st, 1, from);
     while (*n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (older_ms && sqlite3_column_int64(st, 1) >= older_ms)
             break;
@@ -845,18 +851,20 @@ static int make_room(struct spool *sp, int64_t need)
                             sp->path, sp->o.max_bytes);
         int64_t want =
             (used + need - sp->max_pages + sp->max_pages / 32 + 1) * PAGE;
-        int rc = scan_prefix(sp, want, 0, INT64_MAX, &cut, &n);
+        /* Records already handed to Kafka are not dropped: they may well
+         * be delivered, and counting them as lost would be a lie. The
+         * oldest of the rest go. */
+        int rc = scan_prefix(sp, sp->hi, want, 0, INT64_MAX, &cut, &n);
         if (rc == 0 && n == 0)
             rc = fail_msg(sp, -ENOSPC,
                           "spool %s: the batch does not fit in max_bytes "
-                          "%" PRId64 " even when empty",
+                          "%" PRId64 " beside the records in flight",
                           sp->path, sp->o.max_bytes);
         if (rc == 0)
-            rc = del_range(sp, 0, cut, &k);
+            rc = del_range(sp, sp->hi + 1, cut, &k);
         if (rc)
             return rc;
         sp->c.dropped[SPOOL_DROP_FULL] += k;
-        idset_drop_upto(&sp->inflight, cut);
     }
     return fail_msg(sp, -ENOSPC, "spool %s: could not make room", sp->path);
 }
@@ -1430,8 +1438,8 @@ static int expire_locked(struct spool *sp, int64_t now)
     int rc = set_sync(sp, 0);
     do {
         if (rc == 0)
-            rc = scan_prefix(sp, 0, now - sp->o.max_age_ms, EXPIRE_CHUNK, &cut,
-                             &n);
+            rc = scan_prefix(sp, 0, 0, now - sp->o.max_age_ms, EXPIRE_CHUNK,
+                             &cut, &n);
         if (rc || n == 0)
             break;
         rc = begin(sp);
@@ -1483,6 +1491,7 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
     st->recovered = sp->recovered;
     st->file_bytes = file_size(sp->path, "") + file_size(sp->path, "-wal");
     sqlite3_stmt *q = sp->st[S_SCAN];
+    sqlite3_bind_int64(q, 1, 0);
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW)
         st->oldest_ms = sqlite3_column_int64(q, 1);

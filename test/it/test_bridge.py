@@ -159,7 +159,7 @@ def test_uplink_outage_stop_then_blackhole(stack, uniq, tmp_path):
     assert publisher.returncode == 0, err
     n = sum(1 for _ in open(acked))
     assert n > 10000, f"publisher got only {n} acknowledgements"
-    rc, v = verify(stack, topic, acked=acked, expect=n, timeout=180)
+    rc, v = verify(stack, topic, acked=acked, expect=n, idle=30, timeout=180)
     assert v["missing"] == 0, v.get("missing_detail")
     assert v["order_violations"] == 0
     assert rc == 0
@@ -281,7 +281,7 @@ def test_spool_full_backpressure_loses_nothing(stack, uniq, tmp_path):
     finally:
         stack.kafka_ctl("start")
     rc, v = verify(stack, f"it.{uniq}.sensor.eu.temp", acked=acked,
-                   expect=10000, timeout=180)
+                   expect=10000, idle=30, timeout=180)
     assert v["missing"] == 0, v.get("missing_detail")
     assert rc == 0
     assert "reading MQTT" in br.logtext()

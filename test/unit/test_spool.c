@@ -409,6 +409,7 @@ static void test_cap_drop_oldest(void **state)
     struct spool *sp = open_sp(f->path, cap, SPOOL_DROP_OLDEST, 0);
     struct spool_stats st;
     int64_t ids[50], last = 0, *got = malloc(20000 * sizeof(*got));
+    int64_t *flying = malloc(1000 * sizeof(*flying));
     int *seqs = malloc(20000 * sizeof(*seqs));
     for (int b = 0; b < 200; b++) { /* 10 MB through a 2 MB spool */
         assert_int_equal(put_seq(sp, b * 50, 50, 1000, 1, ids), 0);
@@ -416,9 +417,11 @@ static void test_cap_drop_oldest(void **state)
         assert_int_equal(spool_stats(sp, &st), 0);
         assert_true(st.file_bytes <= cap);
         assert_false(spool_full(sp)); /* never under drop_oldest */
-        if (b == 30) { /* the oldest 1000 are in flight when dropped */
+        if (b == 30) { /* the oldest 1000 go in flight: never dropped */
             struct spool_rec *r = malloc(1000 * sizeof(*r));
             assert_int_equal(spool_peek(sp, r, 1000, SIZE_MAX), 1000);
+            for (int i = 0; i < 1000; i++)
+                flying[i] = r[i].id;
             free(r);
         }
     }
@@ -427,9 +430,15 @@ static void test_cap_drop_oldest(void **state)
     assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 0);
     assert_int_equal(st.records + st.dropped[SPOOL_DROP_FULL], 10000);
     assert_int_equal(st.put_total, 10000);
-    assert_true(st.records > 1000);   /* most of the cap holds data */
-    assert_int_equal(st.inflight, 0); /* dropped ones left the window */
+    assert_true(st.records > 1000);      /* most of the cap holds data */
+    assert_int_equal(st.inflight, 1000); /* in flight: kept, not dropped */
     assert_string_equal(spool_reason_name(SPOOL_DROP_FULL), "full");
+
+    /* Kafka confirms the ones in flight */
+    assert_int_equal(spool_ack(sp, flying, 1000), 0);
+    free(flying);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.inflight, 0);
 
     /* what is left is the newest, contiguous, in order */
     int n = drain(sp, got, seqs, 20000);
