@@ -429,7 +429,8 @@ static void drain(struct bridge *br)
     struct spool_rec recs[PEEK_MAX];
     struct kafka_out_hdr hdrs[RECORD_MAX_HDRS + 1];
     char names[HDRS_CAP], idbuf[48], why[256];
-    int64_t refused[PEEK_MAX], putback[PEEK_MAX];
+    int64_t refused[8], putback[PEEK_MAX];
+    char refused_why[8][160];
     size_t nrefused = 0, nputback = 0;
 
     if (log_now_ms() < br->hold_until)
@@ -462,7 +463,9 @@ static void drain(struct bridge *br)
             if (rc == 0) {
                 br->inflight++;
                 br->inflight_bytes += (int64_t)(r->key_len + r->payload_len);
-            } else if (rc == -EINVAL) {
+            } else if (rc == -EINVAL && nrefused < 8) {
+                snprintf(refused_why[nrefused], sizeof(refused_why[0]), "%s",
+                         why);
                 refused[nrefused++] = r->id;
                 log_error("kafka refused record %" PRId64 " to %s: %s", r->id,
                           r->topic, why);
@@ -475,7 +478,7 @@ static void drain(struct bridge *br)
     }
     /* The peeked records are gone now: the spool may be called again. */
     for (size_t i = 0; i < nrefused; i++)
-        if (spool_dead(br->sp, refused[i], "refused by the producer") == 0)
+        if (spool_dead(br->sp, refused[i], refused_why[i]) == 0)
             br->n.kafka_refused++;
     if (nputback)
         spool_nack(br->sp, putback, nputback);
