@@ -430,7 +430,7 @@ static void drain(struct bridge *br)
     struct kafka_out_hdr hdrs[RECORD_MAX_HDRS + 1];
     char names[HDRS_CAP], idbuf[48], why[256];
     int64_t refused[8], putback[PEEK_MAX];
-    char refused_why[8][160];
+    char refused_why[8][256];
     size_t nrefused = 0, nputback = 0;
 
     if (log_now_ms() < br->hold_until)
