@@ -89,6 +89,7 @@ struct counters {
 struct batch {
     struct spool_rec recs[BATCH_MAX_RECORDS];
     size_t n;
+    int failed; /* a message could not be held: withhold the whole batch */
     unsigned char *buf;
     size_t used, cap;
 };
@@ -136,8 +137,10 @@ static void *batch_copy(struct batch *b, const void *p, size_t len)
         unsigned char *nb = realloc(b->buf, cap);
         if (!nb)
             return NULL;
-        /* rebase the pointers already handed out */
-        for (size_t i = 0; i < b->n; i++) {
+        /* Rebase the pointers already handed out, including those of the
+         * record being built (recs[n]: zeroed, then filled field by field,
+         * so its topic and headers may point into the old buffer). */
+        for (size_t i = 0; i <= b->n && i < BATCH_MAX_RECORDS; i++) {
             struct spool_rec *r = &b->recs[i];
 #define REBASE(f)                                                              \
     if (r->f)                                                                  \
@@ -187,6 +190,13 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     int64_t now = log_wall_ms();
 
     br->n.received++;
+    if (br->batch.failed)
+        return; /* the batch is withheld anyway; the broker redelivers */
+    if (br->batch.n >= BATCH_MAX_RECORDS) {
+        log_warn("batch full (%d records): withholding it", BATCH_MAX_RECORDS);
+        br->batch.failed = 1;
+        return;
+    }
     int64_t tag = tag_of(m);
     if (br->dedupe) {
         if (tag && br->last_tag[m->mid] == tag) {
@@ -250,7 +260,7 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     if (!r->topic || !r->headers || !r->payload) {
         /* Out of memory: the whole batch is withheld, acks unsent. */
         log_error("out of memory holding message from %s", m->topic);
-        b->n = BATCH_MAX_RECORDS + 1; /* poison: commit() aborts */
+        b->failed = 1;
         return;
     }
     b->n++;
@@ -318,10 +328,10 @@ static void commit(struct bridge *br)
 {
     struct batch *b = &br->batch;
     int rc;
-    if (b->n == 0)
+    if (b->n == 0 && !b->failed)
         goto write;
     fault_point(br, 0);
-    rc = b->n > BATCH_MAX_RECORDS ? -ENOMEM : put_split(br->sp, b->recs, b->n);
+    rc = b->failed ? -ENOMEM : put_split(br->sp, b->recs, b->n);
     if (rc < 0) {
         br->n.spool_errors++;
         if (rc == -ENOSPC && br->c->spool.on_full == SPOOL_BACKPRESSURE) {
@@ -335,6 +345,7 @@ static void commit(struct bridge *br)
         mqtt_in_abort(br->in, "the batch could not be stored");
         b->n = 0;
         b->used = 0;
+        b->failed = 0;
         return;
     }
     br->n.spooled += (int64_t)b->n;
@@ -605,7 +616,7 @@ static void turn(struct bridge *br, int sfd, int timeout)
         kafka_out_poll(br->out);
     if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
         /* read until dry or the batch is full, then one commit */
-        while (br->batch.n < BATCH_MAX_RECORDS - 64 &&
+        while (!br->batch.failed && br->batch.n < BATCH_MAX_RECORDS - 64 &&
                br->batch.used < br->batch_bytes) {
             size_t before = br->batch.n;
             if (mqtt_in_read(br->in, 64) <= 0 || br->batch.n == before)

@@ -332,3 +332,34 @@ def test_bad_input_dead_lettered_and_counted(stack, uniq, tmp_path):
     c = br.counters()
     assert c["dead_lettered"] == 3 and c["bad_topic"] == 1
     assert c["oversized"] == 1 and c["empty"] == 1
+
+
+def test_kafka_refused_record_kept_visible_replayable(stack, uniq, tmp_path):
+    """A record Kafka will never take (larger than the producer's and the
+    broker's limit) stays in the spool's dead-letter table with the reason,
+    and does not hold up the messages behind it."""
+    br = Bridge(stack, tmp_path, uniq,
+                extra={"mqtt": {"max_payload": "4MiB"}}).start()
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-big", b"z" * 1500000)
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-ok", "after")
+    got = stack.consume(f"it.{uniq}.sensor.eu.temp", 1, timeout=30)
+    assert [g["value"] for g in got] == [b"after"]
+    wait_delivered(br, 1)
+    assert br.stop() == 0
+    assert br.counters()["kafka_refused"] == 1
+
+    spool = [br.bin, "spool", "-c", str(br.conf)]
+    r = subprocess.run(spool + ["dead", "list"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"{uniq}.sensor.eu.temp" in r.stdout
+    assert "too large" in r.stdout.lower(), r.stdout
+    r = subprocess.run(spool + ["dead", "replay"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and "replayed 1" in r.stdout, r.stdout + r.stderr
+    # replayed: sent again on the next start, refused again, still kept
+    br.start()
+    br.wait_log("kafka refused record", 30)
+    assert br.stop() == 0
+    assert br.counters()["kafka_refused"] == 1
+    assert br.counters()["dead_in_spool"] == 1
