@@ -58,6 +58,15 @@ def write_config(path, stack, uniq, spool, routes=None, extra=None):
     return path
 
 
+LIVE = []  # every daemon started, so a failed test cannot leak one
+
+
+def kill_all():
+    """Kills daemons a test left running (called after each test)."""
+    while LIVE:
+        LIVE.pop().kill()
+
+
 class Bridge:
     """One mqtt2kafka daemon under test."""
 
@@ -82,6 +91,8 @@ class Bridge:
         self.proc = subprocess.Popen([self.bin, "run", "-c", str(self.conf)],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      env=e)
+        if self not in LIVE:
+            LIVE.append(self)
         if wait_connected:
             self.wait_log("mqtt: connected", 20)
         return self

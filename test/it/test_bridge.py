@@ -13,7 +13,13 @@ import time
 
 import pytest
 
-from bridge_util import Bridge, pub, verify
+from bridge_util import Bridge, kill_all, pub, verify
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_daemons():
+    yield
+    kill_all()
 
 
 def mosquitto_pub(stack, topic, payload, props=(), qos=1, retain=False):
