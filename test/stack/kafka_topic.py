@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Create a Kafka topic with N partitions, without a JVM (stdlib only).
 
-Usage: kafka_topic.py HOST:PORT TOPIC [PARTITIONS] [REPLICATION]
+Usage: kafka_topic.py HOST:PORT TOPIC [PARTITIONS] [REPLICATION] [--config K=V]...
 
 Speaks two requests of the Kafka wire protocol directly: CreateTopics v2
 (non-flexible encoding; brokers 0.11 to 3.9 accept it) and Metadata v4
 (which can say "do not auto-create"), then waits until every partition of
 the topic has a leader, so a producer started right after finds it ready.
-A topic that already exists with the same partition count is not an error.
+A topic that already exists with the same partition count is not an error
+(its configs are then left as they are). --config sets a topic config, e.g.
+message.timestamp.type=LogAppendTime.
 Exit codes: 0 ready, 1 refused by the broker or timed out, 2 broker
 unreachable.
 """
@@ -72,9 +74,12 @@ def string(s):
     return struct.pack(">h", len(b)) + b
 
 
-def create(wire, topic, partitions, replication):
+def create(wire, topic, partitions, replication, configs=()):
     body = struct.pack(">i", 1) + string(topic)
-    body += struct.pack(">ihii", partitions, replication, 0, 0)  # no assignments, no configs
+    body += struct.pack(">ihi", partitions, replication, 0)  # no assignments
+    body += struct.pack(">i", len(configs))
+    for name, value in configs:
+        body += string(name) + string(value)
     body += struct.pack(">ib", 15000, 0)  # timeout_ms, validate_only
     r = wire.call(CREATE_TOPICS, 2, body)
     r.take(">i")  # throttle
@@ -110,6 +115,14 @@ def partitions_ready(wire, topic):
 
 
 def main(argv):
+    configs = []
+    while "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv) or "=" not in argv[i + 1]:
+            print("kafka_topic: --config needs NAME=VALUE", file=sys.stderr)
+            return 1
+        configs.append(tuple(argv[i + 1].split("=", 1)))
+        del argv[i:i + 2]
     if len(argv) < 3:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 1
@@ -118,7 +131,7 @@ def main(argv):
     replication = int(argv[4]) if len(argv) > 4 else 1
     try:
         wire = Wire(addr)
-        err, msg = create(wire, topic, partitions, replication)
+        err, msg = create(wire, topic, partitions, replication, configs)
         if err not in (0, TOPIC_ALREADY_EXISTS):
             print(f"kafka_topic: creating {topic!r} on {addr} failed: error {err}: {msg}", file=sys.stderr)
             return 1
