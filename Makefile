@@ -159,4 +159,8 @@ demo: all
 clean:
 	rm -rf build build-san
 
+# Keep generated sources and objects: make would delete them as
+# intermediates of the pattern chains above.
+.SECONDARY:
+
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

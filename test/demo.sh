@@ -32,6 +32,7 @@ sed -e "s|^\(  host:\).*|\1 $mqtt_host|" \
     -e "s|^\(  path:\).*|\1 $DEMO/spool.db|" \
     -e "s|^\(  stats_interval:\).*|\1 5|" \
     conf/mqtt2kafka.yaml > "$DEMO/mqtt2kafka.yaml"
+sed -i "/^log:/a\\  status_file: $DEMO/status" "$DEMO/mqtt2kafka.yaml"
 
 echo "demo: routes in conf/mqtt2kafka.yaml:"
 "$B/mqtt2kafka" check -c "$DEMO/mqtt2kafka.yaml" | sed 's/^/  /'
@@ -44,11 +45,12 @@ echo "demo: 20 simulated devices publish protobuf readings at 100 msg/s for ${SE
     -q 1 -T 'sensors/eu/temp/{device}' > "$DEMO/pub.json" 2>/dev/null &
 pids+=($!)
 
+test/stack/stack.sh kafka topic iot.sensor.eu.temp 3 >/dev/null
 echo "demo: records arriving on Kafka topic iot.sensor.eu.temp (Ctrl-C to stop):"
 timeout "$((SECS + 5))" kcat -C -q -b "$MQTT2KAFKA_TEST_KAFKA" \
     -t iot.sensor.eu.temp -o end \
     -f '  partition %p offset %o  key %k  %S bytes  headers: %h\n' || true
 
 echo
-echo "demo: the bridge's counters:"
-grep -E ' (stats|final): ' "$DEMO/bridge.log" | tail -1 | sed 's/^/  /'
+echo "demo: what an operator sees (mqtt2kafka status):"
+"$B/mqtt2kafka" status -c "$DEMO/mqtt2kafka.yaml" | sed 's/^/  /' || true
