@@ -10,7 +10,7 @@
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
-PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1
+PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -73,7 +73,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK),yes)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS))." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
