@@ -452,7 +452,10 @@ static int cmd_status(struct opts *o)
         conf_fini(&c);
         return 3;
     }
-    long long age_ms = (long long)time(NULL) * 1000 - atoll(status_get(lines, n, "updated_ms", "0"));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long age_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 -
+                       atoll(status_get(lines, n, "updated_ms", "0"));
     const char *state = status_get(lines, n, "state", "?");
     int pid = atoi(status_get(lines, n, "pid", "0"));
     int alive = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
