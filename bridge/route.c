@@ -30,10 +30,13 @@ struct level {
     int cap;       /* L_CAP: capture index */
 };
 
+#define SEG_LIT (-1)
+#define SEG_FIELD (-2) /* {payload.path}: s is the path */
+
 struct seg {
-    const char *s; /* literal text, or the capture's name */
+    const char *s; /* literal text, the capture's name, or a field path */
     size_t len;
-    int cap;       /* -1: literal */
+    int cap;       /* capture index, SEG_LIT or SEG_FIELD */
 };
 
 struct croute {
@@ -45,6 +48,7 @@ struct croute {
     const char *capname[CONF_MAX_CAPTURES];
     size_t caplen[CONF_MAX_CAPTURES];
     size_t ncap;
+    int fields; /* a template names {payload.x} */
 };
 
 struct route_table {
@@ -54,10 +58,7 @@ struct route_table {
     size_t nfilters;
 };
 
-struct span {
-    const char *s;
-    size_t len;
-};
+#define PAYLOAD_PREFIX "payload."
 
 /* Legal in a Kafka topic name: [A-Za-z0-9._-]. */
 static int kchar(unsigned char c)
@@ -140,6 +141,14 @@ static int compile_template(struct croute *cr, const char *t, struct seg **out, 
         }
         const char *close = strchr(p, '}');
         size_t len = close ? (size_t)(close - p - 1) : 0, i;
+        size_t pl = sizeof PAYLOAD_PREFIX - 1;
+        if (close && len > pl && !memcmp(p + 1, PAYLOAD_PREFIX, pl)) {
+            sg[*nout] = (struct seg){p + 1 + pl, len - pl, SEG_FIELD};
+            ++*nout;
+            cr->fields = 1;
+            p = close + 1;
+            continue;
+        }
         for (i = 0; close && i < cr->ncap; i++)
             if (cr->caplen[i] == len && !memcmp(cr->capname[i], p + 1, len))
                 break;
@@ -259,7 +268,7 @@ size_t route_table_filters(const struct route_table *t, const char ***filters)
 
 /* ---- matching ------------------------------------------------------- */
 
-static int match_levels(const struct croute *cr, const char *topic, struct span *caps)
+static int match_levels(const struct croute *cr, const char *topic, struct route_span *caps)
 {
     const char *p = topic;
     if (*topic == '$' && cr->nlv && cr->lv[0].kind != L_LIT)
@@ -275,44 +284,61 @@ static int match_levels(const struct croute *cr, const char *topic, struct span 
         if (l->kind == L_LIT && (len != l->len || memcmp(p, l->s, len)))
             return 0;
         if (l->kind == L_CAP)
-            caps[l->cap] = (struct span){p, len};
+            caps[l->cap] = (struct route_span){p, len};
         p = *end ? end + 1 : NULL;
     }
     return p == NULL;
 }
 
 /* Renders segments into buf (capacity max+1). For a Kafka topic, checks
- * each captured byte. Sets out->status and reason on failure. */
-static int render(const struct croute *cr, const struct seg *sg, size_t n,
-                  const struct span *caps, char *buf, size_t max, size_t *olen, int topic,
+ * each captured or payload byte. Sets out->status and reason on failure. */
+static int render(const struct croute *cr, const struct seg *sg, size_t n, route_field_fn fn,
+                  void *ud, char *buf, size_t max, size_t *olen, int topic,
                   struct route_result *out)
 {
+    const char *what = topic ? "topic" : "key";
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const struct seg *s = &sg[i];
-        const char *src = s->cap < 0 ? s->s : caps[s->cap].s;
-        size_t len = s->cap < 0 ? s->len : caps[s->cap].len;
+        const char *src = s->cap == SEG_LIT ? s->s : s->cap >= 0 ? out->caps[s->cap].s : buf + o;
+        size_t len = s->cap == SEG_LIT ? s->len : s->cap >= 0 ? out->caps[s->cap].len : 0;
+        if (s->cap == SEG_FIELD) {
+            int rc = fn ? fn(ud, s->s, s->len, buf + o, max - o, &len) : -ENOENT;
+            if (rc == -ENOENT || rc == -EILSEQ) {
+                out->status = rc == -ENOENT ? ROUTE_NO_FIELD : ROUTE_BAD_FIELD;
+                snprintf(out->reason, sizeof out->reason,
+                         "payload field %.*s %s (the Kafka %s template needs it)", (int)s->len,
+                         s->s, rc == -ENOENT ? "is not set" : "is not valid UTF-8", what);
+                return -1;
+            }
+            if (rc)
+                len = max - o + 1; /* too long: reported below */
+        }
         if (len > max - o) {
             out->status = ROUTE_TOO_LONG;
             snprintf(out->reason, sizeof out->reason,
-                     "the Kafka %s would be longer than %zu bytes", topic ? "topic" : "key", max);
+                     "the Kafka %s would be longer than %zu bytes", what, max);
             return -1;
         }
-        if (topic && s->cap >= 0) {
+        if (topic && s->cap != SEG_LIT) {
             size_t ok = kspan(src, len);
             if (ok < len) {
                 unsigned char c = (unsigned char)src[ok];
+                int field = s->cap == SEG_FIELD;
                 out->status = ROUTE_BAD_TOPIC;
                 snprintf(out->reason, sizeof out->reason,
-                         "capture {%.*s} = \"%.*s\" puts %s%c%s into the Kafka topic "
+                         "%s {%s%.*s} = \"%.*s\" puts %s%c%s into the Kafka topic "
                          "(only A-Z a-z 0-9 . _ - are legal)",
-                         (int)cr->caplen[s->cap], cr->capname[s->cap], len > 40 ? 40 : (int)len,
+                         field ? "payload field" : "capture", field ? PAYLOAD_PREFIX : "",
+                         field ? (int)s->len : (int)cr->caplen[s->cap],
+                         field ? s->s : cr->capname[s->cap], len > 40 ? 40 : (int)len,
                          src, c < 0x80 ? "'" : "", c < 0x80 ? c : '?',
                          c < 0x80 ? "'" : " (a non-ASCII character)");
                 return -1;
             }
         }
-        memcpy(buf + o, src, len);
+        if (s->cap != SEG_FIELD)
+            memcpy(buf + o, src, len);
         o += len;
     }
     buf[o] = '\0';
@@ -320,41 +346,63 @@ static int render(const struct croute *cr, const struct seg *sg, size_t n,
     return 0;
 }
 
+/* Topic and key of route cr into out, from out->caps and fn's fields. */
+static enum route_status render_all(const struct croute *cr, route_field_fn fn, void *ud,
+                                    struct route_result *out)
+{
+    size_t len;
+    out->status = ROUTE_OK;
+    out->has_key = 0;
+    out->key_len = 0;
+    if (render(cr, cr->topic, cr->ntopic, fn, ud, out->topic, ROUTE_TOPIC_MAX, &len, 1, out))
+        return out->status;
+    if (!route_kafka_topic_ok(out->topic)) {
+        out->status = ROUTE_BAD_TOPIC;
+        snprintf(out->reason, sizeof out->reason, "the Kafka topic would be \"%.40s\", "
+                 "which is not a legal name", out->topic);
+        return out->status;
+    }
+    if (cr->r->key) {
+        if (render(cr, cr->key, cr->nkey, fn, ud, out->key, ROUTE_KEY_MAX, &out->key_len, 0,
+                   out))
+            return out->status;
+        out->has_key = 1;
+    }
+    return ROUTE_OK;
+}
+
 enum route_status route_match(const struct route_table *t, const char *topic,
                               struct route_result *out)
 {
-    struct span caps[CONF_MAX_CAPTURES];
-    size_t len;
-
     out->index = -1;
     out->route = NULL;
     out->topic[0] = out->key[0] = out->reason[0] = '\0';
     out->key_len = 0;
     out->has_key = 0;
+    out->pending = 0;
     for (size_t i = 0; i < t->n; i++) {
         const struct croute *cr = &t->r[i];
-        if (!match_levels(cr, topic, caps))
+        if (!match_levels(cr, topic, out->caps))
             continue;
         out->index = (int)i;
         out->route = cr->r;
         out->status = ROUTE_OK;
-        if (render(cr, cr->topic, cr->ntopic, caps, out->topic, ROUTE_TOPIC_MAX, &len, 1, out))
-            return out->status;
-        if (!route_kafka_topic_ok(out->topic)) {
-            out->status = ROUTE_BAD_TOPIC;
-            snprintf(out->reason, sizeof out->reason, "the Kafka topic would be \"%.40s\", "
-                     "which is not a legal name", out->topic);
-            return out->status;
+        if (cr->fields) {
+            out->pending = 1; /* rendered by route_expand, with the payload */
+            return ROUTE_OK;
         }
-        if (cr->r->key) {
-            if (render(cr, cr->key, cr->nkey, caps, out->key, ROUTE_KEY_MAX, &out->key_len, 0,
-                       out))
-                return out->status;
-            out->has_key = 1;
-        }
-        return ROUTE_OK;
+        return render_all(cr, NULL, NULL, out);
     }
     out->status = ROUTE_NO_MATCH;
     snprintf(out->reason, sizeof out->reason, "no route matches");
     return ROUTE_NO_MATCH;
+}
+
+enum route_status route_expand(const struct route_table *t, struct route_result *r,
+                               route_field_fn fn, void *ud)
+{
+    if (r->index < 0 || (size_t)r->index >= t->n)
+        return r->status;
+    r->reason[0] = '\0';
+    return render_all(&t->r[r->index], fn, ud, r);
 }

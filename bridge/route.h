@@ -34,6 +34,13 @@ enum route_status {
     ROUTE_NO_MATCH,      /* no route matches the topic */
     ROUTE_BAD_TOPIC,     /* the captures make an illegal Kafka topic name */
     ROUTE_TOO_LONG,      /* topic or key longer than the limit */
+    ROUTE_NO_FIELD,      /* route_expand: a payload field is not set */
+    ROUTE_BAD_FIELD,     /* route_expand: a payload field is not UTF-8 */
+};
+
+struct route_span {
+    const char *s;
+    size_t len;
 };
 
 struct route_result {
@@ -44,12 +51,29 @@ struct route_result {
     char key[ROUTE_KEY_MAX + 1];
     size_t key_len;
     int has_key;
+    int pending;               /* templates name {payload.x}: see route_expand */
+    struct route_span caps[CONF_MAX_CAPTURES]; /* borrowed from the topic */
     char reason[160];          /* for anything but ROUTE_OK, a sentence */
 };
 
-/* Routes one MQTT topic (a NUL-terminated, valid UTF-8 topic name). */
+/* Routes one MQTT topic (a NUL-terminated, valid UTF-8 topic name). When
+ * the route's templates name payload fields, topic and key are left empty
+ * and out->pending is set: the caller decodes and calls route_expand(). */
 enum route_status route_match(const struct route_table *t, const char *topic,
                               struct route_result *out);
+
+/* Gives a payload field's text for a template: the dotted path after
+ * "payload." (not NUL-terminated), written into buf (at most cap bytes).
+ * 0; -ENOENT not set; -ENOSPC too long; -EILSEQ not UTF-8. */
+typedef int (*route_field_fn)(void *ud, const char *path, size_t len, char *buf,
+                              size_t cap, size_t *olen);
+
+/* Renders r's topic and key again (r from route_match() with ROUTE_OK, the
+ * MQTT topic still alive), captures and payload fields (through fn) alike.
+ * Can be called once per split element. No allocation. */
+enum route_status route_expand(const struct route_table *t,
+                               struct route_result *r, route_field_fn fn,
+                               void *ud);
 
 /* 1 if s is a legal Kafka topic name: [A-Za-z0-9._-], 1..249, not "." or
  * "..". */
