@@ -20,11 +20,17 @@
 #define CONF_MAX_PROPS 256
 #define CONF_MAX_CAPTURES 16        /* {name} captures in one match */
 
+enum conf_format { CONF_FORMAT_RAW, CONF_FORMAT_ENVELOPE, CONF_FORMAT_JSON };
+
 struct conf_route {
     char *match;  /* as written: sensors/{region}/{type}/{device} */
     char *filter; /* the MQTT subscription filter: sensors/+/+/+ */
     char *topic;  /* Kafka topic template: iot.sensor.{region}.{type} */
     char *key;    /* key template, or NULL for no key */
+    char *payload; /* "raw" or a protobuf message type (checked: decode.h) */
+    int format;    /* enum conf_format */
+    char *split;   /* a repeated message field of payload, or NULL */
+    int64_t max_payload; /* bytes; 0: mqtt.max_payload */
     int line, col; /* where the route starts in the file */
 };
 
