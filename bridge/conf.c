@@ -14,7 +14,8 @@
  * captures, templates name only captures the match defines, and a Kafka
  * topic template's literal parts could make a legal Kafka topic name.
  *
- * Depends on libyaml and libc only (and spool.h for two enum values). No
+ * Depends on libyaml and libc only (and spool.h for two enum values,
+ * decode.h to check payload types and the fields templates name). No
  * global state: conf_parse() is safe to call from a fuzzer in a loop.
  */
 #include "bridge/conf.h"
@@ -26,6 +27,7 @@
 
 #include <yaml.h>
 
+#include "bridge/decode.h"
 #include "spool/spool.h"
 
 enum ktype {
@@ -139,13 +141,27 @@ static const struct key log_keys[] = {
      "where the daemon keeps its state for `mqtt2kafka status` (tmpfs); empty: none"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
-/* One line per route key; issue 5's payload/format/split go here. */
+static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
+                                        {"envelope", CONF_FORMAT_ENVELOPE},
+                                        {"json", CONF_FORMAT_JSON},
+                                        {NULL, 0}};
+
+/* One line per route key. */
 static const struct key route_keys[] = {
     {"match", T_STR, NULL, RF(match), 1, 65535, NULL, K_REQUIRED,
      "MQTT topic pattern; {name} captures a level, a trailing # the rest"},
     {"topic", T_STR, NULL, RF(topic), 1, 4096, NULL, K_REQUIRED,
      "Kafka topic template, e.g. iot.sensor.{region}"},
     {"key", T_STR, NULL, RF(key), 1, 4096, NULL, 0, "Kafka key template (default: no key)"},
+    {"payload", T_STR, "raw", RF(payload), 1, 255, NULL, 0,
+     "raw (no decoding) or the payload's protobuf type, e.g. iot.telemetry.v1.SensorReading; "
+     "templates may then name {payload.field}"},
+    {"format", T_ENUM, "raw", RF(format), 0, 0, e_format, 0,
+     "the record value: the payload bytes, an iot.bridge.v1.Envelope, or JSON (needs payload)"},
+    {"split", T_STR, NULL, RF(split), 1, 255, NULL, 0,
+     "a repeated message field of the payload: one Kafka record per element"},
+    {"max_payload", T_SIZE, "0", RF(max_payload), 0, 268435455, NULL, 0,
+     "larger payloads on this route dead-letter; 0: mqtt.max_payload applies"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 struct section {
@@ -702,10 +718,42 @@ static void caps_text(const struct caps *caps, char *buf, size_t len)
                               caps->name[i]);
 }
 
+/* The payload type of r (NULL for raw) and, with split, its element type. */
+static const ProtobufCMessageDescriptor *payload_types(const struct conf_route *r,
+                                                       const ProtobufCMessageDescriptor **elem)
+{
+    char why[8];
+    const ProtobufCMessageDescriptor *d = decode_type(r->payload);
+    const ProtobufCFieldDescriptor *f = d && r->split ? decode_split_field(d, r->split, why, 1)
+                                                      : NULL;
+    *elem = f ? f->descriptor : NULL;
+    return d;
+}
+
+/* {payload.path} in a template: the route decodes, and the path names a
+ * scalar field of the payload (with split: of the element, or else of the
+ * whole message, which is where a field missing in an element is taken). */
+static int check_field_ref(struct ctx *x, const struct conf_route *r, int no, const char *what,
+                           const char *path, size_t n, yaml_mark_t m)
+{
+    char why[256], why2[256];
+    const ProtobufCMessageDescriptor *elem, *d = payload_types(r, &elem);
+    if (!d)
+        return fail(x, m, "route %d %s template names {payload.%.*s}, but the route does not "
+                    "decode its payload (set payload: to a message type)", no, what, (int)n, path);
+    if (elem && decode_field_path_check(elem, path, n, why2, sizeof why2) == 0)
+        return 0;
+    if (decode_field_path_check(d, path, n, why, sizeof why) == 0)
+        return 0;
+    return fail(x, m, "route %d %s template {payload.%.*s}: %s", no, what, (int)n, path,
+                elem ? why2 : why);
+}
+
 /* Checks a template: captures exist, braces close, and for a Kafka topic
  * that its literal text could be part of a legal name. */
 static int check_template(struct ctx *x, int no, const char *what, const char *t,
-                          yaml_mark_t m, const struct caps *caps, int topic)
+                          yaml_mark_t m, const struct caps *caps, int topic,
+                          const struct conf_route *r)
 {
     size_t lit = 0, ncap = 0;
     char names[256];
@@ -715,6 +763,13 @@ static int check_template(struct ctx *x, int no, const char *what, const char *t
             if (!e)
                 return fail(x, m, "route %d %s template \"%.80s\": '{' is not closed", no, what, t);
             size_t n = (size_t)(e - p - 1), i;
+            if (n > 8 && !memcmp(p + 1, "payload.", 8)) {
+                if (check_field_ref(x, r, no, what, p + 9, n - 8, m))
+                    return -EINVAL;
+                ncap++;
+                p = e;
+                continue;
+            }
             for (i = 0; i < caps->n; i++)
                 if (caps->len[i] == n && !memcmp(caps->name[i], p + 1, n))
                     break;
@@ -760,6 +815,27 @@ static yaml_mark_t value_mark(struct ctx *x, yaml_node_t *map, const char *name)
     return map->start_mark;
 }
 
+/* payload, format and split agree with each other and with the schemas. */
+static int check_payload(struct ctx *x, yaml_node_t *rn, int no, const struct conf_route *r)
+{
+    char why[256], names[512];
+    const ProtobufCMessageDescriptor *d = NULL;
+    if (strcmp(r->payload, "raw") && !(d = decode_type(r->payload))) {
+        decode_type_names(names, sizeof names);
+        return fail(x, value_mark(x, rn, "payload"), "route %d payload: unknown message type "
+                    "\"%.80s\"; expected raw or one of: %s", no, r->payload, names);
+    }
+    if (r->format == CONF_FORMAT_JSON && !d)
+        return fail(x, value_mark(x, rn, "format"), "route %d: format json needs a payload "
+                    "message type (payload: raw cannot be transcoded)", no);
+    if (r->split && !d)
+        return fail(x, value_mark(x, rn, "split"), "route %d: split needs a payload message "
+                    "type to find the field \"%.60s\" in", no, r->split);
+    if (r->split && !decode_split_field(d, r->split, why, sizeof why))
+        return fail(x, value_mark(x, rn, "split"), "route %d split: %s", no, why);
+    return 0;
+}
+
 static int parse_route(struct ctx *x, yaml_node_t *rn, int no, struct conf_route *r)
 {
     char where[32];
@@ -771,7 +847,9 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no, struct conf_route
     if (rn->type != YAML_MAPPING_NODE)
         return fail(x, rn->start_mark, "expected route %d as a mapping with match, topic and "
                     "key, got %s", no, kind(rn));
-    int rc = apply_mapping(x, rn, route_keys, r, where, &seen);
+    int rc = apply_defaults(route_keys, r);
+    if (!rc)
+        rc = apply_mapping(x, rn, route_keys, r, where, &seen);
     if (rc)
         return rc;
     for (size_t i = 0; route_keys[i].name; i++)
@@ -780,9 +858,11 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no, struct conf_route
                         route_keys[i].name, route_keys[i].help);
     rc = compile_match(x, r, no, value_mark(x, rn, "match"), &caps);
     if (!rc)
-        rc = check_template(x, no, "topic", r->topic, value_mark(x, rn, "topic"), &caps, 1);
+        rc = check_payload(x, rn, no, r);
+    if (!rc)
+        rc = check_template(x, no, "topic", r->topic, value_mark(x, rn, "topic"), &caps, 1, r);
     if (!rc && r->key)
-        rc = check_template(x, no, "key", r->key, value_mark(x, rn, "key"), &caps, 0);
+        rc = check_template(x, no, "key", r->key, value_mark(x, rn, "key"), &caps, 0, r);
     return rc;
 }
 
