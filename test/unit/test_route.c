@@ -237,7 +237,8 @@ static void test_kafka_names(void **state)
 static void test_bad_conf(void **state)
 {
     /* A hand-built conf the loader never checked: refused, not crashed. */
-    struct conf_route r = {"a/{x}", "a/+", "t.{y}", NULL, 3, 5};
+    struct conf_route r = {.match = "a/{x}", .filter = "a/+", .topic = "t.{y}", .line = 3,
+                           .col = 5};
     struct conf c = {0};
     struct route_table *t = (struct route_table *)&c;
     char err[256];
