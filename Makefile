@@ -85,8 +85,10 @@ deps:
 # module's build does not wait on another's); one not named links them all.
 UNIT_DEPS_test_spool  := spool/spool.o
 UNIT_DEPS_test_spool_crash := spool/spool.o
-UNIT_DEPS_test_conf   := bridge/conf.o
-UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o
+UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
+UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
+UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
+                         testproto/alltypes.pb-c.o
 BENCH_DEPS_spool_bench := spool/spool.o
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
@@ -97,6 +99,17 @@ $(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(@D)
 	@echo "  PROTOC  $<"
 	$(Q)protoc-c --proto_path=proto --c_out=$(B)/proto $<
+
+# Test-only schemas (every protobuf field type) for the decode tests.
+$(B)/testproto/%.pb-c.c $(B)/testproto/%.pb-c.h: test/unit/fixtures/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=test/unit/fixtures --c_out=$(B)/testproto $<
+$(B)/testproto/%.o: $(B)/testproto/%.c
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -c -o $@ $<
+$(B)/test/unit/test_decode.o: $(B)/testproto/alltypes.pb-c.h
+$(B)/test/unit/test_decode.o: CPPFLAGS += -I$(B)/testproto
 
 # Generated code is not ours to keep -Wconversion clean.
 $(PROTO_O): %.o: %.c
