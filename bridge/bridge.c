@@ -31,8 +31,14 @@
  * before it sends anything new, and it reuses a packet id only after the
  * previous one with that id was acknowledged.
  *
+ * A route may decode its payload (payload.c): one MQTT message then becomes
+ * one record or, with split, several, all in the same batch, or none of
+ * them when it cannot be decoded.
+ *
  * A message the bridge itself rejects (no route, captures that make an
- * illegal topic name, payload over mqtt.max_payload) is not dropped: it is
+ * illegal topic name, payload over mqtt.max_payload or the route's, a
+ * payload that does not decode or lacks a field a template needs) is not
+ * dropped: it is
  * spooled to kafka.dead_letter_topic with an error.reason header, and
  * counted. A record Kafka refuses for good stays in the spool's dead-letter
  * table, visible with `mqtt2kafka spool dead` and replayable.
@@ -52,6 +58,7 @@
 #include "bridge/kafka_out.h"
 #include "bridge/log.h"
 #include "bridge/mqtt_in.h"
+#include "bridge/payload.h"
 #include "bridge/record.h"
 #include "bridge/route.h"
 #include "spool/spool.h"
@@ -76,6 +83,8 @@ struct counters {
     int64_t bad_topic;     /*   of those: illegal Kafka topic from captures */
     int64_t oversized;     /*   of those: payload over mqtt.max_payload */
     int64_t empty;         /*   of those: empty payload */
+    int64_t bad_payload;   /*   of those: not the route's payload type */
+    int64_t missing_field; /*   of those: a template's payload field unset */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
     int64_t retries;       /* transient delivery failures */
     int64_t spool_errors;  /* batches the spool refused (acks withheld) */
@@ -105,6 +114,7 @@ struct pending { /* delivery outcomes waiting to be applied to the spool */
 struct bridge {
     const struct conf *c;
     struct route_table *routes;
+    struct payload *payload; /* routes that decode: payload → records */
     struct spool *sp;
     struct mqtt_in *in;
     struct kafka_out *out;
@@ -179,6 +189,108 @@ static int64_t tag_of(const struct mqtt_in_msg *m)
                      (h & ((1ull << TAG_HASH_BITS) - 1)));
 }
 
+/* The headers every record made from m carries. */
+static void base_headers(const struct bridge *br, const struct mqtt_in_msg *m,
+                         struct record_hdrs *h, int64_t now, const char *why,
+                         const char *content_type)
+{
+    record_hdr_add_str(h, "mqtt.topic", m->topic);
+    record_hdr_add_i64(h, "mqtt.qos", m->qos);
+    record_hdr_add_i64(h, "mqtt.retain", m->retain);
+    record_hdr_add_str(h, "gateway.id", br->c->gateway.id);
+    record_hdr_add_i64(h, "received.ms", now);
+    if (content_type)
+        record_hdr_add_str(h, "content-type", content_type);
+    if (why)
+        record_hdr_add_str(h, "error.reason", why);
+    for (size_t i = 0; i < m->nprops; i++)
+        if (record_hdr_add_str(h, m->props[i].name, m->props[i].value))
+            log_warn("mqtt: user property '%s' on %s dropped: headers full",
+                     m->props[i].name, m->topic);
+}
+
+/* Copies one record into the batch. On failure the batch is withheld
+ * (acks unsent, the broker redelivers). */
+static int batch_add(struct bridge *br, const struct mqtt_in_msg *m,
+                     const struct payload_rec *v, const struct record_hdrs *h,
+                     int64_t now, int route, int64_t tag)
+{
+    struct batch *b = &br->batch;
+    if (b->n >= BATCH_MAX_RECORDS) {
+        log_warn("batch full (%d records): withholding it", BATCH_MAX_RECORDS);
+        b->failed = 1;
+        return -ENOSPC;
+    }
+    struct spool_rec *r = &b->recs[b->n];
+    memset(r, 0, sizeof(*r));
+    r->topic = batch_copy(b, v->topic, strlen(v->topic) + 1);
+    r->headers = batch_copy(b, h->buf, h->len);
+    r->headers_len = h->len;
+    r->payload = batch_copy(b, v->value, v->len);
+    r->payload_len = v->len;
+    if (v->has_key) {
+        r->key = batch_copy(b, v->key, v->key_len);
+        r->key_len = v->key_len;
+    }
+    r->recv_ms = now;
+    r->route = route;
+    r->tag = tag;
+    if (!r->topic || !r->headers || !r->payload || (v->has_key && !r->key)) {
+        /* Out of memory: the whole batch is withheld, acks unsent. */
+        log_error("out of memory holding message from %s", m->topic);
+        b->failed = 1;
+        return -ENOMEM;
+    }
+    b->n++;
+    return 0;
+}
+
+struct emit_ctx { /* one message on its way through payload_process() */
+    struct bridge *br;
+    const struct mqtt_in_msg *m;
+    int64_t now, tag;
+    int route;
+};
+
+static int emit_record(void *ud, const struct payload_rec *v)
+{
+    struct emit_ctx *e = ud;
+    unsigned char hbuf[HDRS_CAP];
+    struct record_hdrs h = {.buf = hbuf, .cap = sizeof(hbuf)};
+    base_headers(e->br, e->m, &h, e->now, NULL, v->content_type);
+    return batch_add(e->br, e->m, v, &h, e->now, e->route, e->tag);
+}
+
+/* A route that decodes: the records, or 1 with why set (dead letter), or
+ * -1 when the batch is withheld. */
+static int decode_message(struct bridge *br, const struct mqtt_in_msg *m,
+                          struct route_result *rr, int64_t now, int64_t tag,
+                          char *why, size_t whylen)
+{
+    struct batch *b = &br->batch;
+    size_t n0 = b->n, used0 = b->used;
+    struct emit_ctx e = {br, m, now, tag, rr->index};
+    struct payload_msg pm = {m->topic, m->payload, m->len, m->qos, now,
+                             br->c->gateway.id};
+    enum payload_error kind;
+    int rc = payload_process(br->payload, br->routes, rr, &pm, emit_record, &e,
+                             &kind, why, whylen);
+    if (rc == 0)
+        return 0;
+    b->n = n0; /* none of its records: all or nothing */
+    b->used = used0;
+    if (rc != -EINVAL || b->failed)
+        return -1;
+    if (kind == PAYLOAD_MISSING_FIELD)
+        br->n.missing_field++;
+    else if (kind == PAYLOAD_BAD_TOPIC)
+        br->n.bad_topic++;
+    else
+        br->n.bad_payload++;
+    rr->has_key = 0;
+    return 1;
+}
+
 static void on_message(void *ud, const struct mqtt_in_msg *m)
 {
     struct bridge *br = ud;
@@ -186,17 +298,13 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     struct route_result rr;
     unsigned char hbuf[HDRS_CAP];
     struct record_hdrs h = {.buf = hbuf, .cap = sizeof(hbuf)};
-    const char *topic, *why = NULL;
+    const char *why = NULL;
+    char reason[256];
     int64_t now = log_wall_ms();
 
     br->n.received++;
     if (br->batch.failed)
         return; /* the batch is withheld anyway; the broker redelivers */
-    if (br->batch.n >= BATCH_MAX_RECORDS) {
-        log_warn("batch full (%d records): withholding it", BATCH_MAX_RECORDS);
-        br->batch.failed = 1;
-        return;
-    }
     int64_t tag = tag_of(m);
     if (br->dedupe) {
         if (tag && br->last_tag[m->mid] == tag) {
@@ -223,47 +331,34 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
                  m->len, c->mqtt.max_payload);
         why = rr.reason;
         br->n.oversized++;
+    } else if (rr.route->max_payload > 0 &&
+               (int64_t)m->len > rr.route->max_payload) {
+        snprintf(rr.reason, sizeof(rr.reason),
+                 "payload of %zu bytes exceeds route %d's max_payload (%" PRId64
+                 ")",
+                 m->len, rr.index + 1, rr.route->max_payload);
+        why = rr.reason;
+        br->n.oversized++;
+    } else if (payload_decodes(br->payload, rr.index)) {
+        int rc = decode_message(br, m, &rr, now, tag, reason, sizeof(reason));
+        if (rc <= 0)
+            return; /* spooled, or the batch is withheld */
+        why = reason;
     }
-    topic = why ? c->kafka.dead_letter_topic : rr.topic;
     if (why) {
         br->n.dead_lettered++;
         log_debug("dead-letter: %s: %s", m->topic, why);
     }
-
-    record_hdr_add_str(&h, "mqtt.topic", m->topic);
-    record_hdr_add_i64(&h, "mqtt.qos", m->qos);
-    record_hdr_add_i64(&h, "mqtt.retain", m->retain);
-    record_hdr_add_str(&h, "gateway.id", c->gateway.id);
-    record_hdr_add_i64(&h, "received.ms", now);
-    if (why)
-        record_hdr_add_str(&h, "error.reason", why);
-    for (size_t i = 0; i < m->nprops; i++)
-        if (record_hdr_add_str(&h, m->props[i].name, m->props[i].value))
-            log_warn("mqtt: user property '%s' on %s dropped: headers full",
-                     m->props[i].name, m->topic);
-
-    struct batch *b = &br->batch;
-    struct spool_rec *r = &b->recs[b->n];
-    memset(r, 0, sizeof(*r));
-    r->topic = batch_copy(b, topic, strlen(topic) + 1);
-    r->headers = batch_copy(b, hbuf, h.len);
-    r->headers_len = h.len;
-    r->payload = batch_copy(b, m->payload, m->len);
-    r->payload_len = m->len;
-    if (rr.status == ROUTE_OK && rr.has_key) {
-        r->key = batch_copy(b, rr.key, rr.key_len);
-        r->key_len = rr.key_len;
-    }
-    r->recv_ms = now;
-    r->route = why ? -1 : rr.index;
-    r->tag = tag;
-    if (!r->topic || !r->headers || !r->payload) {
-        /* Out of memory: the whole batch is withheld, acks unsent. */
-        log_error("out of memory holding message from %s", m->topic);
-        b->failed = 1;
-        return;
-    }
-    b->n++;
+    base_headers(br, m, &h, now, why, NULL);
+    struct payload_rec v = {
+        .topic = why ? c->kafka.dead_letter_topic : rr.topic,
+        .key = rr.key,
+        .key_len = rr.key_len,
+        .has_key = rr.status == ROUTE_OK && rr.has_key,
+        .value = m->payload,
+        .len = m->len,
+    };
+    batch_add(br, m, &v, &h, now, why ? -1 : rr.index, tag);
 }
 
 static void on_mqtt_state(void *ud, int connected, int session_present,
@@ -516,6 +611,8 @@ static void format_counters(struct bridge *br, char *buf, size_t len, char sep)
         {"bad_topic", br->n.bad_topic},
         {"oversized", br->n.oversized},
         {"empty", br->n.empty},
+        {"bad_payload", br->n.bad_payload},
+        {"missing_field", br->n.missing_field},
         {"kafka_refused", br->n.kafka_refused},
         {"dropped_full", st.dropped[SPOOL_DROP_FULL]},
         {"expired", st.dropped[SPOOL_DROP_EXPIRED]},
@@ -616,10 +713,14 @@ static void turn(struct bridge *br, int sfd, int timeout)
         kafka_out_poll(br->out);
     if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
         /* read until dry or the batch is full, then one commit */
-        while (!br->batch.failed && br->batch.n < BATCH_MAX_RECORDS - 64 &&
+        /* each message read may become up to `per` records (split) */
+        size_t per = payload_max_records(br->payload), room;
+        while (!br->batch.failed &&
+               (room = (BATCH_MAX_RECORDS - br->batch.n) / per) > 0 &&
                br->batch.used < br->batch_bytes) {
             size_t before = br->batch.n;
-            if (mqtt_in_read(br->in, 64) <= 0 || br->batch.n == before)
+            if (mqtt_in_read(br->in, room < 64 ? room : 64) <= 0 ||
+                br->batch.n == before)
                 break;
         }
         commit(br);
@@ -733,7 +834,8 @@ static int open_stages(struct bridge *br, const char ***filters,
         .on_full = (enum spool_on_full)c->spool.on_full,
         .sync = (enum spool_sync)c->spool.sync,
     };
-    if (route_table_new(c, &br->routes, err, sizeof(err)) < 0)
+    if (route_table_new(c, &br->routes, err, sizeof(err)) < 0 ||
+        payload_new(c, &br->payload, err, sizeof(err)) < 0)
         goto fail;
     *nfilters = route_table_filters(br->routes, filters);
     if (spool_open(&so, &br->sp, err, sizeof(err)) < 0)
@@ -851,6 +953,7 @@ out:
     mqtt_in_free(br->in);
     spool_close(br->sp);
     route_table_free(br->routes);
+    payload_free(br->payload);
     free(br->pend.acks);
     free(br->pend.retry);
     free(br->batch.buf);
