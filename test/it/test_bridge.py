@@ -91,6 +91,24 @@ def test_mapping_topics_keys_headers(stack, uniq, tmp_path):
     assert rc == 3 and "not running" in out, out
 
 
+def test_mqtt_311_session(stack, uniq, tmp_path):
+    """protocol 3.1.1: same mapping, a persistent session kept while the
+    bridge is stopped (messages published meanwhile arrive after restart)."""
+    br = Bridge(stack, tmp_path, uniq,
+                extra={"mqtt": {"protocol": "3.1.1"}}).start()
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-1", "one")
+    assert [r["value"] for r in stack.consume(
+        f"it.{uniq}.sensor.eu.temp", 1)] == [b"one"]
+    assert br.stop() == 0
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-1", "while-away")
+    br.start()
+    assert "session resumed" in br.logtext()
+    got = stack.consume(f"it.{uniq}.sensor.eu.temp", 2)
+    assert [r["value"] for r in got] == [b"one", b"while-away"]
+    assert got[1]["key"] == b"dev-1"
+    assert br.stop() == 0
+
+
 def test_acks_only_what_is_durable(stack, uniq, tmp_path):
     """The daemon dies between reading a burst and committing it (fault
     injection point). Had it acknowledged those messages before the commit,
