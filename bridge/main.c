@@ -4,7 +4,8 @@
  *   mqtt2kafka [run] [-c FILE]          run the bridge (the default)
  *   mqtt2kafka check [-c FILE]          validate, print the resolved config
  *   mqtt2kafka check --keys             every key, its default and meaning
- *   mqtt2kafka route [-c FILE] TOPIC... where MQTT topics would go
+ *   mqtt2kafka route [-c FILE] [--payload-file F] TOPIC...
+ *                                       where MQTT topics (and a payload) go
  *   mqtt2kafka spool [-c FILE] stats | dead [list] | dead replay | dead purge
  *   mqtt2kafka version | help
  *
@@ -24,6 +25,8 @@
 
 #include "bridge/bridge.h"
 #include "bridge/conf.h"
+#include "bridge/decode.h"
+#include "bridge/payload.h"
 #include "bridge/route.h"
 #include "spool/spool.h"
 
@@ -34,6 +37,7 @@ static const char *prog = "mqtt2kafka";
 struct opts {
     const char *conf;
     int keys;      /* check --keys */
+    const char *payload_file; /* route --payload-file */
     int npos;
     char **pos;    /* positional arguments, borrowed from argv */
 };
@@ -56,7 +60,8 @@ static int cmd_help(struct opts *o);
 static const struct cmd cmds[] = {
     {"run", cmd_run, "[-c FILE]", "run the bridge (the default command)"},
     {"check", cmd_check, "[-c FILE] | --keys", "validate a config and print what it resolves to"},
-    {"route", cmd_route, "[-c FILE] TOPIC...", "show the route, Kafka topic, key and headers "
+    {"route", cmd_route, "[-c FILE] [--payload-file F] TOPIC...",
+     "show the route, Kafka topic, key and headers "
                                                "for MQTT topics"},
     {"status", cmd_status, "[-c FILE]",
      "the running daemon's state: uplink, backlog, drops (exit 3: not running)"},
@@ -107,6 +112,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->conf = a + 9;
         } else if (!strncmp(a, "-c", 2)) {
             o->conf = a + 2;
+        } else if (!strcmp(a, "--payload-file")) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a file name", a);
+            o->payload_file = argv[++i];
+        } else if (!strncmp(a, "--payload-file=", 15)) {
+            o->payload_file = a + 15;
         } else if (!strcmp(a, "--keys")) {
             o->keys = 1;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -189,6 +200,11 @@ static void print_summary(const struct conf *c, const struct route_table *t)
         printf("     filter  %s\n", r->filter);
         printf("     topic   %s\n", r->topic);
         printf("     key     %s\n", r->key ? r->key : "(none)");
+        if (strcmp(r->payload ? r->payload : "raw", "raw") || r->format != CONF_FORMAT_RAW)
+            printf("     payload %s  format %s%s%s\n", r->payload,
+                   r->format == CONF_FORMAT_JSON ? "json"
+                   : r->format == CONF_FORMAT_ENVELOPE ? "envelope" : "raw",
+                   r->split ? "  split " : "", r->split ? r->split : "");
     }
     printf("\nsubscriptions (qos %d):", c->mqtt.qos);
     for (size_t i = 0; i < nf; i++)
@@ -246,7 +262,72 @@ static const char *bad_topic_name(const char *s)
     return NULL;
 }
 
-static int route_one(const struct conf *c, const struct route_table *t, const char *topic)
+/* A file's bytes (at most max), for --payload-file. */
+static unsigned char *read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = f ? malloc(max + 1) : NULL;
+    *len = buf ? fread(buf, 1, max + 1, f) : 0;
+    if (!f || !buf || ferror(f) || *len > max) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path,
+                !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "cannot read"
+                                                              : "larger than mqtt.max_payload");
+        free(buf);
+        buf = NULL;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+static void print_value(const char *label, const void *v, size_t len, int text)
+{
+    const unsigned char *p = v;
+    if (text) {
+        printf("  %-8s %.*s\n", label, (int)len, (const char *)v);
+        return;
+    }
+    printf("  %-8s %zu bytes:", label, len);
+    for (size_t i = 0; i < len && i < 48; i++)
+        printf(" %02x", p[i]);
+    printf("%s\n", len > 48 ? " ..." : "");
+}
+
+static int print_rec(void *ud, const struct payload_rec *r)
+{
+    int *n = ud;
+    printf("  record %d\n", ++*n);
+    printf("    topic    %s\n", r->topic);
+    if (r->has_key)
+        printf("    key      %.*s\n", (int)r->key_len, r->key);
+    else
+        printf("    key      (none)\n");
+    if (r->content_type)
+        printf("    content-type %s\n", r->content_type);
+    print_value("  value", r->value, r->len,
+                r->content_type && !strncmp(r->content_type, "application/json", 16));
+    return 0;
+}
+
+/* The payload as the route's type, in JSON, when it decodes. */
+static void print_decoded(const struct conf_route *r, const void *data, size_t len)
+{
+    const ProtobufCMessageDescriptor *d = decode_type(r->payload);
+    struct decode *dc;
+    const ProtobufCMessage *m;
+    const void *js;
+    size_t jl;
+    char why[256];
+    if (!d || decode_new(&dc))
+        return;
+    if (decode_unpack(dc, d, data, len, &m, why, sizeof why) == 0 &&
+        decode_json(dc, m, &js, &jl, why, sizeof why) == 0)
+        printf("  decoded  %s %.*s\n", d->name, (int)jl, (const char *)js);
+    decode_free(dc);
+}
+
+static int route_one(const struct conf *c, const struct route_table *t, struct payload *pl,
+                     const char *topic, const void *data, size_t len)
 {
     struct route_result r;
     const char *bad = bad_topic_name(topic);
@@ -264,13 +345,34 @@ static int route_one(const struct conf *c, const struct route_table *t, const ch
         printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic, r.reason);
         return 1;
     }
-    printf("  topic    %s\n", r.topic);
-    if (r.has_key)
-        printf("  key      %.*s\n", (int)r.key_len, r.key);
-    else
-        printf("  key      (none)\n");
+    if (data && payload_decodes(pl, r.index)) {
+        char why[256];
+        enum payload_error kind;
+        int n = 0;
+        struct payload_msg pm = {topic, data, len, c->mqtt.qos, 0, c->gateway.id};
+        print_decoded(r.route, data, len);
+        printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic, c->mqtt.qos,
+               c->gateway.id);
+        if (payload_process(pl, t, &r, &pm, print_rec, &n, &kind, why, sizeof why)) {
+            printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic, why);
+            return 1;
+        }
+        return 0;
+    }
+    if (r.pending) {
+        printf("  topic    %s  (payload fields: give --payload-file)\n", r.route->topic);
+        printf("  key      %s\n", r.route->key ? r.route->key : "(none)");
+    } else {
+        printf("  topic    %s\n", r.topic);
+        if (r.has_key)
+            printf("  key      %.*s\n", (int)r.key_len, r.key);
+        else
+            printf("  key      (none)\n");
+    }
     printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic, c->mqtt.qos,
            c->gateway.id);
+    if (data)
+        print_value("value", data, len, 0);
     return 0;
 }
 
@@ -278,19 +380,28 @@ static int cmd_route(struct opts *o)
 {
     struct conf c;
     struct route_table *t = NULL;
+    struct payload *pl = NULL;
+    unsigned char *data = NULL;
+    size_t len = 0;
     char err[512];
     int rc, missed = 0;
     if (!o->npos)
         return usage_error("%s", "route needs at least one MQTT topic");
     if ((rc = load(o, &c)))
         return rc;
-    if (route_table_new(&c, &t, err, sizeof err)) {
+    if (route_table_new(&c, &t, err, sizeof err) || payload_new(&c, &pl, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
+        route_table_free(t);
         conf_fini(&c);
         return EX_CONFIG_CODE;
     }
-    for (int i = 0; i < o->npos; i++)
-        missed += route_one(&c, t, o->pos[i]);
+    if (o->payload_file &&
+        !(data = read_file(o->payload_file, (size_t)c.mqtt.max_payload, &len)))
+        missed = 1;
+    for (int i = 0; i < o->npos && (data || !o->payload_file); i++)
+        missed += route_one(&c, t, pl, o->pos[i], data, len);
+    free(data);
+    payload_free(pl);
     route_table_free(t);
     conf_fini(&c);
     return missed ? 1 : 0;
