@@ -58,6 +58,7 @@
 #include "bridge/kafka_out.h"
 #include "bridge/log.h"
 #include "bridge/mqtt_in.h"
+#include "bridge/notify.h"
 #include "bridge/payload.h"
 #include "bridge/record.h"
 #include "bridge/route.h"
@@ -748,11 +749,25 @@ static int kafka_open(struct bridge *br, char *err, size_t errlen)
     return kafka_out_new(&ko, &kcb, br, &br->out, err, errlen);
 }
 
+/* The same counters, short, for `systemctl status` (sd_notify STATUS=). */
+static void status_line(struct bridge *br)
+{
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    notify_status("%suplink %s, mqtt %s, spool %" PRId64 " records, %" PRId64
+                  " dead letters",
+                  br->backpressure ? "backpressure (spool full), " : "",
+                  br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
+                  mqtt_in_connected(br->in) ? "connected" : "disconnected",
+                  st.records, st.dead);
+}
+
 /* Before sleeping: apply delivery outcomes, refill the window, housekeeping. */
 static int before_sleep(struct bridge *br, int64_t *next_stats,
                         int64_t *next_expire)
 {
     int64_t now = log_now_ms();
+    notify_watchdog();
     flush_pending(br);
     if (kafka_out_fatal(br->out)) {
         char err[512];
@@ -786,6 +801,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     }
     if (now >= br->next_status) {
         write_status(br, br->backpressure ? "backpressure" : "running");
+        status_line(br);
         br->next_status = now + STATUS_EVERY_MS;
     }
     if (br->c->log.stats_interval > 0 && now >= *next_stats) {
@@ -805,6 +821,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
 static void shutdown_gracefully(struct bridge *br)
 {
     int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
+    notify_stopping();
     commit(br);
     mqtt_in_close(br->in);
     while (br->inflight > 0 && log_now_ms() < deadline) {
@@ -939,6 +956,7 @@ int bridge_run(const struct conf *c)
     log_info("mqtt2kafka %s: gateway %s, %zu routes, mqtt %s:%d, kafka %s",
              M2K_VERSION, c->gateway.id, c->nroutes, c->mqtt.host,
              c->mqtt.port, c->kafka.brokers);
+    notify_ready();
 
     int64_t next_stats = log_now_ms() + (int64_t)c->log.stats_interval * 1000;
     int64_t next_expire = 0;
