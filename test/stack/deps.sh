@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs what building and testing mqtt2kafka needs, from Debian 12's own
 # packages, when it is missing. As root it runs apt-get; otherwise it prints
-# the exact line to run and fails. Usage: deps.sh [build|test]
+# the exact line to run and fails. Usage: deps.sh [build|test|bench]
+# (bench = test + what `make bench` uses; not needed by `make test`)
 set -euo pipefail
 
 build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev
             protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev)
 test_pkgs=(mosquitto mosquitto-clients kcat default-jre-headless maven
            python3 python3-pytest python3-protobuf sqlite3 procps iproute2)
+bench_pkgs=(gnuplot-nox python3-paho-mqtt python3-confluent-kafka binutils)
 
 want=("${build_pkgs[@]}")
-[ "${1:-test}" = test ] && want+=("${test_pkgs[@]}")
+case ${1:-test} in
+test) want+=("${test_pkgs[@]}") ;;
+bench) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
