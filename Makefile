@@ -6,6 +6,7 @@
 #   make san        unit tests under ASan+UBSan make lint   cppcheck + format check
 #   make demo       local brokers, the bridge, a simulated fleet, records live
 #   make fmt        clang-format in place      make clean
+#   make deb        the .deb (ARCH=arm64|armhf) make deb-check  build, install, upgrade, purge
 #
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
@@ -67,7 +68,7 @@ TOOL_BIN   := $(patsubst test/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
 BENCH_SRC  := $(wildcard test/bench/*.c)
 BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps check-deps test unit it san lint fmt clean demo
+.PHONY: all deps check-deps test unit it san lint fmt clean demo deb deb-check
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
@@ -168,6 +169,18 @@ fmt:
 
 demo: all
 	@test/demo.sh
+
+# The Debian package (packaging/): `make deb` for this machine, `make deb
+# ARCH=arm64|armhf` cross-builds (unit tests under qemu-user). deb-check
+# builds all three, runs lintian, and installs, runs, upgrades, removes and
+# purges the package in a debootstrap'ed Debian 12 root (test/pkg/deb-check).
+ARCH ?= $(shell dpkg --print-architecture 2>/dev/null)
+deb:
+	@test/pkg/deps.sh $(ARCH)
+	@packaging/build-deb $(ARCH)
+
+deb-check:
+	@test/pkg/deb-check
 
 clean:
 	rm -rf build build-san
