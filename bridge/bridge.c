@@ -22,14 +22,18 @@
  * Redelivery after a crash. A batch can be committed and the process die
  * before its PUBACKs reach the socket; the broker then sends those messages
  * again (same packet ids, first thing after the session resumes). Each
- * spooled row carries a tag, (packet id, hash of topic and payload), and
- * the bridge remembers the tag of the last committed message per packet id
- * (reloaded from the spool at start). Right after a resumed session, a
- * message whose tag matches is acknowledged without being stored again, so
- * Kafka sees it once, under its first m2k.id. The first message that does
- * not match ends the check until the next reconnect: the broker resends
- * before it sends anything new, and it reuses a packet id only after the
- * previous one with that id was acknowledged.
+ * spooled row carries a tag, (packet id, hash of topic and payload), and the
+ * bridge remembers the tags of the last MQTT_IN_RECEIVE_MAX committed
+ * messages (reloaded from the spool at start). Right after a resumed
+ * session, a message whose tag is among them is acknowledged without being
+ * stored again, so Kafka sees it once, under its first m2k.id. Why this
+ * cannot swallow a new message: the broker numbers packet ids in sequence,
+ * may have at most MQTT_IN_RECEIVE_MAX of them unacknowledged (we announce
+ * that receive maximum), and so resends only ids among the last that many;
+ * a new message takes the next id, which is not among them. The first
+ * message that does not match ends the check until the next reconnect.
+ * (MQTT 3.1.1 has no receive maximum: there the broker's
+ * max_inflight_messages must not exceed it.)
  *
  * A route may decode its payload (payload.c): one MQTT message then becomes
  * one record or, with split, several, all in the same batch, or none of
@@ -73,6 +77,7 @@
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
 #define MIDS 65536                  /* MQTT packet ids are 16 bits */
+#define RECENT MQTT_IN_RECEIVE_MAX  /* committed tags remembered */
 #define TAG_HASH_BITS 47
 
 struct counters {
@@ -131,7 +136,9 @@ struct bridge {
     int fault_after_commit; /* 0: before the commit, 1: after it */
     size_t batch_bytes;     /* commit once the batch holds this much */
     int64_t win_bytes;      /* the in-flight byte window actually used */
-    int64_t *last_tag;      /* [packet id]: tag of the last committed message */
+    int64_t *last_tag;      /* [packet id]: tag, if among the RECENT last */
+    int64_t recent[RECENT]; /* those tags in commit order, a ring */
+    size_t recent_head, recent_n;
     int dedupe;             /* session resumed: still in the resend phase */
     int status_warned;
     int64_t next_status;    /* when to rewrite the status file */
@@ -406,6 +413,26 @@ static void fault_point(struct bridge *br, int after_commit)
     }
 }
 
+/* Adds a committed message's tag to the ring of the RECENT last; the tag
+ * that falls out is forgotten, so only those can ever match. */
+static void remember(struct bridge *br, int64_t tag)
+{
+    size_t last = (br->recent_head + RECENT - 1) % RECENT;
+    if (br->recent_n && br->recent[last] == tag)
+        return; /* the records of one split message share a tag */
+    if (br->recent_n == RECENT) {
+        int64_t old = br->recent[br->recent_head];
+        uint64_t mid = (uint64_t)old >> TAG_HASH_BITS;
+        if (br->last_tag[mid] == old)
+            br->last_tag[mid] = 0;
+    } else {
+        br->recent_n++;
+    }
+    br->recent[br->recent_head] = tag;
+    br->recent_head = (br->recent_head + 1) % RECENT;
+    br->last_tag[(uint64_t)tag >> TAG_HASH_BITS] = tag;
+}
+
 /* One put, or halves when the spool says the batch is too large for one
  * transaction under its size cap. */
 static int put_split(struct spool *sp, struct spool_rec *r, size_t n)
@@ -447,7 +474,7 @@ static void commit(struct bridge *br)
     br->n.spooled += (int64_t)b->n;
     for (size_t i = 0; i < b->n; i++)
         if (b->recs[i].tag)
-            br->last_tag[b->recs[i].tag >> TAG_HASH_BITS] = b->recs[i].tag;
+            remember(br, b->recs[i].tag);
     fault_point(br, 1);
     b->n = 0;
     b->used = 0;
@@ -876,14 +903,14 @@ fail:
     return -1;
 }
 
-/* The tags of the newest rows, oldest first so the newest per id wins. */
+/* The tags of the newest rows still spooled, remembered oldest first. */
 static void load_tags(struct bridge *br)
 {
-    enum { N = 8192 };
-    int64_t *ids = calloc(N, sizeof(int64_t)), *tags = calloc(N, sizeof(int64_t));
-    int n = ids && tags ? spool_recent(br->sp, ids, tags, N) : 0;
+    int64_t *ids = calloc(RECENT, sizeof(int64_t));
+    int64_t *tags = calloc(RECENT, sizeof(int64_t));
+    int n = ids && tags ? spool_recent(br->sp, ids, tags, RECENT) : 0;
     for (int i = n - 1; i >= 0; i--)
-        br->last_tag[(uint64_t)tags[i] >> TAG_HASH_BITS] = tags[i];
+        remember(br, tags[i]);
     free(ids);
     free(tags);
 }

@@ -101,8 +101,11 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
     }
     /* Never trust the broker to have kept our subscriptions. */
     int qos = m->o.qos;
+    /* MQTT 5: retained messages only for a subscription the session did
+     * not have, or every reconnect would send them to Kafka again. */
+    int opts = m->o.protocol == 5 ? MQTT_SUB_OPT_SEND_RETAIN_NEW : 0;
     rc = mosquitto_subscribe_multiple(mosq, &m->sub_mid, (int)m->o.nfilters,
-                                      (char *const *)m->o.filters, qos, 0,
+                                      (char *const *)m->o.filters, qos, opts,
                                       NULL);
     if (rc != MOSQ_ERR_SUCCESS)
         log_error("mqtt: subscribe failed: %s", mosquitto_strerror(rc));
@@ -225,9 +228,11 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
     /* The whole point: queue every outgoing packet until loop_write. */
     mosquitto_threaded_set(m->mosq, true);
     if (o->protocol == 5)
-        /* How many unacknowledged QoS>0 messages the broker may send us; one
-         * spool commit acknowledges a burst, so let the burst be large. */
-        mosquitto_int_option(m->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 65535);
+        /* How many unacknowledged QoS>0 messages the broker may send us:
+         * one spool commit acknowledges a burst, so the burst may be large,
+         * and the bridge's redelivery check relies on this bound. */
+        mosquitto_int_option(m->mosq, MOSQ_OPT_RECEIVE_MAXIMUM,
+                             MQTT_IN_RECEIVE_MAX);
     if (o->username)
         mosquitto_username_pw_set(m->mosq, o->username, o->password);
     mosquitto_connect_v5_callback_set(m->mosq, on_connect);

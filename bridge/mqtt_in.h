@@ -36,6 +36,9 @@ struct mqtt_in_prop { /* an MQTT 5 user property */
 };
 
 #define MQTT_IN_MAX_PROPS 32
+/* The MQTT 5 receive maximum we announce: the broker may have at most this
+ * many QoS>0 messages unacknowledged with us. */
+#define MQTT_IN_RECEIVE_MAX 4096
 
 /* One message, borrowed until the callback returns: copy what you keep. */
 struct mqtt_in_msg {

@@ -158,6 +158,39 @@ def test_redelivery_of_committed_burst_not_stored_twice(stack, uniq,
     assert br.counters()["redelivered"] > 0, "the broker redelivered nothing?"
 
 
+def publish_same(stack, topic, n, payload="1"):
+    """n identical QoS 1 messages on one topic, like a heartbeat."""
+    return pub(stack, topic, devices=1, count=n,
+               extra=["-f", f"fixed:{payload}"])
+
+
+def wait_counter(br, name, n, timeout=60):
+    deadline = time.time() + timeout
+    while br.counters("stats").get(name, 0) < n:
+        assert time.time() < deadline, \
+            f"{name} stuck at {br.counters('stats').get(name)}, want {n}"
+        time.sleep(0.5)
+
+
+def test_repeated_payloads_after_resume_are_new_messages(stack, uniq,
+                                                          tmp_path):
+    """Heartbeats repeat the same payload on the same topic. After a
+    resumed session, the redelivery check must not mistake new ones for
+    redeliveries of old ones, even when packet ids have wrapped (65,535)."""
+    br = Bridge(stack, tmp_path, uniq).start()
+    topic = f"{uniq}/sensors/eu/heartbeat/dev-1"
+    publish_same(stack, topic, 66000)
+    wait_counter(br, "spooled", 66000)
+    stack.mqtt_ctl("restart")
+    br.wait_log("session resumed", 30)
+    publish_same(stack, topic, 1100)
+    wait_counter(br, "spooled", 67100)
+    wait_counter(br, "delivered", 67100, timeout=120)
+    assert br.stop() == 0
+    c = br.counters()
+    assert c["spooled"] == 67100 and c["redelivered"] == 0, c
+
+
 def test_uplink_outage_stop_then_blackhole(stack, uniq, tmp_path):
     br = Bridge(stack, tmp_path, uniq).start()
     acked = tmp_path / "acked.txt"

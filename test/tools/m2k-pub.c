@@ -45,7 +45,7 @@ typedef Iot__Telemetry__V1__SensorReading Reading;
 typedef Iot__Telemetry__V1__SensorReading__LabelsEntry Label;
 typedef Iot__Telemetry__V1__ReadingBatch Batch;
 
-enum fmt { FMT_PROTO, FMT_BATCH, FMT_TEXT };
+enum fmt { FMT_PROTO, FMT_BATCH, FMT_TEXT, FMT_FIXED };
 
 struct opts {
     const char *host;
@@ -62,6 +62,7 @@ struct opts {
     enum fmt fmt;
     const char *acked_path;
     uint64_t skip_seq;
+    const char *fixed; /* -f fixed:STRING: every message is exactly this */
     const char *prefix;
     uint64_t start_seq;
     const char *kafka;
@@ -204,6 +205,11 @@ static void payload_build(const struct opts *o, struct payload *p, char *dev,
     const ProtobufCMessage *m = &rs[0].base;
     size_t padn, i;
 
+    if (o->fmt == FMT_FIXED) { /* like heartbeats: the same bytes each time */
+        p->len = strlen(o->fixed) < MAX_PAYLOAD ? strlen(o->fixed) : MAX_PAYLOAD;
+        memcpy(p->buf, o->fixed, p->len);
+        return;
+    }
     if (o->fmt == FMT_TEXT) {
         int w = snprintf((char *)p->buf, MAX_PAYLOAD,
                          "device=%s;seq=%" PRIu64 ";ts=%" PRId64 ";", dev,
@@ -581,7 +587,7 @@ static void usage(FILE *out)
           "[-n msgs-per-device | -t seconds]\n"
           "        [-r total-rate/s, 0 = unlimited] [-q 0|1|2] "
           "[-s payload-bytes] [-T topic-template]\n"
-          "        [-c connections] [-V 5|311] [-f proto|batch|text] "
+          "        [-c connections] [-V 5|311] [-f proto|batch|text|fixed:STR] "
           "[--acked FILE] [--skip-seq N]\n"
           "        [--id-prefix P] [--start-seq N] "
           "[--kafka BROKERS --kafka-topic T]\n"
@@ -657,7 +663,10 @@ static int parse_opt(struct opts *o, int c, const char *a)
             o->fmt = FMT_BATCH;
         else if (!strcmp(a, "text"))
             o->fmt = FMT_TEXT;
-        else
+        else if (!strncmp(a, "fixed:", 6)) {
+            o->fmt = FMT_FIXED;
+            o->fixed = a + 6;
+        } else
             return -EINVAL;
         return 0;
     case OPT_ACKED:
