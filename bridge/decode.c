@@ -238,13 +238,47 @@ void decode_free(struct decode *dc)
     free(dc);
 }
 
+static int present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+
+/* protobuf-c keeps a field numbered 0 (written as a non-minimal varint)
+ * as an unknown field, then packs it as a tag it cannot read back. Field
+ * number 0 is never valid: such a payload is refused. */
+static int tags_ok(const ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (depth > DECODE_DEPTH_MAX)
+        return 0;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return 0;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *p = (const char *)m + f->offset;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(const void *)((const char *)m + f->quantifier_offset);
+            const ProtobufCMessage *const *el = *(const ProtobufCMessage *const *const *)p;
+            for (size_t j = 0; j < n; j++)
+                if (!tags_ok(el[j], depth + 1))
+                    return 0;
+        } else if (present(m, f)) { /* a oneof's member shares its storage */
+            const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(const void *)p;
+            if (sub && !tags_ok(sub, depth + 1))
+                return 0;
+        }
+    }
+    return 1;
+}
+
 int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d, const void *buf,
                   size_t len, const ProtobufCMessage **out, char *why, size_t whylen)
 {
     arena_reset(dc);
     *out = protobuf_c_message_unpack(d, &dc->alloc, len, buf);
-    if (*out)
+    if (*out && tags_ok(*out, 0))
         return 0;
+    *out = NULL;
     if (dc->over)
         snprintf(why, whylen, "the payload (%zu bytes) decodes to more than %u MiB as %s", len,
                  DECODE_ARENA_MAX >> 20, d->name);
@@ -647,8 +681,14 @@ static int json_value(struct decode *dc, struct buf *b, const ProtobufCFieldDesc
         json_base64(b, bd->data, bd->len);
         return 0;
     }
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return json_msg(dc, b, *(const ProtobufCMessage *const *)p, depth + 1);
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)p;
+        if (!sub) { /* a map entry without its value: the default message */
+            put(b, "{}", 2);
+            return 0;
+        }
+        return json_msg(dc, b, sub, depth + 1);
+    }
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
