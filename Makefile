@@ -7,6 +7,7 @@
 #   make demo       local brokers, the bridge, a simulated fleet, records live
 #   make fmt        clang-format in place      make clean
 #   make deb        the .deb (ARCH=arm64|armhf) make deb-check  build, install, upgrade, purge
+#   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each, clang
 #
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
@@ -68,7 +69,7 @@ TOOL_BIN   := $(patsubst test/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
 BENCH_SRC  := $(wildcard test/bench/*.c)
 BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps check-deps test unit it san lint fmt clean demo deb deb-check
+.PHONY: all deps check-deps test unit it san lint fmt clean demo fuzz deb deb-check
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
@@ -182,8 +183,28 @@ deb:
 deb-check:
 	@test/pkg/deb-check
 
+# libFuzzer targets (clang, not part of `make test`): the config parser and
+# the payload decoder, each for FUZZ_SECONDS from its seed corpus; what they
+# learn is kept in build-fuzz/. A crash leaves its input there and fails.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build-fuzz
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -D_GNU_SOURCE -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
+fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
+	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
+	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c bridge/conf.c \
+	  bridge/route.c bridge/decode.c $(PROTO_C) $(PKG_LIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
+	  bridge/decode.c $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
+	cd $(FUZZ_DIR) && ./fuzz_conf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -print_final_stats=1 conf ../conf
+	cd $(FUZZ_DIR) && ./fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -print_final_stats=1 decode ../test/fuzz/corpus/decode
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 # Keep generated sources and objects: make would delete them as
 # intermediates of the pattern chains above.
