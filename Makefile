@@ -8,6 +8,7 @@
 #   make fmt        clang-format in place      make clean
 #   make deb        the .deb (ARCH=arm64|armhf) make deb-check  build, install, upgrade, purge
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each, clang
+#   make bench      benchmarks on a private stack, < 15 min (bench-quick: < 2)
 #
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
@@ -69,7 +70,8 @@ TOOL_BIN   := $(patsubst test/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
 BENCH_SRC  := $(wildcard test/bench/*.c)
 BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps check-deps test unit it san lint fmt clean demo fuzz deb deb-check
+.PHONY: all deps check-deps test unit it san lint fmt clean demo fuzz deb deb-check \
+        bench bench-quick
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
@@ -137,6 +139,12 @@ $(B)/bench/%: $(B)/test/bench/%.o $$(call objs_for,BENCH_DEPS_$$*)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
 
+# The herd publisher is a client only: no bridge module.
+$(B)/bench/m2k-herd: $(B)/test/bench/m2k-herd.o $(PROTO_O)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(B)/unit/%: $(B)/test/unit/%.o $$(call objs_for,UNIT_DEPS_$$*)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
@@ -170,6 +178,16 @@ fmt:
 
 demo: all
 	@test/demo.sh
+
+# Benchmarks (test/bench/bench.py; not part of `make test`): a private
+# stack on its own ports, results in test/bench/results/.
+bench: all
+	@test/stack/deps.sh bench
+	@M2K_BUILD=$(abspath $(B)) $(PYTHON) test/bench/bench.py $(BENCH_ARGS)
+
+bench-quick: all
+	@test/stack/deps.sh bench
+	@M2K_BUILD=$(abspath $(B)) $(PYTHON) test/bench/bench.py --quick $(BENCH_ARGS)
 
 # The Debian package (packaging/): `make deb` for this machine, `make deb
 # ARCH=arm64|armhf` cross-builds (unit tests under qemu-user). deb-check
