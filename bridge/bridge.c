@@ -737,8 +737,10 @@ static void turn(struct bridge *br, int sfd, int timeout)
         log_error("poll: %s", strerror(errno));
     if (pf[0].revents)
         on_signal(br, sfd);
-    if (pf[1].revents)
-        kafka_out_poll(br->out);
+    /* Every turn, not only when the pipe says so: the pipe is written only
+     * when librdkafka's queue goes from empty to non-empty, and serving it
+     * costs one lock when there is nothing to serve. */
+    kafka_out_poll(br->out);
     if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
         /* read until dry or the batch is full, then one commit */
         /* each message read may become up to `per` records (split) */
