@@ -127,6 +127,10 @@ struct bridge {
     struct batch batch;
     struct pending pend;
     struct counters n;
+    struct counters n_read; /* as before the burst being read: restored if
+                             * the burst is withheld, so nothing is counted
+                             * twice when the broker redelivers it */
+    int64_t max_payload;    /* mqtt.max_payload, capped to fit one put */
     int64_t inflight, inflight_bytes;
     int uplink;             /* -1 unknown, 0 down, 1 up */
     int backpressure;       /* not reading MQTT: the spool is full */
@@ -309,6 +313,7 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     const char *why = NULL;
     char reason[256];
     int64_t now = log_wall_ms();
+    size_t keep = m->len; /* payload bytes kept: oversized ones are cut */
 
     br->n.received++;
     if (br->batch.failed)
@@ -331,13 +336,13 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
     } else if (m->len == 0) {
         why = "empty payload";
         br->n.empty++;
-    } else if (c->mqtt.max_payload > 0 &&
-               (int64_t)m->len > c->mqtt.max_payload) {
+    } else if ((int64_t)m->len > br->max_payload) {
         snprintf(rr.reason, sizeof(rr.reason),
                  "payload of %zu bytes exceeds mqtt.max_payload (%" PRId64
                  ")",
-                 m->len, c->mqtt.max_payload);
+                 m->len, br->max_payload);
         why = rr.reason;
+        keep = (size_t)br->max_payload;
         br->n.oversized++;
     } else if (rr.route->max_payload > 0 &&
                (int64_t)m->len > rr.route->max_payload) {
@@ -346,6 +351,7 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
                  ")",
                  m->len, rr.index + 1, rr.route->max_payload);
         why = rr.reason;
+        keep = (size_t)rr.route->max_payload;
         br->n.oversized++;
     } else if (payload_decodes(br->payload, rr.index)) {
         int rc = decode_message(br, m, &rr, now, tag, reason, sizeof(reason));
@@ -358,13 +364,15 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
         log_debug("dead-letter: %s: %s", m->topic, why);
     }
     base_headers(br, m, &h, now, why, NULL);
+    if (keep < m->len) /* a dead letter must fit one spool transaction */
+        record_hdr_add_i64(&h, "error.original.size", (int64_t)m->len);
     struct payload_rec v = {
         .topic = why ? c->kafka.dead_letter_topic : rr.topic,
         .key = rr.key,
         .key_len = rr.key_len,
         .has_key = rr.status == ROUTE_OK && rr.has_key,
         .value = m->payload,
-        .len = m->len,
+        .len = keep,
     };
     batch_add(br, m, &v, &h, now, why ? -1 : rr.index, tag);
 }
@@ -456,6 +464,11 @@ static void commit(struct bridge *br)
     fault_point(br, 0);
     rc = b->failed ? -ENOMEM : put_split(br->sp, b->recs, b->n);
     if (rc < 0) {
+        /* The broker redelivers the burst: count it when it is stored. */
+        int64_t reconnects = br->n.reconnects, dropped = br->n.broker_dropped;
+        br->n = br->n_read;
+        br->n.reconnects = reconnects;
+        br->n.broker_dropped = dropped;
         br->n.spool_errors++;
         if (rc == -ENOSPC && br->c->spool.on_full == SPOOL_BACKPRESSURE) {
             if (!br->backpressure)
@@ -745,6 +758,7 @@ static void turn(struct bridge *br, int sfd, int timeout)
         /* read until dry or the batch is full, then one commit */
         /* each message read may become up to `per` records (split) */
         size_t per = payload_max_records(br->payload), room;
+        br->n_read = br->n;
         while (!br->batch.failed &&
                (room = (BATCH_MAX_RECORDS - br->batch.n) / per) > 0 &&
                br->batch.used < br->batch_bytes) {
@@ -945,11 +959,21 @@ int bridge_run(const struct conf *c)
     br->batch.cap = 1u << 20;
     br->batch.buf = malloc(br->batch.cap);
     br->last_tag = calloc(MIDS, sizeof(int64_t));
-    /* a burst must fit one spool transaction: 1/64 of the cap, 8 MiB at most */
+    /* A burst must fit one spool transaction and stay below the headroom
+     * spool_full() keeps (1/64 of the cap): 1/128 of it, 8 MiB at most. */
     br->batch_bytes = BATCH_SOFT_BYTES;
     if (c->spool.max_bytes > 0 &&
-        (size_t)(c->spool.max_bytes / 64) < br->batch_bytes)
-        br->batch_bytes = (size_t)(c->spool.max_bytes / 64);
+        (size_t)(c->spool.max_bytes / 128) < br->batch_bytes)
+        br->batch_bytes = (size_t)(c->spool.max_bytes / 128);
+    /* One message, dead letters included, must fit one spool put. */
+    br->max_payload = c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX;
+    if (br->max_payload > (int64_t)br->batch_bytes / 2) {
+        br->max_payload = (int64_t)br->batch_bytes / 2;
+        if (c->mqtt.max_payload > 0)
+            log_warn("mqtt.max_payload %" PRId64 " is more than one spool "
+                     "transaction holds under spool.max_bytes; using %" PRId64,
+                     c->mqtt.max_payload, br->max_payload);
+    }
     /* drop_oldest never drops what is in flight, so the window must leave
      * most of the spool droppable: at most a quarter of its cap. */
     br->win_bytes = c->kafka.inflight_bytes;
@@ -989,8 +1013,12 @@ int bridge_run(const struct conf *c)
 
     int64_t next_stats = log_now_ms() + (int64_t)c->log.stats_interval * 1000;
     int64_t next_expire = 0;
-    while (!br->stop)
-        turn(br, sfd, before_sleep(br, &next_stats, &next_expire));
+    while (!br->stop) {
+        int wait = before_sleep(br, &next_stats, &next_expire);
+        if (!br->out)
+            break; /* the producer could not be recreated */
+        turn(br, sfd, wait);
+    }
     shutdown_gracefully(br);
     rc = 0;
 out:

@@ -379,7 +379,9 @@ def test_bad_input_dead_lettered_and_counted(stack, uniq, tmp_path):
     assert bad_name["value"] == b"x"
     big = by_topic[f"{uniq}/sensors/eu/temp/dev-2"]
     assert b"max_payload" in big["headers"]["error.reason"]
-    assert big["value"] == b"y" * 5000, "dead letters keep the bytes"
+    # the first max_payload bytes, and the size it had
+    assert big["value"] == b"y" * 1024
+    assert big["headers"]["error.original.size"] == b"5000"
     empty = by_topic[f"{uniq}/sensors/eu/temp/dev-3"]
     assert b"empty" in empty["headers"]["error.reason"]
 
@@ -396,7 +398,8 @@ def test_kafka_refused_record_kept_visible_replayable(stack, uniq, tmp_path):
     broker's limit) stays in the spool's dead-letter table with the reason,
     and does not hold up the messages behind it."""
     br = Bridge(stack, tmp_path, uniq,
-                extra={"mqtt": {"max_payload": "4MiB"}}).start()
+                extra={"mqtt": {"max_payload": "4MiB"},
+                       "spool": {"max_bytes": "1GiB"}}).start()
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-big", b"z" * 1500000)
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-ok", "after")
     got = stack.consume(f"it.{uniq}.sensor.eu.temp", 1, timeout=30)
