@@ -412,6 +412,64 @@ static void puts_(struct buf *b, const char *s)
 
 /* ---- numbers as Python's json_format prints them ---------------------- */
 
+/* Decimal digits of v, no terminator; returns the count (at most 20). */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t fmt_i64(char *out, int64_t v)
+{
+    if (v >= 0)
+        return fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + fmt_u64(out + 1, 0 - (uint64_t)v);
+}
+
+/* The common case without printf: v = x / 10^k exactly for some k <= 9
+ * and |x| < 10^15. Then the decimal x.10^-k reads back as v, has at most
+ * 15 digits, and so is the shortest (see fmt_double). 0 if not found. */
+static size_t fmt_double_fast(char *out, double v)
+{
+    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    for (int k = 0; k <= 9; k++) {
+        double y = a * p10[k];
+        if (y >= 1e15) /* 16 digits and more are not unique: printf */
+            return 0;
+        uint64_t x = (uint64_t)(y + 0.5);
+        if ((double)x / p10[k] != a)
+            continue;
+        char d[24];
+        size_t nd = fmt_u64(d, x), o = 0, ip = nd > (size_t)k ? nd - (size_t)k : 0;
+        if (v < 0)
+            out[o++] = '-';
+        if (ip == 0)
+            out[o++] = '0';
+        memcpy(out + o, d, ip);
+        o += ip;
+        out[o++] = '.';
+        for (size_t z = nd; z < (size_t)k; z++)
+            out[o++] = '0'; /* 0.00ddd */
+        memcpy(out + o, d + ip, nd - ip);
+        o += nd - ip;
+        if (k == 0)
+            out[o++] = '0'; /* 21.0 */
+        return o;
+    }
+    return 0;
+}
+
 /* The shortest decimal that reads back as v (finite), in Python's repr
  * layout: fixed notation with at least one decimal for exponents -4..15,
  * else d.ddde+XX. Writes at most 32 bytes. */
@@ -419,7 +477,9 @@ static size_t fmt_double(char *out, double v)
 {
     char tmp[40], digits[24];
     int prec, exp10, nd = 0;
-    size_t o = 0;
+    size_t o = fmt_double_fast(out, v);
+    if (o)
+        return o;
     /* A decimal of at most 15 digits that reads back is the 15-digit
      * rounding with its trailing zeros dropped (DBL_DIG = 15). Subnormals
      * have fewer digits of precision: those are searched from 1. */
@@ -496,19 +556,19 @@ static size_t number_text(const ProtobufCFieldDescriptor *f, const void *p, char
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
-        return (size_t)sprintf(out, "%" PRId32, *(const int32_t *)p);
+        return fmt_i64(out, *(const int32_t *)p);
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
-        return (size_t)sprintf(out, "%" PRIu32, *(const uint32_t *)p);
+        return fmt_u64(out, *(const uint32_t *)p);
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
         *quoted = 1;
-        return (size_t)sprintf(out, "%" PRId64, *(const int64_t *)p);
+        return fmt_i64(out, *(const int64_t *)p);
     case PROTOBUF_C_TYPE_UINT64:
     case PROTOBUF_C_TYPE_FIXED64:
         *quoted = 1;
-        return (size_t)sprintf(out, "%" PRIu64, *(const uint64_t *)p);
+        return fmt_u64(out, *(const uint64_t *)p);
     case PROTOBUF_C_TYPE_BOOL:
         return (size_t)sprintf(out, "%s", *(const protobuf_c_boolean *)p ? "true" : "false");
     case PROTOBUF_C_TYPE_FLOAT:
@@ -782,7 +842,8 @@ static int json_map(struct decode *dc, struct buf *b, const ProtobufCFieldDescri
             k[i].len = len;
         }
     }
-    qsort(k, n, sizeof *k, mkey_cmp);
+    if (n > 1)
+        qsort(k, n, sizeof *k, mkey_cmp);
     putc_(b, '{');
     for (size_t i = 0, first = 1; i < n; i++) {
         if (i + 1 < n && k[i + 1].len == k[i].len && !memcmp(k[i + 1].s, k[i].s, k[i].len))
