@@ -94,6 +94,7 @@ UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
 BENCH_DEPS_spool_bench := spool/spool.o
+BENCH_DEPS_decode_bench := bridge/decode.o
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
 .SECONDEXPANSION:
