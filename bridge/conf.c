@@ -90,7 +90,10 @@ static const struct key mqtt_keys[] = {
      "fixed client id, so the broker keeps our session while we are away "
      "(default mqtt2kafka-<gateway.id>)"},
     {"protocol", T_ENUM, "5", CF(mqtt.protocol), 0, 0, e_protocol, 0, "MQTT protocol version"},
-    {"qos", T_INT, "1", CF(mqtt.qos), 0, 2, NULL, 0, "subscription QoS; 1 or 2 for no loss"},
+    /* Not 2: libmosquitto 2.0 sends PUBREC before it hands the message over,
+     * so a crash in between loses it. At 1, QoS 2 publishes reach us at 1. */
+    {"qos", T_INT, "1", CF(mqtt.qos), 0, 1, NULL, 0,
+     "subscription QoS: 1 (at least once; QoS 2 publishes arrive at 1) or 0 (may lose)"},
     {"keepalive", T_DUR_S, "30", CF(mqtt.keepalive), 5, 65535, NULL, 0,
      "seconds between pings when idle"},
     {"session_expiry", T_DUR_S, "86400", CF(mqtt.session_expiry), 0, 4294967295LL, NULL, 0,

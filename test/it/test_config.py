@@ -48,7 +48,7 @@ BAD = [
      'unknown key "kafak" in the top level'),
     ("wrong-type", GOOD + "mqtt:\n  port: eighteen\n", 11, 9,
      'mqtt.port: expected an integer from 1 to 65535, got "eighteen"'),
-    ("out-of-range", GOOD + "mqtt:\n  qos: 3\n", 11, 8, "mqtt.qos: 3 is out of range (0 to 2)"),
+    ("out-of-range", GOOD + "mqtt:\n  qos: 2\n", 11, 8, "mqtt.qos: 2 is out of range (0 to 1)"),
     ("bad-size", GOOD + "spool:\n  max_bytes: lots\n", 11, 14, "spool.max_bytes: expected a size"),
     ("bad-duration", GOOD + "spool:\n  max_age: 1y\n", 11, 12,
      "spool.max_age: expected a duration"),

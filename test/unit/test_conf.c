@@ -92,7 +92,7 @@ static void test_values(void **state)
     struct conf c;
     (void)state;
     const char *y = G R
-        "mqtt:\n  client_id: fixed\n  protocol: 3.1.1\n  qos: 2\n  keepalive: 1m\n"
+        "mqtt:\n  client_id: fixed\n  protocol: 3.1.1\n  qos: 0\n  keepalive: 1m\n"
         "  session_expiry: 2d\n  username: u\n  password: \"\"\n  max_payload: 1MB\n"
         "kafka:\n  compression: zstd\n  shutdown_timeout: 250ms\n  inflight_bytes: 512KiB\n"
         "  properties:\n    linger.ms: 5\n    ssl.endpoint.identification.algorithm: none\n"
@@ -102,7 +102,7 @@ static void test_values(void **state)
     assert_int_equal(parse(y, &c), 0);
     assert_string_equal(c.mqtt.client_id, "fixed");
     assert_int_equal(c.mqtt.protocol, 4);
-    assert_int_equal(c.mqtt.qos, 2);
+    assert_int_equal(c.mqtt.qos, 0);
     assert_int_equal(c.mqtt.keepalive, 60);
     assert_int_equal(c.mqtt.session_expiry, 2 * 86400);
     assert_string_equal(c.mqtt.username, "u");
@@ -204,7 +204,7 @@ static void test_type_errors(void **state)
                  "mqtt.port: expected an integer from 1 to 65535, got \"abc\"");
     expect_error(G R "mqtt:\n  port: 70000\n", 7, 9,
                  "mqtt.port: 70000 is out of range (1 to 65535)");
-    expect_error(G R "mqtt:\n  qos: 3\n", 7, 8, "mqtt.qos: 3 is out of range (0 to 2)");
+    expect_error(G R "mqtt:\n  qos: 2\n", 7, 8, "mqtt.qos: 2 is out of range (0 to 1)");
     expect_error(G R "mqtt:\n  host: [a, b]\n", 7, 9,
                  "expected a string for mqtt.host, got a list");
     expect_error(G R "mqtt:\n  host:\n", 7, 8, "expected a string for mqtt.host, got nothing");
