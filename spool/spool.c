@@ -37,7 +37,8 @@
  *   (absent) --put--> queued --peek--> in flight --ack--> (deleted)
  *                        ^                 |
  *                        +---nack/rewind---+--dead--> dead letter
- *   queued/in flight --drop_oldest / max_age--> (deleted, counted by reason)
+ *   queued --drop_oldest / max_age--> (deleted, counted by reason); rows in
+ *     flight are never dropped or expired: they may yet be delivered
  *   dead letter --replay--> queued under a NEW id (a new attempt: newest)
  *   dead letter --purge--> (deleted, counted as dead_purged)
  *
@@ -311,23 +312,6 @@ static int idset_del(struct idset *s, int64_t id)
     s->slot[i] = 0;
     s->n--;
     return 1;
-}
-
-/* Forgets every in-flight id <= cut (those rows were dropped or expired)
- * by rebuilding the table from the survivors. Without memory for that the
- * stale ids stay: they only inflate stats.inflight until a rewind. */
-static void idset_drop_upto(struct idset *s, int64_t cut)
-{
-    if (!s->n)
-        return;
-    struct idset g = {calloc(s->cap, sizeof(*s->slot)), s->cap, 0};
-    if (!g.slot)
-        return;
-    for (size_t i = 0; i < s->cap; i++)
-        if (s->slot[i] > cut)
-            idset_add(&g, s->slot[i]); /* same capacity: cannot grow */
-    free(s->slot);
-    *s = g;
 }
 
 /* --- small SQLite helpers --------------------------------------------------
@@ -1438,13 +1422,15 @@ static int expire_locked(struct spool *sp, int64_t now)
     int rc = set_sync(sp, 0);
     do {
         if (rc == 0)
-            rc = scan_prefix(sp, 0, 0, now - sp->o.max_age_ms, EXPIRE_CHUNK,
-                             &cut, &n);
+            /* Like drop_oldest, expiry leaves what is in flight alone: it
+             * may yet be delivered (or comes back by nack, and expires). */
+            rc = scan_prefix(sp, sp->hi, 0, now - sp->o.max_age_ms,
+                             EXPIRE_CHUNK, &cut, &n);
         if (rc || n == 0)
             break;
         rc = begin(sp);
         if (rc == 0)
-            rc = del_range(sp, 0, cut, &k);
+            rc = del_range(sp, sp->hi + 1, cut, &k);
         if (rc == 0) {
             sp->c.dropped[SPOOL_DROP_EXPIRED] += k;
             rc = commit(sp);
@@ -1452,7 +1438,6 @@ static int expire_locked(struct spool *sp, int64_t now)
             rollback(sp);
         }
         if (rc == 0) {
-            idset_drop_upto(&sp->inflight, cut);
             total += k;
         }
     } while (rc == 0 && n == EXPIRE_CHUNK && total < INT32_MAX - EXPIRE_CHUNK);
