@@ -497,22 +497,34 @@ write:
 
 /* --- Kafka out: delivery reports → spool -------------------------------- */
 
+/* Applies delivery outcomes to the spool. A failed ack keeps its ids
+ * pending for the next turn; should they fill up, everything in flight is
+ * made eligible again (Kafka gets duplicates, the spool loses nothing). A
+ * failed dead-letter move sends the record round again. */
 static void flush_pending(struct bridge *br)
 {
     struct pending *p = &br->pend;
     if (p->nacks) {
-        if (spool_ack(br->sp, p->acks, p->nacks) == 0)
+        if (spool_ack(br->sp, p->acks, p->nacks) == 0) {
             br->n.delivered += (int64_t)p->nacks;
-        else
-            log_error("spool: ack failed (records will be sent again): %s",
-                      spool_errmsg(br->sp));
-        p->nacks = 0;
+            p->nacks = 0;
+        } else if (p->nacks == p->cap) {
+            log_error("spool: acks keep failing (%s); %zu delivered records "
+                      "will be sent again",
+                      spool_errmsg(br->sp), p->nacks);
+            p->nacks = 0;
+            spool_rewind(br->sp);
+        } else {
+            log_error("spool: ack failed, retrying: %s", spool_errmsg(br->sp));
+        }
     }
     for (size_t i = 0; i < p->ndead; i++) {
         log_error("kafka refused record %" PRId64 " for good: %s",
                   p->dead_ids[i], p->dead_why[i]);
         if (spool_dead(br->sp, p->dead_ids[i], p->dead_why[i]) == 0)
             br->n.kafka_refused++;
+        else
+            spool_nack(br->sp, &p->dead_ids[i], 1);
     }
     p->ndead = 0;
     if (p->nretry) {
@@ -592,6 +604,10 @@ static void drain(struct bridge *br)
             break;
         for (int i = 0; i < n; i++) {
             struct spool_rec *r = &recs[i];
+            if (nputback) { /* nothing overtakes a record put back */
+                putback[nputback++] = r->id;
+                continue;
+            }
             int nh = record_hdrs_decode(r->headers, r->headers_len, hdrs,
                                         RECORD_MAX_HDRS, names, sizeof(names));
             if (nh < 0)

@@ -46,22 +46,33 @@ static void set_uplink(struct kafka_out *k, int up, const char *reason)
         k->cb.uplink(k->ud, up, reason);
 }
 
-/* Errors after which retrying the same record can never succeed. */
+/* Errors after which retrying the same record can never succeed. With
+ * message.timeout.ms=0 librdkafka retries what is retriable itself, in
+ * order, so a broker error that still reaches a delivery report is there to
+ * stay (a bad timestamp from a gateway whose clock is wrong, a policy the
+ * topic enforces, ...), but for the few that a finite timeout set by the
+ * user may surface. Local errors (timed out, purged, transport) are
+ * transient, but for those that describe the record itself. */
 static int permanent(rd_kafka_resp_err_t err)
 {
     switch (err) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
-    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+    case RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED:
+        return 0;
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
         return 1;
     default:
-        return 0;
+        return err > 0;
     }
 }
 
@@ -145,6 +156,10 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
         /* where Java clients put a key, so consumers agree on partitions */
         {"partitioner", "murmur2_random"},
         {"linger.ms", "5"},
+        /* No deadline: during an outage records wait in order inside
+         * librdkafka instead of timing out one by one and coming back out
+         * of order. spool.max_age is the age limit. */
+        {"message.timeout.ms", "0"},
         {"queue.buffering.max.messages", qsize},
         {"client.id", "mqtt2kafka"},
     };
