@@ -581,11 +581,12 @@ static int cmd_status(struct opts *o)
     printf("  received %s, delivered %s, redelivered by the broker %s\n",
            status_get(lines, n, "received", "?"), status_get(lines, n, "delivered", "?"),
            status_get(lines, n, "redelivered", "?"));
-    printf("  dead-lettered %s (unrouted %s, bad topic %s, oversized %s, empty %s); "
-           "refused by Kafka %s\n",
+    printf("  dead-lettered %s (unrouted %s, bad topic %s, oversized %s, empty %s, "
+           "bad payload %s, missing field %s); refused by Kafka %s\n",
            status_get(lines, n, "dead_lettered", "?"), status_get(lines, n, "unrouted", "?"),
            status_get(lines, n, "bad_topic", "?"), status_get(lines, n, "oversized", "?"),
-           status_get(lines, n, "empty", "?"), status_get(lines, n, "kafka_refused", "?"));
+           status_get(lines, n, "empty", "?"), status_get(lines, n, "bad_payload", "?"),
+           status_get(lines, n, "missing_field", "?"), status_get(lines, n, "kafka_refused", "?"));
     printf("  dropped: spool full %s, expired %s, by the broker %s\n",
            status_get(lines, n, "dropped_full", "?"), status_get(lines, n, "expired", "?"),
            status_get(lines, n, "broker_dropped", "?"));
