@@ -34,7 +34,7 @@ static const ProtobufCMessageDescriptor *const types[] = {
 };
 #define NTYPES (sizeof types / sizeof types[0])
 
-#define CHUNK (64u << 10)
+#define CHUNK          (64u << 10)
 #define FIELD_NAME_MAX 128
 
 struct chunk {
@@ -50,9 +50,9 @@ struct buf {
 };
 
 struct decode {
-    struct chunk *first;  /* kept; the others are freed on reset */
-    size_t total;         /* bytes in all chunks */
-    int over;             /* an allocation was refused */
+    struct chunk *first; /* kept; the others are freed on reset */
+    size_t total;        /* bytes in all chunks */
+    int over;            /* an allocation was refused */
     ProtobufCAllocator alloc;
     struct buf out, pack;
     const char *bad_field; /* JSON: the field whose string is not UTF-8 */
@@ -74,11 +74,12 @@ void decode_type_names(char *buf, size_t len)
     if (len)
         buf[0] = '\0';
     for (size_t i = 0; i < NTYPES && n < len; i++)
-        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", types[i]->name);
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
+                              types[i]->name);
 }
 
-static const ProtobufCFieldDescriptor *field_by_name(const ProtobufCMessageDescriptor *d,
-                                                     const char *s, size_t n)
+static const ProtobufCFieldDescriptor *
+field_by_name(const ProtobufCMessageDescriptor *d, const char *s, size_t n)
 {
     char name[FIELD_NAME_MAX];
     if (n == 0 || n >= sizeof name)
@@ -88,8 +89,9 @@ static const ProtobufCFieldDescriptor *field_by_name(const ProtobufCMessageDescr
     return protobuf_c_message_descriptor_get_field_by_name(d, name);
 }
 
-int decode_field_path_check(const ProtobufCMessageDescriptor *d, const char *path, size_t len,
-                            char *why, size_t whylen)
+int decode_field_path_check(const ProtobufCMessageDescriptor *d,
+                            const char *path, size_t len, char *why,
+                            size_t whylen)
 {
     const char *p = path, *end = path + len;
     for (;;) {
@@ -97,25 +99,33 @@ int decode_field_path_check(const ProtobufCMessageDescriptor *d, const char *pat
         size_t n = (size_t)((dot ? dot : end) - p);
         const ProtobufCFieldDescriptor *f = field_by_name(d, p, n);
         if (!f) {
-            snprintf(why, whylen, "%s has no field \"%.*s\"", d->name, (int)n, p);
+            snprintf(why, whylen, "%s has no field \"%.*s\"", d->name, (int)n,
+                     p);
             return -EINVAL;
         }
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            snprintf(why, whylen, "%s.%s is a repeated field (a template needs one value; "
-                     "split: makes one record per element)", d->name, f->name);
+            snprintf(why, whylen,
+                     "%s.%s is a repeated field (a template needs one value; "
+                     "split: makes one record per element)",
+                     d->name, f->name);
             return -EINVAL;
         }
         if (!dot) {
-            if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_BYTES) {
-                snprintf(why, whylen, "%s.%s is %s (a template needs a string, number, "
-                         "bool or enum)", d->name, f->name,
-                         f->type == PROTOBUF_C_TYPE_BYTES ? "bytes" : "a message");
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE ||
+                f->type == PROTOBUF_C_TYPE_BYTES) {
+                snprintf(why, whylen,
+                         "%s.%s is %s (a template needs a string, number, "
+                         "bool or enum)",
+                         d->name, f->name,
+                         f->type == PROTOBUF_C_TYPE_BYTES ? "bytes"
+                                                          : "a message");
                 return -EINVAL;
             }
             return 0;
         }
         if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
-            snprintf(why, whylen, "%s.%s is not a message, so it has no field \"%.*s\"",
+            snprintf(why, whylen,
+                     "%s.%s is not a message, so it has no field \"%.*s\"",
                      d->name, f->name, (int)(end - dot - 1), dot + 1);
             return -EINVAL;
         }
@@ -132,8 +142,9 @@ static int is_map(const ProtobufCFieldDescriptor *f)
     char want[FIELD_NAME_MAX + 8];
     size_t o = 0;
     int up = 1;
-    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE ||
-        e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2 ||
+    if (f->label != PROTOBUF_C_LABEL_REPEATED ||
+        f->type != PROTOBUF_C_TYPE_MESSAGE || e->n_fields != 2 ||
+        e->fields[0].id != 1 || e->fields[1].id != 2 ||
         strcmp(e->fields[0].name, "key") || strcmp(e->fields[1].name, "value"))
         return 0;
     for (const char *s = f->name; *s && o < FIELD_NAME_MAX; s++) {
@@ -148,14 +159,17 @@ static int is_map(const ProtobufCFieldDescriptor *f)
     return !strcmp(e->short_name, want);
 }
 
-const ProtobufCFieldDescriptor *decode_split_field(const ProtobufCMessageDescriptor *d,
-                                                   const char *name, char *why, size_t whylen)
+const ProtobufCFieldDescriptor *
+decode_split_field(const ProtobufCMessageDescriptor *d, const char *name,
+                   char *why, size_t whylen)
 {
     const ProtobufCFieldDescriptor *f = field_by_name(d, name, strlen(name));
     if (!f)
         snprintf(why, whylen, "%s has no field \"%s\"", d->name, name);
-    else if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
-        snprintf(why, whylen, "%s.%s is not a repeated message field", d->name, f->name);
+    else if (f->label != PROTOBUF_C_LABEL_REPEATED ||
+             f->type != PROTOBUF_C_TYPE_MESSAGE)
+        snprintf(why, whylen, "%s.%s is not a repeated message field", d->name,
+                 f->name);
     else if (is_map(f))
         snprintf(why, whylen, "%s.%s is a map, not a list", d->name, f->name);
     else
@@ -238,7 +252,8 @@ void decode_free(struct decode *dc)
     free(dc);
 }
 
-static int present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+static int present(const ProtobufCMessage *m,
+                   const ProtobufCFieldDescriptor *f);
 
 /* protobuf-c keeps a field numbered 0 (written as a non-minimal varint)
  * as an unknown field, then packs it as a tag it cannot read back. Field
@@ -257,13 +272,16 @@ static int tags_ok(const ProtobufCMessage *m, int depth)
         if (f->type != PROTOBUF_C_TYPE_MESSAGE)
             continue;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(const void *)((const char *)m + f->quantifier_offset);
-            const ProtobufCMessage *const *el = *(const ProtobufCMessage *const *const *)p;
+            size_t n = *(const size_t *)(const void *)((const char *)m +
+                                                       f->quantifier_offset);
+            const ProtobufCMessage *const *el =
+                *(const ProtobufCMessage *const *const *)p;
             for (size_t j = 0; j < n; j++)
                 if (!tags_ok(el[j], depth + 1))
                     return 0;
         } else if (present(m, f)) { /* a oneof's member shares its storage */
-            const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(const void *)p;
+            const ProtobufCMessage *sub =
+                *(const ProtobufCMessage *const *)(const void *)p;
             if (sub && !tags_ok(sub, depth + 1))
                 return 0;
         }
@@ -271,8 +289,9 @@ static int tags_ok(const ProtobufCMessage *m, int depth)
     return 1;
 }
 
-int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d, const void *buf,
-                  size_t len, const ProtobufCMessage **out, char *why, size_t whylen)
+int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d,
+                  const void *buf, size_t len, const ProtobufCMessage **out,
+                  char *why, size_t whylen)
 {
     arena_reset(dc);
     *out = protobuf_c_message_unpack(d, &dc->alloc, len, buf);
@@ -280,29 +299,35 @@ int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d, const 
         return 0;
     *out = NULL;
     if (dc->over)
-        snprintf(why, whylen, "the payload (%zu bytes) decodes to more than %u MiB as %s", len,
-                 DECODE_ARENA_MAX >> 20, d->name);
+        snprintf(why, whylen,
+                 "the payload (%zu bytes) decodes to more than %u MiB as %s",
+                 len, DECODE_ARENA_MAX >> 20, d->name);
     else
-        snprintf(why, whylen, "the payload (%zu bytes) is not a valid %s", len, d->name);
+        snprintf(why, whylen, "the payload (%zu bytes) is not a valid %s", len,
+                 d->name);
     return -EINVAL;
 }
 
-size_t decode_elements(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+size_t decode_elements(const ProtobufCMessage *m,
+                       const ProtobufCFieldDescriptor *f,
                        const ProtobufCMessage *const **elems)
 {
     const char *base = (const char *)m;
-    *elems = *(const ProtobufCMessage *const *const *)(const void *)(base + f->offset);
+    *elems = *(const ProtobufCMessage *const *const *)(const void *)(base +
+                                                                     f->offset);
     return *(const size_t *)(const void *)(base + f->quantifier_offset);
 }
 
 /* ---- presence ----------------------------------------------------------- */
 
-static const void *member(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+static const void *member(const ProtobufCMessage *m,
+                          const ProtobufCFieldDescriptor *f)
 {
     return (const char *)m + f->offset;
 }
 
-static const void *quantifier(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+static const void *quantifier(const ProtobufCMessage *m,
+                              const ProtobufCFieldDescriptor *f)
 {
     return (const char *)m + f->quantifier_offset;
 }
@@ -351,7 +376,8 @@ static int present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
     case PROTOBUF_C_LABEL_REQUIRED:
         return 1;
     case PROTOBUF_C_LABEL_OPTIONAL:
-        if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_STRING) {
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE ||
+            f->type == PROTOBUF_C_TYPE_STRING) {
             const void *ptr = *(const void *const *)p;
             return ptr && ptr != f->default_value;
         }
@@ -439,7 +465,8 @@ static size_t fmt_i64(char *out, int64_t v)
  * 15 digits, and so is the shortest (see fmt_double). 0 if not found. */
 static size_t fmt_double_fast(char *out, double v)
 {
-    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    static const double p10[] = {1,   1e1, 1e2, 1e3, 1e4,
+                                 1e5, 1e6, 1e7, 1e8, 1e9};
     double a = fabs(v);
     if (!(a >= 1e-4 && a < 1e15))
         return 0;
@@ -451,7 +478,8 @@ static size_t fmt_double_fast(char *out, double v)
         if ((double)x / p10[k] != a)
             continue;
         char d[24];
-        size_t nd = fmt_u64(d, x), o = 0, ip = nd > (size_t)k ? nd - (size_t)k : 0;
+        size_t nd = fmt_u64(d, x), o = 0,
+               ip = nd > (size_t)k ? nd - (size_t)k : 0;
         if (v < 0)
             out[o++] = '-';
         if (ip == 0)
@@ -526,7 +554,8 @@ static size_t fmt_double(char *out, double v)
         memcpy(out + o, digits + 1, (size_t)(nd - 1));
         o += (size_t)(nd - 1);
     }
-    o += (size_t)snprintf(out + o, 8, "e%c%02d", exp10 < 0 ? '-' : '+', abs(exp10));
+    o += (size_t)snprintf(out + o, 8, "e%c%02d", exp10 < 0 ? '-' : '+',
+                          abs(exp10));
     return o;
 }
 
@@ -547,8 +576,8 @@ static size_t fmt_float(char *out, float f)
 
 /* A number's text; nonfinite values as JSON's "NaN", "Infinity". quoted:
  * whether the caller must add quotes (JSON) around it. */
-static size_t number_text(const ProtobufCFieldDescriptor *f, const void *p, char *out,
-                          int *quoted)
+static size_t number_text(const ProtobufCFieldDescriptor *f, const void *p,
+                          char *out, int *quoted)
 {
     double d = 0;
     *quoted = 0;
@@ -570,7 +599,8 @@ static size_t number_text(const ProtobufCFieldDescriptor *f, const void *p, char
         *quoted = 1;
         return fmt_u64(out, *(const uint64_t *)p);
     case PROTOBUF_C_TYPE_BOOL:
-        return (size_t)sprintf(out, "%s", *(const protobuf_c_boolean *)p ? "true" : "false");
+        return (size_t)sprintf(
+            out, "%s", *(const protobuf_c_boolean *)p ? "true" : "false");
     case PROTOBUF_C_TYPE_FLOAT:
         d = *(const float *)p;
         break;
@@ -582,7 +612,10 @@ static size_t number_text(const ProtobufCFieldDescriptor *f, const void *p, char
     }
     if (isnan(d) || isinf(d)) {
         *quoted = 1;
-        return (size_t)sprintf(out, "%s", isnan(d) ? "NaN" : d < 0 ? "-Infinity" : "Infinity");
+        return (size_t)sprintf(out, "%s",
+                               isnan(d) ? "NaN"
+                               : d < 0  ? "-Infinity"
+                                        : "Infinity");
     }
     return f->type == PROTOBUF_C_TYPE_FLOAT ? fmt_float(out, *(const float *)p)
                                             : fmt_double(out, d);
@@ -654,13 +687,27 @@ static int json_str(struct buf *b, const char *s, size_t n)
         char e[7] = {'\\', 0, 0, 0, 0, 0, 0};
         size_t el = 2;
         switch (c) {
-        case '"': e[1] = '"'; break;
-        case '\\': e[1] = '\\'; break;
-        case '\n': e[1] = 'n'; break;
-        case '\r': e[1] = 'r'; break;
-        case '\t': e[1] = 't'; break;
-        case '\b': e[1] = 'b'; break;
-        case '\f': e[1] = 'f'; break;
+        case '"':
+            e[1] = '"';
+            break;
+        case '\\':
+            e[1] = '\\';
+            break;
+        case '\n':
+            e[1] = 'n';
+            break;
+        case '\r':
+            e[1] = 'r';
+            break;
+        case '\t':
+            e[1] = 't';
+            break;
+        case '\b':
+            e[1] = 'b';
+            break;
+        case '\f':
+            e[1] = 'f';
+            break;
         default:
             memcpy(e + 1, "u00", 3);
             e[4] = hex[c >> 4];
@@ -677,7 +724,8 @@ static int json_str(struct buf *b, const char *s, size_t n)
 
 static void json_base64(struct buf *b, const unsigned char *p, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t out = (n + 2) / 3 * 4;
     putc_(b, '"');
     if (buf_room(b, out))
@@ -692,7 +740,8 @@ static void json_base64(struct buf *b, const unsigned char *p, size_t n)
         *o++ = (unsigned char)tab[v & 63];
     }
     if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+        uint32_t v =
+            (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
         *o++ = (unsigned char)tab[v >> 18];
         *o++ = (unsigned char)tab[(v >> 12) & 63];
         *o++ = i + 1 < n ? (unsigned char)tab[(v >> 6) & 63] : '=';
@@ -718,11 +767,13 @@ static void json_name(struct buf *b, const char *name)
     put(b, "\":", 2);
 }
 
-static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m, int depth);
+static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m,
+                    int depth);
 
 /* One value of field f stored at p. */
-static int json_value(struct decode *dc, struct buf *b, const ProtobufCFieldDescriptor *f,
-                      const void *p, int depth)
+static int json_value(struct decode *dc, struct buf *b,
+                      const ProtobufCFieldDescriptor *f, const void *p,
+                      int depth)
 {
     char num[48];
     int quoted;
@@ -751,7 +802,8 @@ static int json_value(struct decode *dc, struct buf *b, const ProtobufCFieldDesc
     }
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
-        const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+        const ProtobufCEnumValue *ev =
+            protobuf_c_enum_descriptor_get_value(f->descriptor, v);
         if (ev) {
             putc_(b, '"');
             puts_(b, ev->name);
@@ -812,7 +864,8 @@ static int mkey_cmp(const void *a, const void *b)
 }
 
 /* A map: entries sorted by key text, the last of equal keys wins. */
-static int json_map(struct decode *dc, struct buf *b, const ProtobufCFieldDescriptor *f,
+static int json_map(struct decode *dc, struct buf *b,
+                    const ProtobufCFieldDescriptor *f,
                     const ProtobufCMessage *const *ents, size_t n, int depth)
 {
     const ProtobufCMessageDescriptor *ed = f->descriptor;
@@ -846,7 +899,8 @@ static int json_map(struct decode *dc, struct buf *b, const ProtobufCFieldDescri
         qsort(k, n, sizeof *k, mkey_cmp);
     putc_(b, '{');
     for (size_t i = 0, first = 1; i < n; i++) {
-        if (i + 1 < n && k[i + 1].len == k[i].len && !memcmp(k[i + 1].s, k[i].s, k[i].len))
+        if (i + 1 < n && k[i + 1].len == k[i].len &&
+            !memcmp(k[i + 1].s, k[i].s, k[i].len))
             continue; /* a later entry has the same key */
         if (!first)
             putc_(b, ',');
@@ -863,7 +917,8 @@ static int json_map(struct decode *dc, struct buf *b, const ProtobufCFieldDescri
     return 0;
 }
 
-static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m, int depth)
+static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m,
+                    int depth)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
     int first = 1;
@@ -886,7 +941,9 @@ static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m,
         size_t n = *(const size_t *)quantifier(m, f);
         const char *arr = *(const char *const *)member(m, f);
         if (is_map(f)) {
-            if (json_map(dc, b, f, (const ProtobufCMessage *const *)(const void *)arr, n, depth))
+            if (json_map(dc, b, f,
+                         (const ProtobufCMessage *const *)(const void *)arr, n,
+                         depth))
                 return -1;
             continue;
         }
@@ -906,8 +963,8 @@ static int json_msg(struct decode *dc, struct buf *b, const ProtobufCMessage *m,
     return b->full ? -1 : 0;
 }
 
-int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out, size_t *len,
-                char *why, size_t whylen)
+int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out,
+                size_t *len, char *why, size_t whylen)
 {
     struct buf *b = &dc->out;
     b->len = 0;
@@ -915,14 +972,15 @@ int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out, 
     dc->bad_field = NULL;
     if (json_msg(dc, b, m, 0) || b->full) {
         if (dc->bad_field)
-            snprintf(why, whylen, "field %s of %s is not valid UTF-8", dc->bad_field,
-                     m->descriptor->name);
+            snprintf(why, whylen, "field %s of %s is not valid UTF-8",
+                     dc->bad_field, m->descriptor->name);
         else if (b->full)
-            snprintf(why, whylen, "the JSON form of %s would be larger than %u MiB",
+            snprintf(why, whylen,
+                     "the JSON form of %s would be larger than %u MiB",
                      m->descriptor->name, DECODE_OUT_MAX >> 20);
         else
-            snprintf(why, whylen, "%s is nested deeper than %d messages", m->descriptor->name,
-                     DECODE_DEPTH_MAX);
+            snprintf(why, whylen, "%s is nested deeper than %d messages",
+                     m->descriptor->name, DECODE_DEPTH_MAX);
         return -EINVAL;
     }
     *out = b->p;
@@ -932,7 +990,8 @@ int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out, 
 
 /* ---- packing ---------------------------------------------------------- */
 
-static int pack_into(struct buf *b, const ProtobufCMessage *m, const void **out, size_t *len)
+static int pack_into(struct buf *b, const ProtobufCMessage *m, const void **out,
+                     size_t *len)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     b->len = 0;
@@ -945,13 +1004,14 @@ static int pack_into(struct buf *b, const ProtobufCMessage *m, const void **out,
     return 0;
 }
 
-int decode_pack(struct decode *dc, const ProtobufCMessage *m, const void **out, size_t *len)
+int decode_pack(struct decode *dc, const ProtobufCMessage *m, const void **out,
+                size_t *len)
 {
     return pack_into(&dc->pack, m, out, len);
 }
 
-int decode_envelope(struct decode *dc, const struct decode_envelope *e, const void **out,
-                    size_t *len)
+int decode_envelope(struct decode *dc, const struct decode_envelope *e,
+                    const void **out, size_t *len)
 {
     Iot__Bridge__V1__Envelope env;
     iot__bridge__v1__envelope__init(&env);
@@ -972,11 +1032,12 @@ int decode_envelope(struct decode *dc, const struct decode_envelope *e, const vo
 /* Fields that can be unset even when they hold 0: oneof members, optional. */
 static int explicit_presence(const ProtobufCFieldDescriptor *f)
 {
-    return (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || f->label == PROTOBUF_C_LABEL_OPTIONAL;
+    return (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ||
+           f->label == PROTOBUF_C_LABEL_OPTIONAL;
 }
 
-int decode_field_text(const ProtobufCMessage *m, const char *path, size_t pathlen, char *buf,
-                      size_t cap, size_t *len)
+int decode_field_text(const ProtobufCMessage *m, const char *path,
+                      size_t pathlen, char *buf, size_t cap, size_t *len)
 {
     const char *p = path, *end = path + pathlen;
     for (;;) {
@@ -1010,15 +1071,16 @@ int decode_field_text(const ProtobufCMessage *m, const char *path, size_t pathle
         } else if (f->type == PROTOBUF_C_TYPE_ENUM) {
             if (explicit_presence(f) && !present(m, f))
                 return -ENOENT;
-            const ProtobufCEnumValue *ev =
-                protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)v);
+            const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
+                f->descriptor, *(const int *)v);
             if (ev) {
                 s = ev->name;
                 n = strlen(s);
             } else {
                 n = (size_t)sprintf(num, "%d", *(const int *)v);
             }
-        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_BYTES) {
+        } else if (f->type == PROTOBUF_C_TYPE_MESSAGE ||
+                   f->type == PROTOBUF_C_TYPE_BYTES) {
             return -EINVAL;
         } else {
             /* numbers: 0 is a value (proto3 has no "unset" for them) */

@@ -18,9 +18,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#define DECODE_ARENA_MAX (32u << 20) /* a decoded message, all its parts */
-#define DECODE_OUT_MAX (16u << 20)   /* one JSON text, envelope or element */
-#define DECODE_DEPTH_MAX 64          /* nesting of messages in JSON */
+#define DECODE_ARENA_MAX     (32u << 20) /* a decoded message, all its parts */
+#define DECODE_OUT_MAX       (16u << 20) /* one JSON text, envelope or element */
+#define DECODE_DEPTH_MAX     64          /* nesting of messages in JSON */
 #define DECODE_ENVELOPE_TYPE "iot.bridge.v1.Envelope"
 
 struct decode;
@@ -33,13 +33,15 @@ void decode_type_names(char *buf, size_t len);
 /* Checks a dotted field path ("device_id", "meta.site") in type d for use
  * in a template: every step but the last a singular message field, the
  * last a singular string, number, bool or enum. 0, or -EINVAL with why. */
-int decode_field_path_check(const ProtobufCMessageDescriptor *d, const char *path, size_t len,
-                            char *why, size_t whylen);
+int decode_field_path_check(const ProtobufCMessageDescriptor *d,
+                            const char *path, size_t len, char *why,
+                            size_t whylen);
 
 /* The repeated message field name of d, for `split`; NULL with why if it
  * is not one (maps are not: they have no order a consumer could rely on). */
-const ProtobufCFieldDescriptor *decode_split_field(const ProtobufCMessageDescriptor *d,
-                                                   const char *name, char *why, size_t whylen);
+const ProtobufCFieldDescriptor *
+decode_split_field(const ProtobufCMessageDescriptor *d, const char *name,
+                   char *why, size_t whylen);
 
 /* A decoder: -ENOMEM or 0. decode_free(NULL) is fine. */
 int decode_new(struct decode **out);
@@ -48,12 +50,14 @@ void decode_free(struct decode *dc);
 /* Decodes len bytes as type d. *out lives in dc's arena until the next
  * decode_unpack() or decode_free(). 0, or -EINVAL with why (not a valid
  * message, or one that would take more than DECODE_ARENA_MAX to hold). */
-int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d, const void *buf,
-                  size_t len, const ProtobufCMessage **out, char *why, size_t whylen);
+int decode_unpack(struct decode *dc, const ProtobufCMessageDescriptor *d,
+                  const void *buf, size_t len, const ProtobufCMessage **out,
+                  char *why, size_t whylen);
 
 /* The elements of repeated message field f of m: count, and the array
  * through *elems (borrowed from m). */
-size_t decode_elements(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+size_t decode_elements(const ProtobufCMessage *m,
+                       const ProtobufCFieldDescriptor *f,
                        const ProtobufCMessage *const **elems);
 
 /* The text of field path (as checked by decode_field_path_check) in m, for
@@ -63,8 +67,8 @@ size_t decode_elements(const ProtobufCMessage *m, const ProtobufCFieldDescriptor
  * string, an unset message on the way, another member of its oneof); -ENOSPC
  * when longer than cap; -EILSEQ for a string that is not UTF-8; -EINVAL for
  * a path m's type does not have. */
-int decode_field_text(const ProtobufCMessage *m, const char *path, size_t pathlen, char *buf,
-                      size_t cap, size_t *len);
+int decode_field_text(const ProtobufCMessage *m, const char *path,
+                      size_t pathlen, char *buf, size_t cap, size_t *len);
 
 /* m in protobuf's canonical JSON mapping, compact: lowerCamelCase names,
  * fields in number order, fields at their default omitted, 64-bit integers
@@ -74,16 +78,18 @@ int decode_field_text(const ProtobufCMessage *m, const char *path, size_t pathle
  * keys wins). The text is borrowed from dc until the next call that
  * writes output. 0, or -EINVAL with why (a string that is not UTF-8,
  * nesting deeper than DECODE_DEPTH_MAX, longer than DECODE_OUT_MAX). */
-int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out, size_t *len,
-                char *why, size_t whylen);
+int decode_json(struct decode *dc, const ProtobufCMessage *m, const void **out,
+                size_t *len, char *why, size_t whylen);
 
 /* m packed on its own (split elements in raw and envelope format), into
  * dc's second buffer: borrowed until the next decode_pack(). */
-int decode_pack(struct decode *dc, const ProtobufCMessage *m, const void **out, size_t *len);
+int decode_pack(struct decode *dc, const ProtobufCMessage *m, const void **out,
+                size_t *len);
 
 /* What an iot.bridge.v1.Envelope carries. */
 struct decode_envelope {
-    const char *device_id, *gateway_id, *mqtt_topic, *content_type; /* NULL: "" */
+    const char *device_id, *gateway_id, *mqtt_topic,
+        *content_type; /* NULL: "" */
     int64_t arrival_ms;
     uint32_t qos;
     const void *payload; /* the body; may point into decode_pack()'s buffer */
@@ -92,7 +98,7 @@ struct decode_envelope {
 
 /* The packed Envelope, borrowed from dc until the next call that writes
  * output. 0 or -EINVAL (larger than DECODE_OUT_MAX) / -ENOMEM. */
-int decode_envelope(struct decode *dc, const struct decode_envelope *e, const void **out,
-                    size_t *len);
+int decode_envelope(struct decode *dc, const struct decode_envelope *e,
+                    const void **out, size_t *len);
 
 #endif

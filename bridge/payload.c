@@ -21,11 +21,11 @@
 #include "bridge/decode.h"
 
 struct plan {
-    const ProtobufCMessageDescriptor *type;  /* NULL: raw bytes */
-    const ProtobufCFieldDescriptor *split;   /* NULL: the whole message */
-    int format;                              /* enum conf_format */
-    int on;                                  /* goes through payload_process */
-    char ctype[320];                         /* content-type, "" for none */
+    const ProtobufCMessageDescriptor *type; /* NULL: raw bytes */
+    const ProtobufCFieldDescriptor *split;  /* NULL: the whole message */
+    int format;                             /* enum conf_format */
+    int on;                                 /* goes through payload_process */
+    char ctype[320];                        /* content-type, "" for none */
 };
 
 struct payload {
@@ -35,12 +35,14 @@ struct payload {
     struct decode *dc;
 };
 
-int payload_new(const struct conf *c, struct payload **out, char *err, size_t errlen)
+int payload_new(const struct conf *c, struct payload **out, char *err,
+                size_t errlen)
 {
     struct payload *p = calloc(1, sizeof *p);
     char why[256];
     *out = NULL;
-    if (!p || !(p->plans = calloc(c->nroutes ? c->nroutes : 1, sizeof *p->plans)) ||
+    if (!p ||
+        !(p->plans = calloc(c->nroutes ? c->nroutes : 1, sizeof *p->plans)) ||
         decode_new(&p->dc)) {
         payload_free(p);
         snprintf(err, errlen, "payload: out of memory");
@@ -55,33 +57,41 @@ int payload_new(const struct conf *c, struct payload **out, char *err, size_t er
         pl->format = r->format;
         pl->type = r->payload ? decode_type(r->payload) : NULL;
         if (r->payload && strcmp(r->payload, "raw") && !pl->type) {
-            snprintf(err, errlen, "%s:%d:%d: route %zu: unknown payload type %s",
-                     c->path ? c->path : "<config>", r->line, r->col, i + 1, r->payload);
+            snprintf(err, errlen,
+                     "%s:%d:%d: route %zu: unknown payload type %s",
+                     c->path ? c->path : "<config>", r->line, r->col, i + 1,
+                     r->payload);
             payload_free(p);
             return -EINVAL;
         }
         if (pl->type && r->split &&
-            !(pl->split = decode_split_field(pl->type, r->split, why, sizeof why))) {
-            snprintf(err, errlen, "%s:%d:%d: route %zu: %s", c->path ? c->path : "<config>",
-                     r->line, r->col, i + 1, why);
+            !(pl->split =
+                  decode_split_field(pl->type, r->split, why, sizeof why))) {
+            snprintf(err, errlen, "%s:%d:%d: route %zu: %s",
+                     c->path ? c->path : "<config>", r->line, r->col, i + 1,
+                     why);
             payload_free(p);
             return -EINVAL;
         }
         if (pl->split)
             p->max_records = PAYLOAD_SPLIT_MAX;
         pl->on = pl->type || pl->format != CONF_FORMAT_RAW;
-        elem = pl->split ? ((const ProtobufCMessageDescriptor *)pl->split->descriptor)->name
+        elem = pl->split
+                   ? ((const ProtobufCMessageDescriptor *)pl->split->descriptor)
+                         ->name
                : pl->type ? pl->type->name
                           : NULL;
         if (pl->format == CONF_FORMAT_JSON)
-            snprintf(pl->ctype, sizeof pl->ctype, "application/json; messageType=%s", elem);
+            snprintf(pl->ctype, sizeof pl->ctype,
+                     "application/json; messageType=%s", elem);
         else if (pl->format == CONF_FORMAT_ENVELOPE)
             snprintf(pl->ctype, sizeof pl->ctype,
-                     "application/x-protobuf; messageType=%s%s%s", DECODE_ENVELOPE_TYPE,
-                     elem ? "; payloadType=" : "", elem ? elem : "");
+                     "application/x-protobuf; messageType=%s%s%s",
+                     DECODE_ENVELOPE_TYPE, elem ? "; payloadType=" : "",
+                     elem ? elem : "");
         else if (elem)
-            snprintf(pl->ctype, sizeof pl->ctype, "application/x-protobuf; messageType=%s",
-                     elem);
+            snprintf(pl->ctype, sizeof pl->ctype,
+                     "application/x-protobuf; messageType=%s", elem);
     }
     *out = p;
     return 0;
@@ -111,8 +121,8 @@ struct scope {
     const ProtobufCMessage *elem, *whole;
 };
 
-static int field_text(void *ud, const char *path, size_t len, char *buf, size_t cap,
-                      size_t *olen)
+static int field_text(void *ud, const char *path, size_t len, char *buf,
+                      size_t cap, size_t *olen)
 {
     const struct scope *s = ud;
     int rc = -ENOENT;
@@ -123,8 +133,8 @@ static int field_text(void *ud, const char *path, size_t len, char *buf, size_t 
     return rc == -EINVAL ? -ENOENT : rc;
 }
 
-static int fail(enum payload_error *kind, enum payload_error k, char *why, size_t whylen,
-                const char *reason)
+static int fail(enum payload_error *kind, enum payload_error k, char *why,
+                size_t whylen, const char *reason)
 {
     *kind = k;
     snprintf(why, whylen, "%s", reason);
@@ -132,9 +142,10 @@ static int fail(enum payload_error *kind, enum payload_error k, char *why, size_
 }
 
 /* One element (or the message) → the record value. */
-static int value_of(struct payload *p, const struct plan *pl, const struct payload_msg *m,
-                    const struct scope *s, const struct route_result *rr,
-                    struct payload_rec *rec, char *why, size_t whylen)
+static int value_of(struct payload *p, const struct plan *pl,
+                    const struct payload_msg *m, const struct scope *s,
+                    const struct route_result *rr, struct payload_rec *rec,
+                    char *why, size_t whylen)
 {
     const void *body = m->data;
     size_t blen = m->len;
@@ -142,7 +153,8 @@ static int value_of(struct payload *p, const struct plan *pl, const struct paylo
     if (pl->format == CONF_FORMAT_JSON)
         return decode_json(p->dc, s->elem, &rec->value, &rec->len, why, whylen);
     if (pl->split && (rc = decode_pack(p->dc, s->elem, &body, &blen))) {
-        snprintf(why, whylen, "an element of %s is too large to pack", pl->split->name);
+        snprintf(why, whylen, "an element of %s is too large to pack",
+                 pl->split->name);
         return rc;
     }
     if (pl->format == CONF_FORMAT_RAW) {
@@ -152,10 +164,12 @@ static int value_of(struct payload *p, const struct plan *pl, const struct paylo
     }
     char dev[256];
     size_t dlen = 0;
-    if (s->elem && field_text((void *)s, "device_id", 9, dev, sizeof dev - 1, &dlen) == 0)
+    if (s->elem &&
+        field_text((void *)s, "device_id", 9, dev, sizeof dev - 1, &dlen) == 0)
         dev[dlen] = '\0';
     else
-        snprintf(dev, sizeof dev, "%.*s", rr->has_key ? (int)rr->key_len : 0, rr->key);
+        snprintf(dev, sizeof dev, "%.*s", rr->has_key ? (int)rr->key_len : 0,
+                 rr->key);
     struct decode_envelope e = {
         .device_id = dev,
         .gateway_id = m->gateway_id,
@@ -171,24 +185,28 @@ static int value_of(struct payload *p, const struct plan *pl, const struct paylo
     return rc;
 }
 
-int payload_process(struct payload *p, const struct route_table *t, struct route_result *rr,
-                    const struct payload_msg *m, payload_emit_fn emit, void *ud,
-                    enum payload_error *kind, char *why, size_t whylen)
+int payload_process(struct payload *p, const struct route_table *t,
+                    struct route_result *rr, const struct payload_msg *m,
+                    payload_emit_fn emit, void *ud, enum payload_error *kind,
+                    char *why, size_t whylen)
 {
     const struct plan *pl = &p->plans[rr->index];
     const ProtobufCMessage *msg = NULL, *const *el = &msg;
     size_t n = 1;
     char tmp[192];
     *kind = PAYLOAD_OK;
-    if (pl->type && decode_unpack(p->dc, pl->type, m->data, m->len, &msg, why, whylen)) {
+    if (pl->type &&
+        decode_unpack(p->dc, pl->type, m->data, m->len, &msg, why, whylen)) {
         *kind = PAYLOAD_UNDECODABLE;
         return -EINVAL;
     }
     if (pl->split) {
         n = decode_elements(msg, pl->split, &el);
         if (n == 0 || n > PAYLOAD_SPLIT_MAX) {
-            snprintf(tmp, sizeof tmp, "the payload's %s field has %zu elements (split needs 1 to %d)",
-                     pl->split->name, n, PAYLOAD_SPLIT_MAX);
+            snprintf(
+                tmp, sizeof tmp,
+                "the payload's %s field has %zu elements (split needs 1 to %d)",
+                pl->split->name, n, PAYLOAD_SPLIT_MAX);
             return fail(kind, PAYLOAD_UNDECODABLE, why, whylen, tmp);
         }
     }

@@ -19,11 +19,13 @@
 #include "bridge/conf.h"
 #include "bridge/route.h"
 
-#define PAYLOAD_SPLIT_MAX 1024 /* records from one message; more: dead letter */
+#define PAYLOAD_SPLIT_MAX 1024 /* records from one message; more: dead letter  \
+                                */
 
 enum payload_error {
     PAYLOAD_OK = 0,
-    PAYLOAD_UNDECODABLE,   /* not the route's type, a bad string, nothing to split */
+    PAYLOAD_UNDECODABLE, /* not the route's type, a bad string, nothing to split
+                          */
     PAYLOAD_MISSING_FIELD, /* a template's {payload.x} is not set */
     PAYLOAD_BAD_TOPIC,     /* the topic it makes is illegal or too long */
 };
@@ -31,7 +33,8 @@ enum payload_error {
 struct payload;
 
 /* Compiles the routes of a loaded (and so checked) conf; borrows it. */
-int payload_new(const struct conf *c, struct payload **out, char *err, size_t errlen);
+int payload_new(const struct conf *c, struct payload **out, char *err,
+                size_t errlen);
 void payload_free(struct payload *p);
 
 /* 1 if messages on route index go through payload_process(): the route
@@ -66,8 +69,9 @@ typedef int (*payload_emit_fn)(void *ud, const struct payload_rec *r);
  * 0; -EINVAL with *kind and why when the message must dead-letter (emit
  * may have been called for earlier elements: the caller drops those);
  * or what emit returned, if not 0. */
-int payload_process(struct payload *p, const struct route_table *t, struct route_result *rr,
-                    const struct payload_msg *m, payload_emit_fn emit, void *ud,
-                    enum payload_error *kind, char *why, size_t whylen);
+int payload_process(struct payload *p, const struct route_table *t,
+                    struct route_result *rr, const struct payload_msg *m,
+                    payload_emit_fn emit, void *ud, enum payload_error *kind,
+                    char *why, size_t whylen);
 
 #endif

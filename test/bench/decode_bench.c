@@ -50,8 +50,8 @@ static double now_ns(void)
 }
 
 /* One message through the payload path; returns bytes of output. */
-static size_t one(struct decode *dc, const ProtobufCMessageDescriptor *d, const unsigned char *buf,
-                  size_t len, int mode)
+static size_t one(struct decode *dc, const ProtobufCMessageDescriptor *d,
+                  const unsigned char *buf, size_t len, int mode)
 {
     const ProtobufCMessage *m;
     const void *out = buf;
@@ -61,8 +61,9 @@ static size_t one(struct decode *dc, const ProtobufCMessageDescriptor *d, const 
         decode_field_text(m, "device_id", 9, key, sizeof key, &klen))
         abort();
     if (mode == 1) {
-        struct decode_envelope e = {key, "gw-1", "sensors/eu/temp/dev-00042", d->name,
-                                    1700000000000, 1, buf, len};
+        struct decode_envelope e = {
+            key, "gw-1", "sensors/eu/temp/dev-00042", d->name, 1700000000000, 1,
+            buf, len};
         if (decode_envelope(dc, &e, &out, &olen))
             abort();
     } else if (mode == 2 && decode_json(dc, m, &out, &olen, why, sizeof why)) {
@@ -77,7 +78,8 @@ int main(int argc, char **argv)
     unsigned char buf[256];
     size_t len = reading(buf, 100), sink = 0;
     long n = argc > 2 ? atol(argv[2]) : 1000000;
-    const ProtobufCMessageDescriptor *d = decode_type("iot.telemetry.v1.SensorReading");
+    const ProtobufCMessageDescriptor *d =
+        decode_type("iot.telemetry.v1.SensorReading");
     struct decode *dc;
     if (decode_new(&dc))
         return 1;
@@ -88,8 +90,10 @@ int main(int argc, char **argv)
         for (long i = 0; i < n; i++)
             sink += one(dc, d, buf, len, mode);
         double ns = (now_ns() - t0) / (double)n;
-        printf("%-8s %zu-byte reading: %.0f ns/message (decode + key%s), %zu bytes out\n",
-               modes[mode], len, ns, mode ? " + value" : "", one(dc, d, buf, len, mode));
+        printf("%-8s %zu-byte reading: %.0f ns/message (decode + key%s), %zu "
+               "bytes out\n",
+               modes[mode], len, ns, mode ? " + value" : "",
+               one(dc, d, buf, len, mode));
     }
     decode_free(dc);
     return sink == 0;

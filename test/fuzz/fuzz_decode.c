@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const ProtobufCMessageDescriptor *pick(uint8_t b)
 {
     static const char *const names[] = {"iot.telemetry.v1.SensorReading",
-                                        "iot.telemetry.v1.ReadingBatch", "iot.bridge.v1.Envelope"};
+                                        "iot.telemetry.v1.ReadingBatch",
+                                        "iot.bridge.v1.Envelope"};
     if (b % 4 == 3)
         return &m2k__test__v1__all_types__descriptor;
     return decode_type(names[b % 4]);
@@ -33,12 +34,14 @@ static const ProtobufCMessageDescriptor *pick(uint8_t b)
 
 static void fields(const ProtobufCMessage *m)
 {
-    static const char *const paths[] = {"device_id", "seq", "value", "timestamp_ms", "metric",
-                                        "color", "fl", "inner.name", "c_num", "qos", "flag"};
+    static const char *const paths[] = {
+        "device_id", "seq",        "value", "timestamp_ms", "metric", "color",
+        "fl",        "inner.name", "c_num", "qos",          "flag"};
     char buf[64];
     size_t len;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (decode_field_text(m, paths[i], strlen(paths[i]), buf, sizeof buf, &len) == 0 &&
+        if (decode_field_text(m, paths[i], strlen(paths[i]), buf, sizeof buf,
+                              &len) == 0 &&
             len > sizeof buf)
             abort();
 }
@@ -76,8 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < n && i < 64; i++) {
             fields(els[i]);
             if (decode_pack(dc, els[i], &p, &pl) == 0) {
-                struct decode_envelope env = {.device_id = "d", .payload = p, .len = pl,
-                                              .content_type = els[i]->descriptor->name};
+                struct decode_envelope env = {.device_id = "d",
+                                              .payload = p,
+                                              .len = pl,
+                                              .content_type =
+                                                  els[i]->descriptor->name};
                 if (decode_envelope(dc, &env, &e, &el))
                     abort();
             }

@@ -84,7 +84,8 @@ static void json_fixtures(void **state)
         if (decode_json(dc, m, &js, &jl, why, sizeof why))
             fail_msg("%s: %s", name, why);
         if (jl != strlen(want) || memcmp(js, want, jl))
-            fail_msg("%s:\n  got  %.*s\n  want %s", name, (int)jl, (const char *)js, want);
+            fail_msg("%s:\n  got  %.*s\n  want %s", name, (int)jl,
+                     (const char *)js, want);
 
         /* round trip: pack what was decoded, decode it again, same JSON */
         const void *packed;
@@ -98,7 +99,8 @@ static void json_fixtures(void **state)
             fail_msg("%s: repacked: %s", name, why);
         assert_int_equal(decode_json(dc, m, &js, &jl, why, sizeof why), 0);
         if (memcmp(js, first, jl))
-            fail_msg("%s: round trip changed the JSON: %.*s", name, (int)jl, (const char *)js);
+            fail_msg("%s: round trip changed the JSON: %.*s", name, (int)jl,
+                     (const char *)js);
         cases++;
     }
     fclose(f);
@@ -106,7 +108,8 @@ static void json_fixtures(void **state)
     assert_true(cases >= 25);
 }
 
-static size_t pack_reading(unsigned char *buf, const char *dev, uint64_t seq, double v)
+static size_t pack_reading(unsigned char *buf, const char *dev, uint64_t seq,
+                           double v)
 {
     Reading r;
     iot__telemetry__v1__sensor_reading__init(&r);
@@ -125,44 +128,54 @@ static void bad_payloads(void **state)
     const ProtobufCMessage *m;
     char why[256];
     unsigned char buf[256];
-    const ProtobufCMessageDescriptor *d = decode_type("iot.telemetry.v1.SensorReading");
+    const ProtobufCMessageDescriptor *d =
+        decode_type("iot.telemetry.v1.SensorReading");
     assert_non_null(d);
     assert_int_equal(decode_new(&dc), 0);
     /* truncated: a length prefix longer than what follows */
     size_t n = pack_reading(buf, "dev-1", 1, 1.0);
-    assert_int_equal(decode_unpack(dc, d, buf, n - 3, &m, why, sizeof why), -EINVAL);
-    assert_non_null(strstr(why, "is not a valid iot.telemetry.v1.SensorReading"));
+    assert_int_equal(decode_unpack(dc, d, buf, n - 3, &m, why, sizeof why),
+                     -EINVAL);
+    assert_non_null(
+        strstr(why, "is not a valid iot.telemetry.v1.SensorReading"));
     /* text is not protobuf */
-    assert_int_equal(decode_unpack(dc, d, "{\"a\":1}", 7, &m, why, sizeof why), -EINVAL);
+    assert_int_equal(decode_unpack(dc, d, "{\"a\":1}", 7, &m, why, sizeof why),
+                     -EINVAL);
     /* field 2 (an int64) sent as a length-delimited string: wrong wire type */
     static const unsigned char wt[] = {0x12, 0x01, 'x'};
-    assert_int_equal(decode_unpack(dc, d, wt, sizeof wt, &m, why, sizeof why), -EINVAL);
+    assert_int_equal(decode_unpack(dc, d, wt, sizeof wt, &m, why, sizeof why),
+                     -EINVAL);
     /* unknown fields are kept, not an error */
     static const unsigned char unk[] = {0x0a, 0x01, 'd', 0xf8, 0x07, 0x05};
-    assert_int_equal(decode_unpack(dc, d, unk, sizeof unk, &m, why, sizeof why), 0);
+    assert_int_equal(decode_unpack(dc, d, unk, sizeof unk, &m, why, sizeof why),
+                     0);
     const void *p;
     size_t pl;
     assert_int_equal(decode_pack(dc, m, &p, &pl), 0);
     assert_int_equal(pl, sizeof unk);
     /* a string that is not UTF-8 fails JSON, with the field's name */
     static const unsigned char bad8[] = {0x0a, 0x02, 0xc3, 0x28};
-    assert_int_equal(decode_unpack(dc, d, bad8, sizeof bad8, &m, why, sizeof why), 0);
+    assert_int_equal(
+        decode_unpack(dc, d, bad8, sizeof bad8, &m, why, sizeof why), 0);
     assert_int_equal(decode_json(dc, m, &p, &pl, why, sizeof why), -EINVAL);
     assert_non_null(strstr(why, "device_id"));
     char t[64];
     size_t tl;
-    assert_int_equal(decode_field_text(m, "device_id", 9, t, sizeof t, &tl), -EILSEQ);
+    assert_int_equal(decode_field_text(m, "device_id", 9, t, sizeof t, &tl),
+                     -EILSEQ);
     /* a batch of many empty readings costs arena, not a crash: 2 bytes on
      * the wire become a whole struct; past the cap it is refused */
     size_t big = 4u << 20;
     unsigned char *many = malloc(big + 16);
     assert_non_null(many);
-    const ProtobufCMessageDescriptor *bd = decode_type("iot.telemetry.v1.ReadingBatch");
+    const ProtobufCMessageDescriptor *bd =
+        decode_type("iot.telemetry.v1.ReadingBatch");
     for (size_t i = 0; i < big; i += 2) {
         many[i] = 0x12;
         many[i + 1] = 0x00;
     }
-    assert_int_equal(decode_unpack(dc, bd, many, big, &m, why, sizeof why), -EINVAL);
+    assert_int_equal(decode_unpack(dc, bd, many, big, &m, why, sizeof why),
+                     -EINVAL);
     assert_non_null(strstr(why, "decodes to more than"));
     free(many);
     /* and the decoder still works afterwards */
@@ -178,22 +191,26 @@ static void field_text(void **state)
     char why[256], t[64];
     size_t tl;
     unsigned char buf[256];
-    const ProtobufCMessageDescriptor *d = decode_type("iot.telemetry.v1.SensorReading");
+    const ProtobufCMessageDescriptor *d =
+        decode_type("iot.telemetry.v1.SensorReading");
     assert_int_equal(decode_new(&dc), 0);
     size_t n = pack_reading(buf, "dev-9", 42, 20.5);
     assert_int_equal(decode_unpack(dc, d, buf, n, &m, why, sizeof why), 0);
-#define TEXT(path, want)                                                                     \
-    do {                                                                                     \
-        assert_int_equal(decode_field_text(m, path, strlen(path), t, sizeof t, &tl), 0);     \
-        assert_int_equal(tl, strlen(want));                                                  \
-        assert_memory_equal(t, want, tl);                                                    \
+#define TEXT(path, want)                                                       \
+    do {                                                                       \
+        assert_int_equal(                                                      \
+            decode_field_text(m, path, strlen(path), t, sizeof t, &tl), 0);    \
+        assert_int_equal(tl, strlen(want));                                    \
+        assert_memory_equal(t, want, tl);                                      \
     } while (0)
     TEXT("device_id", "dev-9");
     TEXT("seq", "42");
     TEXT("value", "20.5");
     TEXT("timestamp_ms", "1700000000000");
-    assert_int_equal(decode_field_text(m, "unit", 4, t, sizeof t, &tl), -ENOENT);
-    assert_int_equal(decode_field_text(m, "nope", 4, t, sizeof t, &tl), -EINVAL);
+    assert_int_equal(decode_field_text(m, "unit", 4, t, sizeof t, &tl),
+                     -ENOENT);
+    assert_int_equal(decode_field_text(m, "nope", 4, t, sizeof t, &tl),
+                     -EINVAL);
     assert_int_equal(decode_field_text(m, "device_id", 9, t, 3, &tl), -ENOSPC);
 
     /* paths through messages, enums, oneofs */
@@ -206,23 +223,32 @@ static void field_text(void **state)
     a.choice_case = M2K__TEST__V1__ALL_TYPES__CHOICE_C_NUM;
     a.c_num = 0;
     m = &a.base;
-    assert_int_equal(decode_field_text(m, "inner.name", 10, t, sizeof t, &tl), -ENOENT);
+    assert_int_equal(decode_field_text(m, "inner.name", 10, t, sizeof t, &tl),
+                     -ENOENT);
     a.inner = &in;
     TEXT("inner.name", "inner-name");
     TEXT("color", "GREEN");
     TEXT("c_num", "0");
     TEXT("flag", "false");
-    assert_int_equal(decode_field_text(m, "c_text", 6, t, sizeof t, &tl), -ENOENT);
+    assert_int_equal(decode_field_text(m, "c_text", 6, t, sizeof t, &tl),
+                     -ENOENT);
 
     /* what the config loader accepts in templates */
-    const ProtobufCMessageDescriptor *ad = &m2k__test__v1__all_types__descriptor;
-    assert_int_equal(decode_field_path_check(ad, "inner.n", 7, why, sizeof why), 0);
-    assert_int_equal(decode_field_path_check(ad, "r_i32", 5, why, sizeof why), -EINVAL);
+    const ProtobufCMessageDescriptor *ad =
+        &m2k__test__v1__all_types__descriptor;
+    assert_int_equal(decode_field_path_check(ad, "inner.n", 7, why, sizeof why),
+                     0);
+    assert_int_equal(decode_field_path_check(ad, "r_i32", 5, why, sizeof why),
+                     -EINVAL);
     assert_non_null(strstr(why, "repeated"));
-    assert_int_equal(decode_field_path_check(ad, "blob", 4, why, sizeof why), -EINVAL);
-    assert_int_equal(decode_field_path_check(ad, "inner", 5, why, sizeof why), -EINVAL);
-    assert_int_equal(decode_field_path_check(ad, "i32.x", 5, why, sizeof why), -EINVAL);
-    assert_int_equal(decode_field_path_check(ad, "nope", 4, why, sizeof why), -EINVAL);
+    assert_int_equal(decode_field_path_check(ad, "blob", 4, why, sizeof why),
+                     -EINVAL);
+    assert_int_equal(decode_field_path_check(ad, "inner", 5, why, sizeof why),
+                     -EINVAL);
+    assert_int_equal(decode_field_path_check(ad, "i32.x", 5, why, sizeof why),
+                     -EINVAL);
+    assert_int_equal(decode_field_path_check(ad, "nope", 4, why, sizeof why),
+                     -EINVAL);
     assert_non_null(strstr(why, "has no field \"nope\""));
     assert_non_null(decode_split_field(ad, "r_inner", why, sizeof why));
     assert_null(decode_split_field(ad, "m_str", why, sizeof why));
@@ -251,8 +277,10 @@ static void envelope_and_elements(void **state)
     b.n_readings = 3;
     b.readings = rp;
     size_t n = iot__telemetry__v1__reading_batch__pack(&b, buf);
-    const ProtobufCMessageDescriptor *bd = decode_type("iot.telemetry.v1.ReadingBatch");
-    const ProtobufCFieldDescriptor *sf = decode_split_field(bd, "readings", why, sizeof why);
+    const ProtobufCMessageDescriptor *bd =
+        decode_type("iot.telemetry.v1.ReadingBatch");
+    const ProtobufCFieldDescriptor *sf =
+        decode_split_field(bd, "readings", why, sizeof why);
     assert_non_null(sf);
     assert_int_equal(decode_new(&dc), 0);
     assert_int_equal(decode_unpack(dc, bd, buf, n, &m, why, sizeof why), 0);
@@ -266,21 +294,29 @@ static void envelope_and_elements(void **state)
         assert_non_null(r);
         assert_int_equal(r->seq, i + 1);
         iot__telemetry__v1__sensor_reading__free_unpacked(r, NULL);
-        struct decode_envelope de = {.device_id = "dev-b", .gateway_id = "gw-1",
-                                     .mqtt_topic = "s/t", .content_type = el[i]->descriptor->name,
-                                     .arrival_ms = 1234, .qos = 1, .payload = p, .len = pl};
+        struct decode_envelope de = {.device_id = "dev-b",
+                                     .gateway_id = "gw-1",
+                                     .mqtt_topic = "s/t",
+                                     .content_type = el[i]->descriptor->name,
+                                     .arrival_ms = 1234,
+                                     .qos = 1,
+                                     .payload = p,
+                                     .len = pl};
         assert_int_equal(decode_envelope(dc, &de, &e, &el_len), 0);
         Envelope *env = iot__bridge__v1__envelope__unpack(NULL, el_len, e);
         assert_non_null(env);
         assert_string_equal(env->device_id, "dev-b");
         assert_string_equal(env->gateway_id, "gw-1");
         assert_string_equal(env->mqtt_topic, "s/t");
-        assert_string_equal(env->content_type, "iot.telemetry.v1.SensorReading");
+        assert_string_equal(env->content_type,
+                            "iot.telemetry.v1.SensorReading");
         assert_int_equal(env->arrival_ms, 1234);
         assert_int_equal(env->qos, 1);
-        assert_int_equal(env->body_case, IOT__BRIDGE__V1__ENVELOPE__BODY_PAYLOAD);
+        assert_int_equal(env->body_case,
+                         IOT__BRIDGE__V1__ENVELOPE__BODY_PAYLOAD);
         assert_int_equal(env->payload.len, pl);
-        r = iot__telemetry__v1__sensor_reading__unpack(NULL, env->payload.len, env->payload.data);
+        r = iot__telemetry__v1__sensor_reading__unpack(NULL, env->payload.len,
+                                                       env->payload.data);
         assert_non_null(r);
         assert_int_equal(r->seq, i + 1);
         iot__telemetry__v1__sensor_reading__free_unpacked(r, NULL);
@@ -340,14 +376,19 @@ static void stage_free(struct stage *s)
 }
 
 /* Routes and processes one message; returns payload_process's result. */
-static int run(struct stage *s, const char *topic, const void *data, size_t len, struct got *g,
-               enum payload_error *kind, char *why, size_t whylen)
+static int run(struct stage *s, const char *topic, const void *data, size_t len,
+               struct got *g, enum payload_error *kind, char *why,
+               size_t whylen)
 {
     struct route_result rr;
     memset(g, 0, sizeof *g);
     assert_int_equal(route_match(s->t, topic, &rr), ROUTE_OK);
-    struct payload_msg pm = {.topic = topic, .data = data, .len = len, .qos = 1,
-                             .arrival_ms = 99, .gateway_id = "gw"};
+    struct payload_msg pm = {.topic = topic,
+                             .data = data,
+                             .len = len,
+                             .qos = 1,
+                             .arrival_ms = 99,
+                             .gateway_id = "gw"};
     return payload_process(s->p, s->t, &rr, &pm, collect, g, kind, why, whylen);
 }
 
@@ -380,25 +421,32 @@ static void stage_keys_split_formats(void **state)
     assert_int_equal(g.n, 1);
     assert_string_equal(g.topic[0], "t.eu.temperature");
     assert_string_equal(g.key[0], "dev-3/5");
-    assert_string_equal(g.ctype[0], "application/json; messageType=iot.telemetry.v1.SensorReading");
-    assert_int_equal(g.len[0], strlen("{\"deviceId\":\"dev-3\",\"timestampMs\":\"1700000000000\","
-                                      "\"metric\":\"temperature\",\"value\":1.5,\"seq\":\"5\"}"));
+    assert_string_equal(
+        g.ctype[0],
+        "application/json; messageType=iot.telemetry.v1.SensorReading");
+    assert_int_equal(
+        g.len[0],
+        strlen("{\"deviceId\":\"dev-3\",\"timestampMs\":\"1700000000000\","
+               "\"metric\":\"temperature\",\"value\":1.5,\"seq\":\"5\"}"));
 
     /* a missing template field dead-letters, with the field named */
     Reading r;
     iot__telemetry__v1__sensor_reading__init(&r);
     r.device_id = (char *)"dev-4";
     n = iot__telemetry__v1__sensor_reading__pack(&r, buf);
-    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why), -EINVAL);
+    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why),
+                     -EINVAL);
     assert_int_equal(kind, PAYLOAD_MISSING_FIELD);
     assert_non_null(strstr(why, "metric"));
     /* a field that puts an illegal character into the topic */
     r.metric = (char *)"temp/x";
     n = iot__telemetry__v1__sensor_reading__pack(&r, buf);
-    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why), -EINVAL);
+    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why),
+                     -EINVAL);
     assert_int_equal(kind, PAYLOAD_BAD_TOPIC);
     /* not a SensorReading at all */
-    assert_int_equal(run(&s, "r/eu/x", "\xff\xff", 2, &g, &kind, why, sizeof why), -EINVAL);
+    assert_int_equal(
+        run(&s, "r/eu/x", "\xff\xff", 2, &g, &kind, why, sizeof why), -EINVAL);
     assert_int_equal(kind, PAYLOAD_UNDECODABLE);
 
     /* split: one record per reading, key from the reading or the batch */
@@ -422,17 +470,19 @@ static void stage_keys_split_formats(void **state)
     assert_string_equal(g.key[2], "dev-x");
     for (int i = 0; i < 3; i++) {
         assert_string_equal(g.topic[i], "batches");
-        assert_string_equal(g.ctype[i], "application/x-protobuf; "
-                                        "messageType=iot.bridge.v1.Envelope; "
-                                        "payloadType=iot.telemetry.v1.SensorReading");
-        Envelope *e = iot__bridge__v1__envelope__unpack(NULL, g.len[i], g.value[i]);
+        assert_string_equal(g.ctype[i],
+                            "application/x-protobuf; "
+                            "messageType=iot.bridge.v1.Envelope; "
+                            "payloadType=iot.telemetry.v1.SensorReading");
+        Envelope *e =
+            iot__bridge__v1__envelope__unpack(NULL, g.len[i], g.value[i]);
         assert_non_null(e);
         assert_string_equal(e->device_id, i == 1 ? "dev-batch" : "dev-x");
         assert_string_equal(e->mqtt_topic, "b/d");
         assert_string_equal(e->gateway_id, "gw");
         assert_int_equal(e->arrival_ms, 99);
-        Reading *rr = iot__telemetry__v1__sensor_reading__unpack(NULL, e->payload.len,
-                                                                 e->payload.data);
+        Reading *rr = iot__telemetry__v1__sensor_reading__unpack(
+            NULL, e->payload.len, e->payload.data);
         assert_non_null(rr);
         assert_int_equal(rr->seq, (uint64_t)i + 1);
         iot__telemetry__v1__sensor_reading__free_unpacked(rr, NULL);
@@ -441,12 +491,14 @@ static void stage_keys_split_formats(void **state)
     /* an empty batch has nothing to split: dead letter, not silence */
     b.n_readings = 0;
     n = iot__telemetry__v1__reading_batch__pack(&b, buf);
-    assert_int_equal(run(&s, "b/d", buf, n, &g, &kind, why, sizeof why), -EINVAL);
+    assert_int_equal(run(&s, "b/d", buf, n, &g, &kind, why, sizeof why),
+                     -EINVAL);
     assert_int_equal(kind, PAYLOAD_UNDECODABLE);
     assert_non_null(strstr(why, "readings"));
 
     /* raw payload in an envelope: bytes kept as they are */
-    assert_int_equal(run(&s, "raw/d7", "hello", 5, &g, &kind, why, sizeof why), 0);
+    assert_int_equal(run(&s, "raw/d7", "hello", 5, &g, &kind, why, sizeof why),
+                     0);
     assert_int_equal(g.n, 1);
     assert_string_equal(g.key[0], "d7");
     Envelope *e = iot__bridge__v1__envelope__unpack(NULL, g.len[0], g.value[0]);
@@ -454,7 +506,9 @@ static void stage_keys_split_formats(void **state)
     assert_int_equal(e->payload.len, 5);
     assert_memory_equal(e->payload.data, "hello", 5);
     assert_string_equal(e->content_type, "");
-    assert_string_equal(g.ctype[0], "application/x-protobuf; messageType=iot.bridge.v1.Envelope");
+    assert_string_equal(
+        g.ctype[0],
+        "application/x-protobuf; messageType=iot.bridge.v1.Envelope");
     iot__bridge__v1__envelope__free_unpacked(e, NULL);
     stage_free(&s);
 }
@@ -465,17 +519,22 @@ static void conf_errors(void **state)
     static const struct {
         const char *routes, *want;
     } bad[] = {
-        {"  - {match: a, topic: t, payload: iot.Nope}\n", "unknown message type"},
+        {"  - {match: a, topic: t, payload: iot.Nope}\n",
+         "unknown message type"},
         {"  - {match: a, topic: t, format: json}\n", "format json needs"},
         {"  - {match: a, topic: t, split: readings}\n", "split needs"},
-        {"  - {match: a, topic: t, payload: iot.telemetry.v1.ReadingBatch, split: device_id}\n",
+        {"  - {match: a, topic: t, payload: iot.telemetry.v1.ReadingBatch, "
+         "split: device_id}\n",
          "not a repeated message field"},
         {"  - {match: a, topic: t, key: \"{payload.seq}\"}\n", "payload"},
         {"  - {match: a, topic: t, payload: iot.telemetry.v1.SensorReading, "
-         "key: \"{payload.nope}\"}\n", "has no field \"nope\""},
+         "key: \"{payload.nope}\"}\n",
+         "has no field \"nope\""},
         {"  - {match: a, topic: t, payload: iot.telemetry.v1.SensorReading, "
-         "key: \"{payload.labels}\"}\n", "repeated"},
-        {"  - {match: a, topic: t, format: xml}\n", "expected one of raw | envelope | json"},
+         "key: \"{payload.labels}\"}\n",
+         "repeated"},
+        {"  - {match: a, topic: t, format: xml}\n",
+         "expected one of raw | envelope | json"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char y[1024], err[512];
@@ -486,7 +545,8 @@ static void conf_errors(void **state)
             fail_msg("accepted: %s", bad[i].routes);
         }
         if (!strstr(err, bad[i].want) || strncmp(err, "t.yaml:3:", 9))
-            fail_msg("%s: error \"%s\" lacks \"%s\"", bad[i].routes, err, bad[i].want);
+            fail_msg("%s: error \"%s\" lacks \"%s\"", bad[i].routes, err,
+                     bad[i].want);
     }
 }
 
