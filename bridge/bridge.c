@@ -74,6 +74,7 @@
 #define PEEK_MAX 512
 #define EXPIRE_EVERY_MS 10000
 #define STATUS_EVERY_MS 2000
+#define GROUP_RECORDS 512           /* commit at once when a burst has this */
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
 #define MIDS 65536                  /* MQTT packet ids are 16 bits */
@@ -131,6 +132,7 @@ struct bridge {
                              * the burst is withheld, so nothing is counted
                              * twice when the broker redelivers it */
     int64_t max_payload;    /* mqtt.max_payload, capped to fit one put */
+    int64_t batch_t0;       /* when the burst's first message was read */
     int64_t inflight, inflight_bytes;
     int uplink;             /* -1 unknown, 0 down, 1 up */
     int backpressure;       /* not reading MQTT: the spool is full */
@@ -760,7 +762,9 @@ static void turn(struct bridge *br, int sfd, int timeout)
     };
     if (!br->backpressure)
         pf[2].events |= POLLIN;
-    if (mqtt_in_want_write(br->in))
+    /* Queued PUBACKs of a burst still waiting to be committed cannot go out
+     * anyway: no POLLOUT for them, or the loop would spin. */
+    if (mqtt_in_want_write(br->in) && br->batch.n == 0 && !br->batch.failed)
         pf[2].events |= POLLOUT;
     if (poll(pf, 3, timeout) < 0 && errno != EINTR)
         log_error("poll: %s", strerror(errno));
@@ -771,22 +775,35 @@ static void turn(struct bridge *br, int sfd, int timeout)
      * costs one lock when there is nothing to serve. */
     kafka_out_poll(br->out);
     if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR)) {
-        /* read until dry or the batch is full, then one commit */
+        /* read until dry or the batch is full */
         /* each message read may become up to `per` records (split) */
         size_t per = payload_max_records(br->payload), room;
-        br->n_read = br->n;
+        if (br->batch.n == 0)
+            br->n_read = br->n;
         while (!br->batch.failed &&
                (room = (BATCH_MAX_RECORDS - br->batch.n) / per) > 0 &&
                br->batch.used < br->batch_bytes) {
             size_t before = br->batch.n;
+            if (br->batch.n == 0)
+                br->batch_t0 = log_now_ms();
             if (mqtt_in_read(br->in, room < 64 ? room : 64) <= 0 ||
                 br->batch.n == before)
                 break;
         }
-        commit(br);
-    } else if (pf[2].fd >= 0 && pf[2].revents & POLLOUT) {
-        commit(br); /* nothing read: just sends what is queued */
     }
+    /* Group commit: a burst is committed (and only then acknowledged) once
+     * it is large, or its first message has waited spool.commit_delay, so
+     * a trickle of messages does not cost a commit each. */
+    /* A lost connection commits at once: the broker redelivers the burst
+     * after the reconnect, and only committed tags are recognised. */
+    if (br->batch.failed || br->batch.n >= GROUP_RECORDS ||
+        br->batch.used >= br->batch_bytes / 2 ||
+        (br->batch.n > 0 && !mqtt_in_connected(br->in)) ||
+        (br->batch.n > 0 &&
+         log_now_ms() - br->batch_t0 >= br->c->spool.commit_delay))
+        commit(br);
+    else if (br->batch.n == 0 && pf[2].fd >= 0 && pf[2].revents & POLLOUT)
+        commit(br); /* nothing read: just sends what is queued */
 }
 
 static int kafka_open(struct bridge *br, char *err, size_t errlen)
@@ -869,8 +886,13 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     }
     if (br->hold_until > now && br->hold_until - now < wait)
         wait = (int)(br->hold_until - now);
-    if (br->pend.nretry || br->pend.nacks)
-        wait = 0;
+    if (br->batch.n > 0) { /* a burst waits for its group commit */
+        int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
+        if (left < wait)
+            wait = (int)(left > 0 ? left : 0);
+    }
+    if ((br->pend.nretry || br->pend.nacks) && wait > 100)
+        wait = 100; /* a failed ack is retried soon, not in a spin */
     return wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
 }
 

@@ -134,6 +134,9 @@ static const struct key spool_keys[] = {
      "records older than this expire (counted); 0: never"},
     {"sync", T_ENUM, "full", CF(spool.sync), 0, 0, e_sync, 0,
      "full survives power loss; normal survives a crash"},
+    {"commit_delay", T_DUR_MS, "5ms", CF(spool.commit_delay), 0, 1000, NULL, 0,
+     "how long received messages may wait to be committed (and acknowledged) together: "
+     "fewer, larger commits write less to flash"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 static const struct key log_keys[] = {

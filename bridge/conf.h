@@ -73,6 +73,7 @@ struct conf {
         int on_full;              /* enum spool_on_full */
         int64_t max_age;          /* ms; 0: never */
         int sync;                 /* enum spool_sync */
+        int commit_delay;         /* ms a burst may wait to grow (group commit) */
     } spool;
     struct {
         int stats_interval;       /* seconds between counter log lines */
