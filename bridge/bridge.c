@@ -75,6 +75,7 @@
 #define EXPIRE_EVERY_MS 10000
 #define STATUS_EVERY_MS 2000
 #define GROUP_RECORDS 512           /* commit at once when a burst has this */
+#define ACK_EVERY_MS 20             /* delivered records are acked in groups */
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
 #define MIDS 65536                  /* MQTT packet ids are 16 bits */
@@ -133,6 +134,7 @@ struct bridge {
                              * twice when the broker redelivers it */
     int64_t max_payload;    /* mqtt.max_payload, capped to fit one put */
     int64_t batch_t0;       /* when the burst's first message was read */
+    int64_t last_flush;     /* when delivery outcomes were last applied */
     int64_t inflight, inflight_bytes;
     int uplink;             /* -1 unknown, 0 down, 1 up */
     int backpressure;       /* not reading MQTT: the spool is full */
@@ -844,7 +846,14 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
 {
     int64_t now = log_now_ms();
     notify_watchdog();
-    flush_pending(br);
+    /* Acks are a transaction too: apply them in groups, every ACK_EVERY_MS
+     * (or sooner when many wait, or anything else does). */
+    if (now - br->last_flush >= ACK_EVERY_MS ||
+        br->pend.nacks >= br->pend.cap / 2 || br->pend.ndead ||
+        br->pend.nretry) {
+        flush_pending(br);
+        br->last_flush = now;
+    }
     if (kafka_out_fatal(br->out)) {
         char err[512];
         log_error("kafka: restarting the producer after a fatal error");
@@ -891,8 +900,8 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         if (left < wait)
             wait = (int)(left > 0 ? left : 0);
     }
-    if ((br->pend.nretry || br->pend.nacks) && wait > 100)
-        wait = 100; /* a failed ack is retried soon, not in a spin */
+    if (br->pend.nacks && wait > ACK_EVERY_MS)
+        wait = ACK_EVERY_MS; /* pending acks are applied soon */
     return wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
 }
 

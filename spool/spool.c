@@ -19,7 +19,9 @@
  * scan of (id, recv_ms, size) never reads a payload's overflow pages. size
  * is key+headers+payload bytes. tag is the caller's (NULL when 0): the
  * bridge keeps the MQTT packet id and a payload hash there, to recognise a
- * broker's redelivery of a committed message after a crash. epoch is 16 random hex digits made with the
+ * broker's redelivery of a committed message after a crash. An ack keeps
+ * the tags of rows among the newest TAGS_KEEP ids in tags(id, tag), pruned
+ * in the same transaction (schema 2), so spool_recent() still sees them. epoch is 16 random hex digits made with the
  * file; (epoch, id) names a record for consumers' deduplication.
  *
  * IDS ARE NEVER REUSED. Ids are assigned by this module, not by SQLite's
@@ -129,7 +131,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SPOOL_SCHEMA 1
+#define SPOOL_SCHEMA 2
 #define PAGE         4096
 #define FRAME        (PAGE + 24)  /* a WAL frame: header + page */
 #define ROW_OVERHEAD 40           /* record header + small columns, bytes */
@@ -138,6 +140,7 @@
 #define ARENA_MAX    (256u << 20) /* cap on one peek's copied bytes */
 #define ACK_MAX      (1 << 20)    /* cap on ids in one ack/nack call */
 #define EXPIRE_CHUNK 50000        /* rows per expiry transaction */
+#define TAGS_KEEP 8192             /* ids back whose tags outlive their ack */
 
 enum {
     S_BEGIN,
@@ -155,6 +158,8 @@ enum {
     S_SYNC_FULL,
     S_SYNC_NORMAL,
     S_RECENT,
+    S_KEEP_TAGS,
+    S_PRUNE_TAGS,
     S__COUNT
 };
 
@@ -180,8 +185,11 @@ static const char *const sql_text[S__COUNT] = {
     [S_FREE] = "PRAGMA freelist_count",
     [S_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
-    [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL"
-                 " ORDER BY id DESC LIMIT ?1",
+    [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL UNION ALL"
+                 " SELECT id,tag FROM tags ORDER BY id DESC LIMIT ?1",
+    [S_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
+                    " rec WHERE id BETWEEN ?1 AND ?2 AND tag IS NOT NULL",
+    [S_PRUNE_TAGS] = "DELETE FROM tags WHERE id<=?1",
 };
 
 /* Counters kept in memory and written to the state row; c is the working
@@ -469,6 +477,8 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
     " key BLOB, headers BLOB, payload BLOB, reason TEXT NOT NULL,"
     " dead_ms INTEGER NOT NULL);",
+    /* 1 -> 2: the tags of recently acked rows (see spool_recent) */
+    "CREATE TABLE tags(id INTEGER PRIMARY KEY, tag INTEGER NOT NULL);",
 };
 
 static int is_corrupt(int rc)
@@ -1153,10 +1163,25 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
         size_t j = i;
         while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1)
             j++;
-        int64_t gone = 0;
-        rc = del_range(sp, sp->scratch[i], sp->scratch[j], &gone);
+        int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
+        /* Tags of the newest rows outlive their ack: a PUBACK can die with
+         * a crashed process after the row was delivered, and the broker's
+         * redelivery must still be recognised after the restart. */
+        if (hi > sp->c.last_id - TAGS_KEEP) {
+            sqlite3_stmt *st = sp->st[S_KEEP_TAGS];
+            sqlite3_bind_int64(st, 1, lo);
+            sqlite3_bind_int64(st, 2, hi);
+            rc = run(sp, S_KEEP_TAGS);
+        }
+        if (rc == 0)
+            rc = del_range(sp, lo, hi, &gone);
         sp->c.acked_total += gone;
         i = j + 1;
+    }
+    if (rc == 0) {
+        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1,
+                           sp->c.last_id - TAGS_KEEP);
+        rc = run(sp, S_PRUNE_TAGS);
     }
     if (rc == 0)
         rc = commit(sp);
