@@ -69,36 +69,36 @@
 #include "spool/spool.h"
 
 #define BATCH_MAX_RECORDS 4096
-#define BATCH_SOFT_BYTES (8u << 20) /* commit once the batch holds this */
-#define HDRS_CAP 4096               /* header blob per record */
-#define PEEK_MAX 512
-#define EXPIRE_EVERY_MS 10000
-#define STATUS_EVERY_MS 2000
-#define GROUP_RECORDS 512           /* commit at once when a burst has this */
-#define ACK_EVERY_MS 20             /* delivered records are acked in groups */
+#define BATCH_SOFT_BYTES  (8u << 20) /* commit once the batch holds this */
+#define HDRS_CAP          4096       /* header blob per record */
+#define PEEK_MAX          512
+#define EXPIRE_EVERY_MS   10000
+#define STATUS_EVERY_MS   2000
+#define GROUP_RECORDS     512 /* commit at once when a burst has this */
+#define ACK_EVERY_MS      20  /* delivered records are acked in groups */
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
-#define MIDS 65536                  /* MQTT packet ids are 16 bits */
-#define RECENT MQTT_IN_RECEIVE_MAX  /* committed tags remembered */
-#define TAG_HASH_BITS 47
+#define MIDS              65536               /* MQTT packet ids are 16 bits */
+#define RECENT            MQTT_IN_RECEIVE_MAX /* committed tags remembered */
+#define TAG_HASH_BITS     47
 
 struct counters {
-    int64_t received;      /* messages handed over by the broker */
-    int64_t spooled;       /* committed to the spool */
-    int64_t delivered;     /* acknowledged by Kafka and acked in the spool */
-    int64_t dead_lettered; /* routed to kafka.dead_letter_topic */
-    int64_t unrouted;      /*   of those: no route matched */
-    int64_t bad_topic;     /*   of those: illegal Kafka topic from captures */
-    int64_t oversized;     /*   of those: payload over mqtt.max_payload */
-    int64_t empty;         /*   of those: empty payload */
-    int64_t bad_payload;   /*   of those: not the route's payload type */
-    int64_t missing_field; /*   of those: a template's payload field unset */
-    int64_t kafka_refused; /* moved to the spool's dead-letter table */
-    int64_t retries;       /* transient delivery failures */
-    int64_t spool_errors;  /* batches the spool refused (acks withheld) */
-    int64_t broker_dropped;/* the broker's own drop counter went up by */
+    int64_t received;       /* messages handed over by the broker */
+    int64_t spooled;        /* committed to the spool */
+    int64_t delivered;      /* acknowledged by Kafka and acked in the spool */
+    int64_t dead_lettered;  /* routed to kafka.dead_letter_topic */
+    int64_t unrouted;       /*   of those: no route matched */
+    int64_t bad_topic;      /*   of those: illegal Kafka topic from captures */
+    int64_t oversized;      /*   of those: payload over mqtt.max_payload */
+    int64_t empty;          /*   of those: empty payload */
+    int64_t bad_payload;    /*   of those: not the route's payload type */
+    int64_t missing_field;  /*   of those: a template's payload field unset */
+    int64_t kafka_refused;  /* moved to the spool's dead-letter table */
+    int64_t retries;        /* transient delivery failures */
+    int64_t spool_errors;   /* batches the spool refused (acks withheld) */
+    int64_t broker_dropped; /* the broker's own drop counter went up by */
     int64_t reconnects;
-    int64_t redelivered;   /* broker redeliveries of committed messages */
+    int64_t redelivered; /* broker redeliveries of committed messages */
 };
 
 /* Records read from MQTT and not yet committed. Everything points into buf,
@@ -136,9 +136,9 @@ struct bridge {
     int64_t batch_t0;       /* when the burst's first message was read */
     int64_t last_flush;     /* when delivery outcomes were last applied */
     int64_t inflight, inflight_bytes;
-    int uplink;             /* -1 unknown, 0 down, 1 up */
-    int backpressure;       /* not reading MQTT: the spool is full */
-    int64_t hold_until;     /* no draining before (after transient errors) */
+    int uplink;         /* -1 unknown, 0 down, 1 up */
+    int backpressure;   /* not reading MQTT: the spool is full */
+    int64_t hold_until; /* no draining before (after transient errors) */
     int64_t hold_ms;
     int64_t fault_after;    /* test hook: crash around a commit, see below */
     int fault_after_commit; /* 0: before the commit, 1: after it */
@@ -147,9 +147,9 @@ struct bridge {
     int64_t *last_tag;      /* [packet id]: tag, if among the RECENT last */
     int64_t recent[RECENT]; /* those tags in commit order, a ring */
     size_t recent_head, recent_n;
-    int dedupe;             /* session resumed: still in the resend phase */
+    int dedupe; /* session resumed: still in the resend phase */
     int status_warned;
-    int64_t next_status;    /* when to rewrite the status file */
+    int64_t next_status; /* when to rewrite the status file */
     int stop;
 };
 
@@ -286,8 +286,8 @@ static int decode_message(struct bridge *br, const struct mqtt_in_msg *m,
     struct batch *b = &br->batch;
     size_t n0 = b->n, used0 = b->used;
     struct emit_ctx e = {br, m, now, tag, rr->index};
-    struct payload_msg pm = {m->topic, m->payload, m->len, m->qos, now,
-                             br->c->gateway.id};
+    struct payload_msg pm = {m->topic, m->payload, m->len,
+                             m->qos,   now,        br->c->gateway.id};
     enum payload_error kind;
     int rc = payload_process(br->payload, br->routes, rr, &pm, emit_record, &e,
                              &kind, why, whylen);
@@ -342,8 +342,7 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
         br->n.empty++;
     } else if ((int64_t)m->len > br->max_payload) {
         snprintf(rr.reason, sizeof(rr.reason),
-                 "payload of %zu bytes exceeds mqtt.max_payload (%" PRId64
-                 ")",
+                 "payload of %zu bytes exceeds mqtt.max_payload (%" PRId64 ")",
                  m->len, br->max_payload);
         why = rr.reason;
         keep = (size_t)br->max_payload;
@@ -617,13 +616,16 @@ static void drain(struct bridge *br)
             if (nh < 0)
                 nh = 0; /* cannot happen for blobs we wrote; send bare */
             spool_id_str(br->sp, r->id, idbuf, sizeof(idbuf));
-            hdrs[nh++] = (struct kafka_out_hdr){"m2k.id", idbuf,
-                                                strlen(idbuf)};
+            hdrs[nh++] = (struct kafka_out_hdr){"m2k.id", idbuf, strlen(idbuf)};
             struct kafka_out_msg km = {
-                .id = r->id, .topic = r->topic,
-                .key = r->key_len ? r->key : NULL, .key_len = r->key_len,
-                .value = r->payload, .len = r->payload_len,
-                .hdrs = hdrs, .nhdrs = (size_t)nh,
+                .id = r->id,
+                .topic = r->topic,
+                .key = r->key_len ? r->key : NULL,
+                .key_len = r->key_len,
+                .value = r->payload,
+                .len = r->payload_len,
+                .hdrs = hdrs,
+                .nhdrs = (size_t)nh,
                 .timestamp_ms = r->recv_ms,
             };
             int rc = kafka_out_produce(br->out, &km, why, sizeof(why));
@@ -693,7 +695,9 @@ static void format_counters(struct bridge *br, char *buf, size_t len, char sep)
                                 kv[i].name, kv[i].v, sep);
     if (off < len)
         snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s",
-                 br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
+                 br->uplink == 1   ? "up"
+                 : br->uplink == 0 ? "down"
+                                   : "unknown",
                  sep, mqtt_in_connected(br->in) ? "connected" : "disconnected");
 }
 
@@ -722,10 +726,11 @@ static void write_status(struct bridge *br, const char *state)
         return;
     }
     format_counters(br, body, sizeof(body), '\n');
-    fprintf(f, "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
-               "gateway=%s\n%s\n",
-            state, (int)getpid(), log_wall_ms(), M2K_VERSION,
-            br->c->gateway.id, body);
+    fprintf(f,
+            "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
+            "gateway=%s\n%s\n",
+            state, (int)getpid(), log_wall_ms(), M2K_VERSION, br->c->gateway.id,
+            body);
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         unlink(tmp);
 }
@@ -822,8 +827,7 @@ static int kafka_open(struct bridge *br, char *err, size_t errlen)
         .nprops = c->kafka.nprops,
         .queue_records = c->kafka.inflight_records,
     };
-    struct kafka_out_cb kcb = {.delivered = on_delivered,
-                               .uplink = on_uplink};
+    struct kafka_out_cb kcb = {.delivered = on_delivered, .uplink = on_uplink};
     return kafka_out_new(&ko, &kcb, br, &br->out, err, errlen);
 }
 
@@ -835,7 +839,9 @@ static void status_line(struct bridge *br)
     notify_status("%suplink %s, mqtt %s, spool %" PRId64 " records, %" PRId64
                   " dead letters",
                   br->backpressure ? "backpressure (spool full), " : "",
-                  br->uplink == 1 ? "up" : br->uplink == 0 ? "down" : "unknown",
+                  br->uplink == 1   ? "up"
+                  : br->uplink == 0 ? "down"
+                                    : "unknown",
                   mqtt_in_connected(br->in) ? "connected" : "disconnected",
                   st.records, st.dead);
 }
@@ -1033,13 +1039,19 @@ int bridge_run(const struct conf *c)
     load_tags(br);
 
     struct mqtt_in_opts mo = {
-        .host = c->mqtt.host, .port = c->mqtt.port,
-        .client_id = c->mqtt.client_id, .protocol = c->mqtt.protocol,
-        .qos = c->mqtt.qos, .keepalive = c->mqtt.keepalive,
+        .host = c->mqtt.host,
+        .port = c->mqtt.port,
+        .client_id = c->mqtt.client_id,
+        .protocol = c->mqtt.protocol,
+        .qos = c->mqtt.qos,
+        .keepalive = c->mqtt.keepalive,
         .session_expiry = c->mqtt.session_expiry,
         .reconnect_max = c->mqtt.reconnect_max,
-        .username = c->mqtt.username, .password = c->mqtt.password,
-        .filters = filters, .nfilters = nfilters, .watch_sys_drops = 1,
+        .username = c->mqtt.username,
+        .password = c->mqtt.password,
+        .filters = filters,
+        .nfilters = nfilters,
+        .watch_sys_drops = 1,
     };
     struct mqtt_in_cb mcb = {.message = on_message,
                              .state = on_mqtt_state,
@@ -1054,8 +1066,8 @@ int bridge_run(const struct conf *c)
         goto out;
     }
     log_info("mqtt2kafka %s: gateway %s, %zu routes, mqtt %s:%d, kafka %s",
-             M2K_VERSION, c->gateway.id, c->nroutes, c->mqtt.host,
-             c->mqtt.port, c->kafka.brokers);
+             M2K_VERSION, c->gateway.id, c->nroutes, c->mqtt.host, c->mqtt.port,
+             c->kafka.brokers);
     notify_ready();
 
     int64_t next_stats = log_now_ms() + (int64_t)c->log.stats_interval * 1000;

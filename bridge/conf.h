@@ -13,25 +13,26 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define EX_CONFIG_CODE 78 /* sysexits.h EX_CONFIG: the exit code of a bad config */
+#define EX_CONFIG_CODE                                                         \
+    78 /* sysexits.h EX_CONFIG: the exit code of a bad config */
 #define CONF_DEFAULT_PATH "/etc/mqtt2kafka/mqtt2kafka.yaml"
-#define CONF_MAX_FILE (1024 * 1024) /* conf_load refuses larger files */
-#define CONF_MAX_ROUTES 256
-#define CONF_MAX_PROPS 256
-#define CONF_MAX_CAPTURES 16        /* {name} captures in one match */
+#define CONF_MAX_FILE     (1024 * 1024) /* conf_load refuses larger files */
+#define CONF_MAX_ROUTES   256
+#define CONF_MAX_PROPS    256
+#define CONF_MAX_CAPTURES 16 /* {name} captures in one match */
 
 enum conf_format { CONF_FORMAT_RAW, CONF_FORMAT_ENVELOPE, CONF_FORMAT_JSON };
 
 struct conf_route {
-    char *match;  /* as written: sensors/{region}/{type}/{device} */
-    char *filter; /* the MQTT subscription filter: sensors/+/+/+ */
-    char *topic;  /* Kafka topic template: iot.sensor.{region}.{type} */
-    char *key;    /* key template, or NULL for no key */
+    char *match;   /* as written: sensors/{region}/{type}/{device} */
+    char *filter;  /* the MQTT subscription filter: sensors/+/+/+ */
+    char *topic;   /* Kafka topic template: iot.sensor.{region}.{type} */
+    char *key;     /* key template, or NULL for no key */
     char *payload; /* "raw" or a protobuf message type (checked: decode.h) */
     int format;    /* enum conf_format */
     char *split;   /* a repeated message field of payload, or NULL */
     int64_t max_payload; /* bytes; 0: mqtt.max_payload */
-    int line, col; /* where the route starts in the file */
+    int line, col;       /* where the route starts in the file */
 };
 
 struct conf_prop { /* a librdkafka property, passed through verbatim */
@@ -52,10 +53,10 @@ struct conf {
         int protocol; /* 5 or 4 (3.1.1) */
         int qos;
         int keepalive;
-        int64_t session_expiry;   /* seconds */
-        int reconnect_max;        /* seconds, cap of the backoff (30) */
+        int64_t session_expiry; /* seconds */
+        int reconnect_max;      /* seconds, cap of the backoff (30) */
         char *username, *password;
-        int64_t max_payload;      /* bytes; larger payloads dead-letter */
+        int64_t max_payload; /* bytes; larger payloads dead-letter */
     } mqtt;
     struct {
         char *brokers;
@@ -70,15 +71,15 @@ struct conf {
     struct {
         char *path;
         int64_t max_bytes;
-        int on_full;              /* enum spool_on_full */
-        int64_t max_age;          /* ms; 0: never */
-        int sync;                 /* enum spool_sync */
-        int commit_delay;         /* ms a burst may wait to grow (group commit) */
+        int on_full;      /* enum spool_on_full */
+        int64_t max_age;  /* ms; 0: never */
+        int sync;         /* enum spool_sync */
+        int commit_delay; /* ms a burst may wait to grow (group commit) */
     } spool;
     struct {
-        int stats_interval;       /* seconds between counter log lines */
-        char *level;              /* error | warn | info | debug */
-        char *status_file;        /* state for `mqtt2kafka status`; "": none */
+        int stats_interval; /* seconds between counter log lines */
+        char *level;        /* error | warn | info | debug */
+        char *status_file;  /* state for `mqtt2kafka status`; "": none */
     } log;
     struct conf_route *routes;
     size_t nroutes;

@@ -88,8 +88,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
         k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, m->len + m->key_len);
         return;
     }
-    k->cb.delivered(k->ud, id, permanent(m->err) ? KAFKA_OUT_DEAD
-                                                 : KAFKA_OUT_RETRY,
+    k->cb.delivered(k->ud, id,
+                    permanent(m->err) ? KAFKA_OUT_DEAD : KAFKA_OUT_RETRY,
                     rd_kafka_err2str(m->err), m->len + m->key_len);
 }
 
@@ -145,9 +145,9 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char qsize[32];
     /* queue.buffering.max.messages must hold the whole in-flight window */
-    snprintf(qsize, sizeof(qsize), "%lld",
-             (long long)(o->queue_records > 1000 ? o->queue_records * 2
-                                                 : 2000));
+    snprintf(
+        qsize, sizeof(qsize), "%lld",
+        (long long)(o->queue_records > 1000 ? o->queue_records * 2 : 2000));
     const struct kafka_out_prop defaults[] = {
         {"bootstrap.servers", o->brokers},
         {"enable.idempotence", "true"},
@@ -222,8 +222,8 @@ void kafka_out_free(struct kafka_out *k)
     if (k->rk) {
         /* Whatever is still queued is reported as purged (a retry), so the
          * caller's in-flight accounting ends at zero. */
-        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE |
-                                  RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_purge(k->rk,
+                       RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(k->rk, 0);
         rd_kafka_queue_destroy(k->mainq);
         rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);

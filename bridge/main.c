@@ -36,10 +36,10 @@ static const char *prog = "mqtt2kafka";
 
 struct opts {
     const char *conf;
-    int keys;      /* check --keys */
+    int keys;                 /* check --keys */
     const char *payload_file; /* route --payload-file */
     int npos;
-    char **pos;    /* positional arguments, borrowed from argv */
+    char **pos; /* positional arguments, borrowed from argv */
 };
 
 struct cmd {
@@ -59,12 +59,14 @@ static int cmd_help(struct opts *o);
 
 static const struct cmd cmds[] = {
     {"run", cmd_run, "[-c FILE]", "run the bridge (the default command)"},
-    {"check", cmd_check, "[-c FILE] | --keys", "validate a config and print what it resolves to"},
+    {"check", cmd_check, "[-c FILE] | --keys",
+     "validate a config and print what it resolves to"},
     {"route", cmd_route, "[-c FILE] [--payload-file F] TOPIC...",
      "show the route, Kafka topic, key and headers "
-                                               "for MQTT topics"},
+     "for MQTT topics"},
     {"status", cmd_status, "[-c FILE]",
-     "the running daemon's state: uplink, backlog, drops (exit 3: not running)"},
+     "the running daemon's state: uplink, backlog, drops (exit 3: not "
+     "running)"},
     {"spool", cmd_spool, "[-c FILE] stats | dead [list|replay|purge]",
      "inspect the spool: backlog, dead letters, drops"},
     {"version", cmd_version, "", "print the version"},
@@ -76,12 +78,16 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: %s [COMMAND] [-c FILE] [ARGS]\n\nCommands:\n", prog);
     for (size_t i = 0; i < NCMDS; i++)
-        fprintf(f, "  %-8s %-43s %s\n", cmds[i].name, cmds[i].args, cmds[i].help);
-    fprintf(f, "\nFILE defaults to %s. Exit codes: 0 ok, 1 failure, 64 usage, 78 bad config.\n",
+        fprintf(f, "  %-8s %-43s %s\n", cmds[i].name, cmds[i].args,
+                cmds[i].help);
+    fprintf(f,
+            "\nFILE defaults to %s. Exit codes: 0 ok, 1 failure, 64 usage, 78 "
+            "bad config.\n",
             CONF_DEFAULT_PATH);
 }
 
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
+                                                             ...)
 {
     va_list ap;
     fprintf(stderr, "%s: ", prog);
@@ -171,25 +177,28 @@ static void print_summary(const struct conf *c, const struct route_table *t)
     printf("%s: OK\n\n", c->path);
     printf("gateway  %s\n", c->gateway.id);
     printf("mqtt     %s:%d  client_id %s  protocol %s  qos %d  keepalive %ds  "
-           "session_expiry %llds\n", c->mqtt.host, c->mqtt.port, c->mqtt.client_id,
-           c->mqtt.protocol == 4 ? "3.1.1" : "5", c->mqtt.qos, c->mqtt.keepalive,
-           (long long)c->mqtt.session_expiry);
+           "session_expiry %llds\n",
+           c->mqtt.host, c->mqtt.port, c->mqtt.client_id,
+           c->mqtt.protocol == 4 ? "3.1.1" : "5", c->mqtt.qos,
+           c->mqtt.keepalive, (long long)c->mqtt.session_expiry);
     conf_format_size(c->mqtt.max_payload, a, sizeof a);
-    printf("         max_payload %s  reconnect_max %ds%s\n", a, c->mqtt.reconnect_max,
-           c->mqtt.username ? "  (with username)" : "");
+    printf("         max_payload %s  reconnect_max %ds%s\n", a,
+           c->mqtt.reconnect_max, c->mqtt.username ? "  (with username)" : "");
     conf_format_size(c->kafka.inflight_bytes, a, sizeof a);
     conf_format_duration_ms(c->kafka.shutdown_timeout, b, sizeof b);
-    printf("kafka    %s  compression %s  dead letters -> %s\n", c->kafka.brokers,
-           c->kafka.compression, c->kafka.dead_letter_topic);
+    printf("kafka    %s  compression %s  dead letters -> %s\n",
+           c->kafka.brokers, c->kafka.compression, c->kafka.dead_letter_topic);
     printf("         in flight %lld records / %s  shutdown_timeout %s\n",
            (long long)c->kafka.inflight_records, a, b);
     for (size_t i = 0; i < c->kafka.nprops; i++)
-        printf("         %s = %s\n", c->kafka.props[i].name, c->kafka.props[i].value);
+        printf("         %s = %s\n", c->kafka.props[i].name,
+               c->kafka.props[i].value);
     conf_format_size(c->spool.max_bytes, a, sizeof a);
     conf_format_duration_ms(c->spool.max_age, b, sizeof b);
-    printf("spool    %s  max_bytes %s  on_full %s  max_age %s  sync %s\n", c->spool.path,
-           c->spool.max_bytes ? a : "unlimited", on_full_name(c->spool.on_full),
-           c->spool.max_age ? b : "never", c->spool.sync == SPOOL_SYNC_NORMAL ? "normal" : "full");
+    printf("spool    %s  max_bytes %s  on_full %s  max_age %s  sync %s\n",
+           c->spool.path, c->spool.max_bytes ? a : "unlimited",
+           on_full_name(c->spool.on_full), c->spool.max_age ? b : "never",
+           c->spool.sync == SPOOL_SYNC_NORMAL ? "normal" : "full");
     snprintf(d, sizeof d, "%ds", c->log.stats_interval);
     printf("log      level %s  stats every %s\n\n", c->log.level,
            c->log.stats_interval ? d : "(only on shutdown)");
@@ -200,10 +209,12 @@ static void print_summary(const struct conf *c, const struct route_table *t)
         printf("     filter  %s\n", r->filter);
         printf("     topic   %s\n", r->topic);
         printf("     key     %s\n", r->key ? r->key : "(none)");
-        if (strcmp(r->payload ? r->payload : "raw", "raw") || r->format != CONF_FORMAT_RAW)
+        if (strcmp(r->payload ? r->payload : "raw", "raw") ||
+            r->format != CONF_FORMAT_RAW)
             printf("     payload %s  format %s%s%s\n", r->payload,
-                   r->format == CONF_FORMAT_JSON ? "json"
-                   : r->format == CONF_FORMAT_ENVELOPE ? "envelope" : "raw",
+                   r->format == CONF_FORMAT_JSON       ? "json"
+                   : r->format == CONF_FORMAT_ENVELOPE ? "envelope"
+                                                       : "raw",
                    r->split ? "  split " : "", r->split ? r->split : "");
     }
     printf("\nsubscriptions (qos %d):", c->mqtt.qos);
@@ -250,8 +261,11 @@ static const char *bad_topic_name(const char *s)
     if (strpbrk(s, "+#"))
         return "'+' and '#' are for subscription filters, not topic names";
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4
-                                                                                            : 0;
+        int len = *p < 0x80         ? 1
+                  : (*p >> 5) == 6  ? 2
+                  : (*p >> 4) == 14 ? 3
+                  : (*p >> 3) == 30 ? 4
+                                    : 0;
         if (!len)
             return "it is not valid UTF-8";
         for (int i = 1; i < len; i++)
@@ -270,8 +284,10 @@ static unsigned char *read_file(const char *path, size_t max, size_t *len)
     *len = buf ? fread(buf, 1, max + 1, f) : 0;
     if (!f || !buf || ferror(f) || *len > max) {
         fprintf(stderr, "%s: %s: %s\n", prog, path,
-                !f ? strerror(errno) : !buf ? "out of memory" : ferror(f) ? "cannot read"
-                                                              : "larger than mqtt.max_payload");
+                !f          ? strerror(errno)
+                : !buf      ? "out of memory"
+                : ferror(f) ? "cannot read"
+                            : "larger than mqtt.max_payload");
         free(buf);
         buf = NULL;
     }
@@ -305,12 +321,14 @@ static int print_rec(void *ud, const struct payload_rec *r)
     if (r->content_type)
         printf("    content-type %s\n", r->content_type);
     print_value("  value", r->value, r->len,
-                r->content_type && !strncmp(r->content_type, "application/json", 16));
+                r->content_type &&
+                    !strncmp(r->content_type, "application/json", 16));
     return 0;
 }
 
 /* The payload as the route's type, in JSON, when it decodes. */
-static void print_decoded(const struct conf_route *r, const void *data, size_t len)
+static void print_decoded(const struct conf_route *r, const void *data,
+                          size_t len)
 {
     const ProtobufCMessageDescriptor *d = decode_type(r->payload);
     struct decode *dc;
@@ -326,8 +344,9 @@ static void print_decoded(const struct conf_route *r, const void *data, size_t l
     decode_free(dc);
 }
 
-static int route_one(const struct conf *c, const struct route_table *t, struct payload *pl,
-                     const char *topic, const void *data, size_t len)
+static int route_one(const struct conf *c, const struct route_table *t,
+                     struct payload *pl, const char *topic, const void *data,
+                     size_t len)
 {
     struct route_result r;
     const char *bad = bad_topic_name(topic);
@@ -342,25 +361,30 @@ static int route_one(const struct conf *c, const struct route_table *t, struct p
     }
     printf("  route    %d. %s\n", r.index + 1, r.route->match);
     if (r.status != ROUTE_OK) {
-        printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic, r.reason);
+        printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic,
+               r.reason);
         return 1;
     }
     if (data && payload_decodes(pl, r.index)) {
         char why[256];
         enum payload_error kind;
         int n = 0;
-        struct payload_msg pm = {topic, data, len, c->mqtt.qos, 0, c->gateway.id};
+        struct payload_msg pm = {topic,       data, len,
+                                 c->mqtt.qos, 0,    c->gateway.id};
         print_decoded(r.route, data, len);
-        printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic, c->mqtt.qos,
-               c->gateway.id);
-        if (payload_process(pl, t, &r, &pm, print_rec, &n, &kind, why, sizeof why)) {
-            printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic, why);
+        printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic,
+               c->mqtt.qos, c->gateway.id);
+        if (payload_process(pl, t, &r, &pm, print_rec, &n, &kind, why,
+                            sizeof why)) {
+            printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic,
+                   why);
             return 1;
         }
         return 0;
     }
     if (r.pending) {
-        printf("  topic    %s  (payload fields: give --payload-file)\n", r.route->topic);
+        printf("  topic    %s  (payload fields: give --payload-file)\n",
+               r.route->topic);
         printf("  key      %s\n", r.route->key ? r.route->key : "(none)");
     } else {
         printf("  topic    %s\n", r.topic);
@@ -369,8 +393,8 @@ static int route_one(const struct conf *c, const struct route_table *t, struct p
         else
             printf("  key      (none)\n");
     }
-    printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic, c->mqtt.qos,
-           c->gateway.id);
+    printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic,
+           c->mqtt.qos, c->gateway.id);
     if (data)
         print_value("value", data, len, 0);
     return 0;
@@ -389,7 +413,8 @@ static int cmd_route(struct opts *o)
         return usage_error("%s", "route needs at least one MQTT topic");
     if ((rc = load(o, &c)))
         return rc;
-    if (route_table_new(&c, &t, err, sizeof err) || payload_new(&c, &pl, err, sizeof err)) {
+    if (route_table_new(&c, &t, err, sizeof err) ||
+        payload_new(&c, &pl, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         route_table_free(t);
         conf_fini(&c);
@@ -444,16 +469,20 @@ static int spool_stats_print(struct spool *sp, const struct conf *c)
            c->spool.max_bytes ? b : "none", on_full_name(c->spool.on_full));
     if (st.oldest_ms)
         age_text(st.oldest_ms, age, sizeof age);
-    printf("waiting   %lld records, %lld bytes, oldest %s%s\n", (long long)st.records,
-           (long long)st.bytes, st.oldest_ms ? age : "-", st.oldest_ms ? " ago" : "");
+    printf("waiting   %lld records, %lld bytes, oldest %s%s\n",
+           (long long)st.records, (long long)st.bytes, st.oldest_ms ? age : "-",
+           st.oldest_ms ? " ago" : "");
     printf("in flight %lld\n", (long long)st.inflight);
     printf("dead      %lld\n", (long long)st.dead);
-    printf("dropped   %lld (spool full)\n", (long long)st.dropped[SPOOL_DROP_FULL]);
-    printf("expired   %lld (older than max_age)\n", (long long)st.dropped[SPOOL_DROP_EXPIRED]);
+    printf("dropped   %lld (spool full)\n",
+           (long long)st.dropped[SPOOL_DROP_FULL]);
+    printf("expired   %lld (older than max_age)\n",
+           (long long)st.dropped[SPOOL_DROP_EXPIRED]);
     printf("totals    %lld put, %lld delivered\n", (long long)st.put_total,
            (long long)st.acked_total);
     if (st.recovered)
-        printf("note      the file was corrupt and was set aside; this is a fresh spool\n");
+        printf("note      the file was corrupt and was set aside; this is a "
+               "fresh spool\n");
     return 0;
 }
 
@@ -470,11 +499,12 @@ static int spool_dead_print(struct spool *sp)
         free(d);
         return 1;
     }
-    printf("%d dead letter%s%s\n", n, n == 1 ? "" : "s", n == MAX ? " (newest 100 shown)" : "");
+    printf("%d dead letter%s%s\n", n, n == 1 ? "" : "s",
+           n == MAX ? " (newest 100 shown)" : "");
     for (int i = 0; i < n; i++) {
         age_text(d[i].dead_ms, age, sizeof age);
-        printf("  %lld  %s ago  %s  %zu bytes  %s\n", (long long)d[i].id, age, d[i].topic,
-               d[i].payload_len, d[i].reason);
+        printf("  %lld  %s ago  %s  %zu bytes  %s\n", (long long)d[i].id, age,
+               d[i].topic, d[i].payload_len, d[i].reason);
     }
     free(d);
     return 0;
@@ -497,10 +527,13 @@ static int cmd_spool(struct opts *o)
     if ((rc = load(o, &c)))
         return rc;
     struct spool_opts so = {c.spool.path, c.spool.max_bytes, c.spool.max_age,
-                            (enum spool_on_full)c.spool.on_full, (enum spool_sync)c.spool.sync};
+                            (enum spool_on_full)c.spool.on_full,
+                            (enum spool_sync)c.spool.sync};
     if (access(c.spool.path, F_OK)) {
-        fprintf(stderr, "%s: no spool at %s (the bridge creates it when it first starts)\n",
-                prog, c.spool.path);
+        fprintf(
+            stderr,
+            "%s: no spool at %s (the bridge creates it when it first starts)\n",
+            prog, c.spool.path);
         rc = 1;
     } else if (spool_open(&so, &sp, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", c.spool.path, err);
@@ -510,11 +543,13 @@ static int cmd_spool(struct opts *o)
     } else if (!strcmp(sub, "list")) {
         rc = spool_dead_print(sp);
     } else {
-        int n = !strcmp(sub, "replay") ? spool_dead_replay(sp) : spool_dead_purge(sp);
+        int n = !strcmp(sub, "replay") ? spool_dead_replay(sp)
+                                       : spool_dead_purge(sp);
         if (n < 0)
             fprintf(stderr, "%s: %s\n", c.spool.path, spool_errmsg(sp));
         else
-            printf("%s %d dead letter%s\n", !strcmp(sub, "replay") ? "replayed" : "purged", n,
+            printf("%s %d dead letter%s\n",
+                   !strcmp(sub, "replay") ? "replayed" : "purged", n,
                    n == 1 ? "" : "s");
         rc = n < 0;
     }
@@ -549,7 +584,9 @@ static int cmd_status(struct opts *o)
         return usage_error("unexpected argument \"%s\"", o->pos[0]);
     if ((rc = load(o, &c)))
         return rc;
-    FILE *f = c.log.status_file && *c.log.status_file ? fopen(c.log.status_file, "r") : NULL;
+    FILE *f = c.log.status_file && *c.log.status_file
+                  ? fopen(c.log.status_file, "r")
+                  : NULL;
     size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
     if (f)
         fclose(f);
@@ -559,7 +596,8 @@ static int cmd_status(struct opts *o)
         lines[n++] = l;
     if (n == 0) {
         printf("mqtt2kafka: not running (no status in %s)\n",
-               c.log.status_file && *c.log.status_file ? c.log.status_file : "(status_file off)");
+               c.log.status_file && *c.log.status_file ? c.log.status_file
+                                                       : "(status_file off)");
         conf_fini(&c);
         return 3;
     }
@@ -571,24 +609,34 @@ static int cmd_status(struct opts *o)
     int pid = atoi(status_get(lines, n, "pid", "0"));
     int alive = pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
     int running = strcmp(state, "stopped") && alive && age_ms < 30000;
-    printf("mqtt2kafka %s: %s (pid %d, updated %.1fs ago)\n", status_get(lines, n, "gateway", "?"),
+    printf("mqtt2kafka %s: %s (pid %d, updated %.1fs ago)\n",
+           status_get(lines, n, "gateway", "?"),
            running ? state : "not running", pid, (double)age_ms / 1000.0);
     printf("  uplink %s, mqtt %s\n", status_get(lines, n, "uplink", "?"),
            status_get(lines, n, "mqtt", "?"));
     printf("  backlog %s records, %s bytes, oldest %ss; spool file %s bytes\n",
-           status_get(lines, n, "backlog", "?"), status_get(lines, n, "backlog_bytes", "?"),
-           status_get(lines, n, "oldest_s", "?"), status_get(lines, n, "spool_file_bytes", "?"));
+           status_get(lines, n, "backlog", "?"),
+           status_get(lines, n, "backlog_bytes", "?"),
+           status_get(lines, n, "oldest_s", "?"),
+           status_get(lines, n, "spool_file_bytes", "?"));
     printf("  received %s, delivered %s, redelivered by the broker %s\n",
-           status_get(lines, n, "received", "?"), status_get(lines, n, "delivered", "?"),
+           status_get(lines, n, "received", "?"),
+           status_get(lines, n, "delivered", "?"),
            status_get(lines, n, "redelivered", "?"));
-    printf("  dead-lettered %s (unrouted %s, bad topic %s, oversized %s, empty %s, "
+    printf("  dead-lettered %s (unrouted %s, bad topic %s, oversized %s, empty "
+           "%s, "
            "bad payload %s, missing field %s); refused by Kafka %s\n",
-           status_get(lines, n, "dead_lettered", "?"), status_get(lines, n, "unrouted", "?"),
-           status_get(lines, n, "bad_topic", "?"), status_get(lines, n, "oversized", "?"),
-           status_get(lines, n, "empty", "?"), status_get(lines, n, "bad_payload", "?"),
-           status_get(lines, n, "missing_field", "?"), status_get(lines, n, "kafka_refused", "?"));
+           status_get(lines, n, "dead_lettered", "?"),
+           status_get(lines, n, "unrouted", "?"),
+           status_get(lines, n, "bad_topic", "?"),
+           status_get(lines, n, "oversized", "?"),
+           status_get(lines, n, "empty", "?"),
+           status_get(lines, n, "bad_payload", "?"),
+           status_get(lines, n, "missing_field", "?"),
+           status_get(lines, n, "kafka_refused", "?"));
     printf("  dropped: spool full %s, expired %s, by the broker %s\n",
-           status_get(lines, n, "dropped_full", "?"), status_get(lines, n, "expired", "?"),
+           status_get(lines, n, "dropped_full", "?"),
+           status_get(lines, n, "expired", "?"),
            status_get(lines, n, "broker_dropped", "?"));
     conf_fini(&c);
     return running ? 0 : 3;
@@ -617,7 +665,8 @@ int main(int argc, char **argv)
     int first = 1;
 
     if (argc > 1 && argv[1][0] != '-') {
-        for (cmd = cmds; cmd < cmds + NCMDS && strcmp(cmd->name, argv[1]); cmd++)
+        for (cmd = cmds; cmd < cmds + NCMDS && strcmp(cmd->name, argv[1]);
+             cmd++)
             ;
         if (cmd == cmds + NCMDS)
             return usage_error("unknown command \"%s\"", argv[1]);

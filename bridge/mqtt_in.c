@@ -29,9 +29,9 @@
 
 #include "bridge/log.h"
 
-#define SYS_DROPPED "$SYS/broker/publish/messages/dropped"
+#define SYS_DROPPED        "$SYS/broker/publish/messages/dropped"
 #define CONNECT_TIMEOUT_MS 15000
-#define BACKOFF_BASE_MS 500
+#define BACKOFF_BASE_MS    500
 
 enum conn_state { DISCONNECTED, CONNECTING, CONNECTED };
 
@@ -41,12 +41,12 @@ struct mqtt_in {
     struct mqtt_in_cb cb;
     void *ud;
     enum conn_state state;
-    int attempts;          /* failed attempts since the last CONNACK */
-    int64_t next_try_ms;   /* when to try connecting again */
-    int64_t connect_ms;    /* when the current attempt started */
-    int64_t sys_dropped;   /* last value of the broker's counter, -1 unknown */
-    size_t delivered;      /* messages handed to the callback */
-    int sub_mid;           /* the SUBSCRIBE carrying the route filters */
+    int attempts;        /* failed attempts since the last CONNACK */
+    int64_t next_try_ms; /* when to try connecting again */
+    int64_t connect_ms;  /* when the current attempt started */
+    int64_t sys_dropped; /* last value of the broker's counter, -1 unknown */
+    size_t delivered;    /* messages handed to the callback */
+    int sub_mid;         /* the SUBSCRIBE carrying the route filters */
 };
 
 static int lib_refs;
@@ -137,8 +137,7 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc,
 {
     struct mqtt_in *m = ud;
     (void)mosq, (void)props;
-    set_state(m, DISCONNECTED, 0,
-              rc == 0 ? "closed" : mosquitto_strerror(rc));
+    set_state(m, DISCONNECTED, 0, rc == 0 ? "closed" : mosquitto_strerror(rc));
 }
 
 static void sys_dropped(struct mqtt_in *m, const struct mosquitto_message *msg)
@@ -332,8 +331,8 @@ static void try_connect(struct mqtt_in *m, int64_t now_ms)
     mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) {
         if (m->attempts == 0 || m->attempts % 10 == 0)
-            log_warn("mqtt: cannot connect to %s:%d: %s (retrying)",
-                     m->o.host, m->o.port,
+            log_warn("mqtt: cannot connect to %s:%d: %s (retrying)", m->o.host,
+                     m->o.port,
                      rc == MOSQ_ERR_ERRNO ? strerror(errno)
                                           : mosquitto_strerror(rc));
         schedule_retry(m);

@@ -21,13 +21,13 @@ struct mqtt_in_opts {
     const char *client_id;
     int protocol; /* 5 or 4 (3.1.1) */
     int qos;
-    int keepalive;             /* s */
-    int64_t session_expiry;    /* s, MQTT 5 */
-    int reconnect_max;         /* s, cap of the backoff */
+    int keepalive;          /* s */
+    int64_t session_expiry; /* s, MQTT 5 */
+    int reconnect_max;      /* s, cap of the backoff */
     const char *username, *password;
     const char *const *filters; /* subscriptions, renewed on every connect */
     size_t nfilters;
-    int watch_sys_drops;       /* also subscribe to the broker's drop counter */
+    int watch_sys_drops; /* also subscribe to the broker's drop counter */
 };
 
 struct mqtt_in_prop { /* an MQTT 5 user property */
@@ -47,7 +47,7 @@ struct mqtt_in_msg {
     size_t len;
     int qos;
     int retain;
-    int mid;  /* packet id: a redelivery after reconnect keeps it */
+    int mid; /* packet id: a redelivery after reconnect keeps it */
     const struct mqtt_in_prop *props;
     size_t nprops;
 };

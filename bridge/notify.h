@@ -14,8 +14,7 @@ void notify_ready(void);
 
 /* STATUS=<text> for `systemctl status`, printf-style. Sent only when the
  * text changed since the last call. */
-__attribute__((format(printf, 1, 2))) void notify_status(const char *fmt,
-                                                         ...);
+__attribute__((format(printf, 1, 2))) void notify_status(const char *fmt, ...);
 
 /* WATCHDOG=1 when the unit has a watchdog; call it every turn of the loop.
  * It pings at most once per quarter of the period, so a loop that turns

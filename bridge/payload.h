@@ -19,8 +19,9 @@
 #include "bridge/conf.h"
 #include "bridge/route.h"
 
-#define PAYLOAD_SPLIT_MAX 1024 /* records from one message; more: dead letter  \
-                                */
+#define PAYLOAD_SPLIT_MAX                                                      \
+    1024 /* records from one message; more: dead letter                        \
+          */
 
 enum payload_error {
     PAYLOAD_OK = 0,

@@ -27,16 +27,16 @@ struct level {
     enum lkind kind;
     const char *s; /* L_LIT: the text, not NUL-terminated */
     size_t len;
-    int cap;       /* L_CAP: capture index */
+    int cap; /* L_CAP: capture index */
 };
 
-#define SEG_LIT (-1)
+#define SEG_LIT   (-1)
 #define SEG_FIELD (-2) /* {payload.path}: s is the path */
 
 struct seg {
     const char *s; /* literal text, the capture's name, or a field path */
     size_t len;
-    int cap;       /* capture index, SEG_LIT or SEG_FIELD */
+    int cap; /* capture index, SEG_LIT or SEG_FIELD */
 };
 
 struct croute {
@@ -63,8 +63,8 @@ struct route_table {
 /* Legal in a Kafka topic name: [A-Za-z0-9._-]. */
 static int kchar(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 /* How many leading bytes of s[0..n) are legal. */
@@ -86,7 +86,8 @@ int route_kafka_topic_ok(const char *s)
 
 /* ---- compiling ------------------------------------------------------ */
 
-static int compile_levels(struct croute *cr, const char *m, char *err, size_t errlen)
+static int compile_levels(struct croute *cr, const char *m, char *err,
+                          size_t errlen)
 {
     size_t n = 1;
     for (const char *p = m; *p; p++)
@@ -121,8 +122,8 @@ static int compile_levels(struct croute *cr, const char *m, char *err, size_t er
     }
 }
 
-static int compile_template(struct croute *cr, const char *t, struct seg **out, size_t *nout,
-                            char *err, size_t errlen)
+static int compile_template(struct croute *cr, const char *t, struct seg **out,
+                            size_t *nout, char *err, size_t errlen)
 {
     size_t n = 1;
     for (const char *p = t; *p; p++)
@@ -153,7 +154,9 @@ static int compile_template(struct croute *cr, const char *t, struct seg **out, 
             if (cr->caplen[i] == len && !memcmp(cr->capname[i], p + 1, len))
                 break;
         if (!close || i == cr->ncap) {
-            snprintf(err, errlen, "template \"%s\" names a capture the match does not define", t);
+            snprintf(
+                err, errlen,
+                "template \"%s\" names a capture the match does not define", t);
             return -EINVAL;
         }
         sg[*nout] = (struct seg){p + 1, len, (int)i};
@@ -179,7 +182,8 @@ static int covers(const char *a, const char *b)
             return 0;
         if (!(al == 1 && *a == '+') && (al != bl || memcmp(a, b, al)))
             return 0;
-        if (!*ae || !*be) /* a ends: covers only if b ends too, or a's next is # */
+        if (!*ae ||
+            !*be) /* a ends: covers only if b ends too, or a's next is # */
             return !*ae ? !*be : !strcmp(ae, "/#");
         a = ae + 1;
         b = be + 1;
@@ -205,7 +209,8 @@ static int build_filters(struct route_table *t)
     return 0;
 }
 
-int route_table_new(const struct conf *c, struct route_table **out, char *err, size_t errlen)
+int route_table_new(const struct conf *c, struct route_table **out, char *err,
+                    size_t errlen)
 {
     struct route_table *t = calloc(1, sizeof *t);
     int rc = -ENOMEM;
@@ -225,13 +230,16 @@ int route_table_new(const struct conf *c, struct route_table **out, char *err, s
             snprintf(why, sizeof why, "route is missing match or topic");
             rc = -EINVAL;
         } else if (!(rc = compile_levels(cr, r->match, why, sizeof why)) &&
-                   !(rc = compile_template(cr, r->topic, &cr->topic, &cr->ntopic, why,
-                                           sizeof why)) && r->key) {
-            rc = compile_template(cr, r->key, &cr->key, &cr->nkey, why, sizeof why);
+                   !(rc = compile_template(cr, r->topic, &cr->topic,
+                                           &cr->ntopic, why, sizeof why)) &&
+                   r->key) {
+            rc = compile_template(cr, r->key, &cr->key, &cr->nkey, why,
+                                  sizeof why);
         }
         if (rc == -EINVAL)
-            snprintf(err, errlen, "%s:%d:%d: route %zu: %s", c->path ? c->path : "<config>",
-                     r->line, r->col, i + 1, why);
+            snprintf(err, errlen, "%s:%d:%d: route %zu: %s",
+                     c->path ? c->path : "<config>", r->line, r->col, i + 1,
+                     why);
         if (rc)
             goto fail;
     }
@@ -268,7 +276,8 @@ size_t route_table_filters(const struct route_table *t, const char ***filters)
 
 /* ---- matching ------------------------------------------------------- */
 
-static int match_levels(const struct croute *cr, const char *topic, struct route_span *caps)
+static int match_levels(const struct croute *cr, const char *topic,
+                        struct route_span *caps)
 {
     const char *p = topic;
     if (*topic == '$' && cr->nlv && cr->lv[0].kind != L_LIT)
@@ -292,23 +301,30 @@ static int match_levels(const struct croute *cr, const char *topic, struct route
 
 /* Renders segments into buf (capacity max+1). For a Kafka topic, checks
  * each captured or payload byte. Sets out->status and reason on failure. */
-static int render(const struct croute *cr, const struct seg *sg, size_t n, route_field_fn fn,
-                  void *ud, char *buf, size_t max, size_t *olen, int topic,
-                  struct route_result *out)
+static int render(const struct croute *cr, const struct seg *sg, size_t n,
+                  route_field_fn fn, void *ud, char *buf, size_t max,
+                  size_t *olen, int topic, struct route_result *out)
 {
     const char *what = topic ? "topic" : "key";
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         const struct seg *s = &sg[i];
-        const char *src = s->cap == SEG_LIT ? s->s : s->cap >= 0 ? out->caps[s->cap].s : buf + o;
-        size_t len = s->cap == SEG_LIT ? s->len : s->cap >= 0 ? out->caps[s->cap].len : 0;
+        const char *src = s->cap == SEG_LIT ? s->s
+                          : s->cap >= 0     ? out->caps[s->cap].s
+                                            : buf + o;
+        size_t len = s->cap == SEG_LIT ? s->len
+                     : s->cap >= 0     ? out->caps[s->cap].len
+                                       : 0;
         if (s->cap == SEG_FIELD) {
-            int rc = fn ? fn(ud, s->s, s->len, buf + o, max - o, &len) : -ENOENT;
+            int rc =
+                fn ? fn(ud, s->s, s->len, buf + o, max - o, &len) : -ENOENT;
             if (rc == -ENOENT || rc == -EILSEQ) {
                 out->status = rc == -ENOENT ? ROUTE_NO_FIELD : ROUTE_BAD_FIELD;
-                snprintf(out->reason, sizeof out->reason,
-                         "payload field %.*s %s (the Kafka %s template needs it)", (int)s->len,
-                         s->s, rc == -ENOENT ? "is not set" : "is not valid UTF-8", what);
+                snprintf(
+                    out->reason, sizeof out->reason,
+                    "payload field %.*s %s (the Kafka %s template needs it)",
+                    (int)s->len, s->s,
+                    rc == -ENOENT ? "is not set" : "is not valid UTF-8", what);
                 return -1;
             }
             if (rc)
@@ -326,14 +342,17 @@ static int render(const struct croute *cr, const struct seg *sg, size_t n, route
                 unsigned char c = (unsigned char)src[ok];
                 int field = s->cap == SEG_FIELD;
                 out->status = ROUTE_BAD_TOPIC;
-                snprintf(out->reason, sizeof out->reason,
-                         "%s {%s%.*s} = \"%.*s\" puts %s%c%s into the Kafka topic "
-                         "(only A-Z a-z 0-9 . _ - are legal)",
-                         field ? "payload field" : "capture", field ? PAYLOAD_PREFIX : "",
-                         field ? (int)s->len : (int)cr->caplen[s->cap],
-                         field ? s->s : cr->capname[s->cap], len > 40 ? 40 : (int)len,
-                         src, c < 0x80 ? "'" : "", c < 0x80 ? c : '?',
-                         c < 0x80 ? "'" : " (a non-ASCII character)");
+                snprintf(
+                    out->reason, sizeof out->reason,
+                    "%s {%s%.*s} = \"%.*s\" puts %s%c%s into the Kafka topic "
+                    "(only A-Z a-z 0-9 . _ - are legal)",
+                    field ? "payload field" : "capture",
+                    field ? PAYLOAD_PREFIX : "",
+                    field ? (int)s->len : (int)cr->caplen[s->cap],
+                    field ? s->s : cr->capname[s->cap],
+                    len > 40 ? 40 : (int)len, src, c < 0x80 ? "'" : "",
+                    c < 0x80 ? c : '?',
+                    c < 0x80 ? "'" : " (a non-ASCII character)");
                 return -1;
             }
         }
@@ -347,24 +366,27 @@ static int render(const struct croute *cr, const struct seg *sg, size_t n, route
 }
 
 /* Topic and key of route cr into out, from out->caps and fn's fields. */
-static enum route_status render_all(const struct croute *cr, route_field_fn fn, void *ud,
-                                    struct route_result *out)
+static enum route_status render_all(const struct croute *cr, route_field_fn fn,
+                                    void *ud, struct route_result *out)
 {
     size_t len;
     out->status = ROUTE_OK;
     out->has_key = 0;
     out->key_len = 0;
-    if (render(cr, cr->topic, cr->ntopic, fn, ud, out->topic, ROUTE_TOPIC_MAX, &len, 1, out))
+    if (render(cr, cr->topic, cr->ntopic, fn, ud, out->topic, ROUTE_TOPIC_MAX,
+               &len, 1, out))
         return out->status;
     if (!route_kafka_topic_ok(out->topic)) {
         out->status = ROUTE_BAD_TOPIC;
-        snprintf(out->reason, sizeof out->reason, "the Kafka topic would be \"%.40s\", "
-                 "which is not a legal name", out->topic);
+        snprintf(out->reason, sizeof out->reason,
+                 "the Kafka topic would be \"%.40s\", "
+                 "which is not a legal name",
+                 out->topic);
         return out->status;
     }
     if (cr->r->key) {
-        if (render(cr, cr->key, cr->nkey, fn, ud, out->key, ROUTE_KEY_MAX, &out->key_len, 0,
-                   out))
+        if (render(cr, cr->key, cr->nkey, fn, ud, out->key, ROUTE_KEY_MAX,
+                   &out->key_len, 0, out))
             return out->status;
         out->has_key = 1;
     }
@@ -398,8 +420,9 @@ enum route_status route_match(const struct route_table *t, const char *topic,
     return ROUTE_NO_MATCH;
 }
 
-enum route_status route_expand(const struct route_table *t, struct route_result *r,
-                               route_field_fn fn, void *ud)
+enum route_status route_expand(const struct route_table *t,
+                               struct route_result *r, route_field_fn fn,
+                               void *ud)
 {
     if (r->index < 0 || (size_t)r->index >= t->n)
         return r->status;

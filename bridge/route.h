@@ -14,7 +14,7 @@
 #include "bridge/conf.h"
 
 #define ROUTE_TOPIC_MAX 249 /* Kafka's limit on a topic name */
-#define ROUTE_KEY_MAX 1024
+#define ROUTE_KEY_MAX   1024
 
 struct route_table;
 
@@ -31,11 +31,11 @@ size_t route_table_filters(const struct route_table *t, const char ***filters);
 
 enum route_status {
     ROUTE_OK = 0,
-    ROUTE_NO_MATCH,      /* no route matches the topic */
-    ROUTE_BAD_TOPIC,     /* the captures make an illegal Kafka topic name */
-    ROUTE_TOO_LONG,      /* topic or key longer than the limit */
-    ROUTE_NO_FIELD,      /* route_expand: a payload field is not set */
-    ROUTE_BAD_FIELD,     /* route_expand: a payload field is not UTF-8 */
+    ROUTE_NO_MATCH,  /* no route matches the topic */
+    ROUTE_BAD_TOPIC, /* the captures make an illegal Kafka topic name */
+    ROUTE_TOO_LONG,  /* topic or key longer than the limit */
+    ROUTE_NO_FIELD,  /* route_expand: a payload field is not set */
+    ROUTE_BAD_FIELD, /* route_expand: a payload field is not UTF-8 */
 };
 
 struct route_span {
@@ -45,15 +45,15 @@ struct route_span {
 
 struct route_result {
     enum route_status status;
-    int index;                 /* the route that matched, or -1 */
+    int index; /* the route that matched, or -1 */
     const struct conf_route *route;
     char topic[ROUTE_TOPIC_MAX + 1];
     char key[ROUTE_KEY_MAX + 1];
     size_t key_len;
     int has_key;
-    int pending;               /* templates name {payload.x}: see route_expand */
+    int pending; /* templates name {payload.x}: see route_expand */
     struct route_span caps[CONF_MAX_CAPTURES]; /* borrowed from the topic */
-    char reason[160];          /* for anything but ROUTE_OK, a sentence */
+    char reason[160]; /* for anything but ROUTE_OK, a sentence */
 };
 
 /* Routes one MQTT topic (a NUL-terminated, valid UTF-8 topic name). When

@@ -21,8 +21,9 @@
  * bridge keeps the MQTT packet id and a payload hash there, to recognise a
  * broker's redelivery of a committed message after a crash. An ack keeps
  * the tags of rows among the newest TAGS_KEEP ids in tags(id, tag), pruned
- * in the same transaction (schema 2), so spool_recent() still sees them. epoch is 16 random hex digits made with the
- * file; (epoch, id) names a record for consumers' deduplication.
+ * in the same transaction (schema 2), so spool_recent() still sees them. epoch
+ * is 16 random hex digits made with the file; (epoch, id) names a record for
+ * consumers' deduplication.
  *
  * IDS ARE NEVER REUSED. Ids are assigned by this module, not by SQLite's
  * rowid (which hands out max(rowid)+1 again after the newest rows are
@@ -140,7 +141,7 @@
 #define ARENA_MAX    (256u << 20) /* cap on one peek's copied bytes */
 #define ACK_MAX      (1 << 20)    /* cap on ids in one ack/nack call */
 #define EXPIRE_CHUNK 50000        /* rows per expiry transaction */
-#define TAGS_KEEP 8192             /* ids back whose tags outlive their ack */
+#define TAGS_KEEP    8192         /* ids back whose tags outlive their ack */
 
 enum {
     S_BEGIN,
@@ -1179,8 +1180,7 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
         i = j + 1;
     }
     if (rc == 0) {
-        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1,
-                           sp->c.last_id - TAGS_KEEP);
+        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, sp->c.last_id - TAGS_KEEP);
         rc = run(sp, S_PRUNE_TAGS);
     }
     if (rc == 0)

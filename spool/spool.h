@@ -73,17 +73,17 @@ enum spool_reason {
 };
 
 struct spool_stats {
-    int64_t records;       /* rows waiting (in flight included) */
-    int64_t bytes;         /* payload+key+headers bytes of those rows */
-    int64_t inflight;      /* handed out by peek, not yet acked or nacked */
-    int64_t oldest_ms;     /* recv_ms of the oldest waiting row; 0: none */
-    int64_t dead;          /* rows in the dead-letter table */
+    int64_t records;   /* rows waiting (in flight included) */
+    int64_t bytes;     /* payload+key+headers bytes of those rows */
+    int64_t inflight;  /* handed out by peek, not yet acked or nacked */
+    int64_t oldest_ms; /* recv_ms of the oldest waiting row; 0: none */
+    int64_t dead;      /* rows in the dead-letter table */
     int64_t dropped[SPOOL_DROP__COUNT]; /* since the file was created */
-    int64_t put_total;     /* records put since the file was created */
-    int64_t acked_total;   /* records acked since the file was created */
-    int64_t file_bytes;    /* database + WAL on disk */
-    int recovered;         /* 1 if open found a corrupt file and set it aside */
-    int64_t dead_purged;   /* dead letters deleted by spool_dead_purge */
+    int64_t put_total;   /* records put since the file was created */
+    int64_t acked_total; /* records acked since the file was created */
+    int64_t file_bytes;  /* database + WAL on disk */
+    int recovered;       /* 1 if open found a corrupt file and set it aside */
+    int64_t dead_purged; /* dead letters deleted by spool_dead_purge */
 };
 
 /*

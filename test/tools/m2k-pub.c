@@ -206,7 +206,8 @@ static void payload_build(const struct opts *o, struct payload *p, char *dev,
     size_t padn, i;
 
     if (o->fmt == FMT_FIXED) { /* like heartbeats: the same bytes each time */
-        p->len = strlen(o->fixed) < MAX_PAYLOAD ? strlen(o->fixed) : MAX_PAYLOAD;
+        p->len =
+            strlen(o->fixed) < MAX_PAYLOAD ? strlen(o->fixed) : MAX_PAYLOAD;
         memcpy(p->buf, o->fixed, p->len);
         return;
     }

@@ -91,14 +91,18 @@ static void test_values(void **state)
 {
     struct conf c;
     (void)state;
-    const char *y = G R
-        "mqtt:\n  client_id: fixed\n  protocol: 3.1.1\n  qos: 0\n  keepalive: 1m\n"
-        "  session_expiry: 2d\n  username: u\n  password: \"\"\n  max_payload: 1MB\n"
-        "kafka:\n  compression: zstd\n  shutdown_timeout: 250ms\n  inflight_bytes: 512KiB\n"
-        "  properties:\n    linger.ms: 5\n    ssl.endpoint.identification.algorithm: none\n"
-        "    enable.ssl.certificate.verification: false\n"
-        "spool:\n  max_bytes: 0\n  on_full: backpressure\n  max_age: 12h\n  sync: normal\n"
-        "log:\n  stats_interval: 0\n  level: debug\n";
+    const char *y = G R "mqtt:\n  client_id: fixed\n  protocol: 3.1.1\n  qos: "
+                        "0\n  keepalive: 1m\n"
+                        "  session_expiry: 2d\n  username: u\n  password: "
+                        "\"\"\n  max_payload: 1MB\n"
+                        "kafka:\n  compression: zstd\n  shutdown_timeout: "
+                        "250ms\n  inflight_bytes: 512KiB\n"
+                        "  properties:\n    linger.ms: 5\n    "
+                        "ssl.endpoint.identification.algorithm: none\n"
+                        "    enable.ssl.certificate.verification: false\n"
+                        "spool:\n  max_bytes: 0\n  on_full: backpressure\n  "
+                        "max_age: 12h\n  sync: normal\n"
+                        "log:\n  stats_interval: 0\n  level: debug\n";
     assert_int_equal(parse(y, &c), 0);
     assert_string_equal(c.mqtt.client_id, "fixed");
     assert_int_equal(c.mqtt.protocol, 4);
@@ -128,7 +132,8 @@ static void test_values(void **state)
     assert_int_equal(c.mqtt.protocol, 4);
     conf_fini(&c);
     /* Flow style works the same. */
-    assert_int_equal(parse("{gateway: {id: g}, routes: [{match: '#', topic: all}]}", &c), 0);
+    assert_int_equal(
+        parse("{gateway: {id: g}, routes: [{match: '#', topic: all}]}", &c), 0);
     assert_string_equal(c.routes[0].filter, "#");
     conf_fini(&c);
 }
@@ -184,15 +189,20 @@ static void test_key_errors(void **state)
 {
     (void)state;
     expect_error(G R "mqtt:\n  hots: x\n", 7, 3,
-                 "unknown key \"hots\" in mqtt (did you mean \"host\"?); expected one of: host, "
+                 "unknown key \"hots\" in mqtt (did you mean \"host\"?); "
+                 "expected one of: host, "
                  "port, client_id");
     expect_error(G R "mqtt:\n  port: 1\n  port: 2\n", 8, 3,
                  "duplicate key \"port\" in mqtt (first set on line 7)");
-    expect_error(G R "kafak:\n  brokers: x\n", 6, 1,
-                 "unknown key \"kafak\" in the top level (did you mean \"kafka\"?)");
-    expect_error(G R "mqtt: {}\nmqtt: {}\n", 7, 1, "duplicate section \"mqtt\"");
-    expect_error(G R "kafka:\n  properties:\n    linger.ms: 1\n    linger.ms: 2\n", 9, 5,
-                 "duplicate key \"linger.ms\" in kafka.properties (first set on line 8)");
+    expect_error(
+        G R "kafak:\n  brokers: x\n", 6, 1,
+        "unknown key \"kafak\" in the top level (did you mean \"kafka\"?)");
+    expect_error(G R "mqtt: {}\nmqtt: {}\n", 7, 1,
+                 "duplicate section \"mqtt\"");
+    expect_error(
+        G R "kafka:\n  properties:\n    linger.ms: 1\n    linger.ms: 2\n", 9, 5,
+        "duplicate key \"linger.ms\" in kafka.properties (first set on line "
+        "8)");
     expect_error(G R "kafka:\n  properties:\n    acks: 1\n", 8, 5,
                  "\"acks\" cannot be set here");
 }
@@ -204,31 +214,41 @@ static void test_type_errors(void **state)
                  "mqtt.port: expected an integer from 1 to 65535, got \"abc\"");
     expect_error(G R "mqtt:\n  port: 70000\n", 7, 9,
                  "mqtt.port: 70000 is out of range (1 to 65535)");
-    expect_error(G R "mqtt:\n  qos: 2\n", 7, 8, "mqtt.qos: 2 is out of range (0 to 1)");
+    expect_error(G R "mqtt:\n  qos: 2\n", 7, 8,
+                 "mqtt.qos: 2 is out of range (0 to 1)");
     expect_error(G R "mqtt:\n  host: [a, b]\n", 7, 9,
                  "expected a string for mqtt.host, got a list");
-    expect_error(G R "mqtt:\n  host:\n", 7, 8, "expected a string for mqtt.host, got nothing");
+    expect_error(G R "mqtt:\n  host:\n", 7, 8,
+                 "expected a string for mqtt.host, got nothing");
     expect_error(G R "mqtt:\n  protocol: 4\n", 7, 13,
                  "mqtt.protocol: expected one of 5 | 3.1.1 | 311, got \"4\"");
     expect_error(G R "mqtt:\n  keepalive: 250ms\n", 7, 14,
                  "mqtt.keepalive: expected whole seconds, got \"250ms\"");
     expect_error(G R "spool:\n  max_bytes: 1.5GiB\n", 7, 14,
                  "spool.max_bytes: expected a size");
-    expect_error(G R "spool:\n  max_age: 1y\n", 7, 12, "spool.max_age: expected a duration");
+    expect_error(G R "spool:\n  max_age: 1y\n", 7, 12,
+                 "spool.max_age: expected a duration");
     expect_error(G R "spool:\n  on_full: drop\n", 7, 12,
-                 "spool.on_full: expected one of drop_oldest | backpressure, got \"drop\"");
-    expect_error(G R "spool:\n  sync: off\n", 7, 9, "expected one of full | normal");
-    expect_error(G R "kafka:\n  compression: brotli\n", 7, 16,
-                 "expected one of none | gzip | snappy | lz4 | zstd, got \"brotli\"");
+                 "spool.on_full: expected one of drop_oldest | backpressure, "
+                 "got \"drop\"");
+    expect_error(G R "spool:\n  sync: off\n", 7, 9,
+                 "expected one of full | normal");
+    expect_error(
+        G R "kafka:\n  compression: brotli\n", 7, 16,
+        "expected one of none | gzip | snappy | lz4 | zstd, got \"brotli\"");
     expect_error(G R "kafka:\n  inflight_bytes: 1KiB\n", 7, 19,
                  "kafka.inflight_bytes: 1KiB is out of range (64KiB to 1GiB)");
-    expect_error(G R "kafka:\n  dead_letter_topic: dead/letters\n", 7, 22,
-                 "\"dead/letters\" is not a legal Kafka topic name ('/' is not allowed");
-    expect_error(G R "kafka:\n  properties: [a]\n", 7, 15,
-                 "expected a mapping of librdkafka property names to values for "
-                 "kafka.properties, got a list");
-    expect_error(G R "log: 5\n", 6, 6, "expected a mapping of keys for log, got a scalar");
-    expect_error("- a\n", 1, 1, "expected a mapping with sections gateway, mqtt");
+    expect_error(
+        G R "kafka:\n  dead_letter_topic: dead/letters\n", 7, 22,
+        "\"dead/letters\" is not a legal Kafka topic name ('/' is not allowed");
+    expect_error(
+        G R "kafka:\n  properties: [a]\n", 7, 15,
+        "expected a mapping of librdkafka property names to values for "
+        "kafka.properties, got a list");
+    expect_error(G R "log: 5\n", 6, 6,
+                 "expected a mapping of keys for log, got a scalar");
+    expect_error("- a\n", 1, 1,
+                 "expected a mapping with sections gateway, mqtt");
 }
 
 static void test_required(void **state)
@@ -244,30 +264,41 @@ static void test_required(void **state)
     expect_error(G "routes:\n  - match: a\n    topic: t\n  - match: b\n", 6, 5,
                  "route 2 is missing required key \"topic\"");
     expect_error(G "routes:\n  - a/b\n", 4, 5,
-                 "expected route 1 as a mapping with match, topic and key, got a scalar");
-    expect_error(G "routes:\n  - match: a\n    topic: t\n    partition: 1\n", 6, 5,
-                 "unknown key \"partition\" in route 1");
+                 "expected route 1 as a mapping with match, topic and key, got "
+                 "a scalar");
+    expect_error(G "routes:\n  - match: a\n    topic: t\n    partition: 1\n", 6,
+                 5, "unknown key \"partition\" in route 1");
     expect_error("", 1, 1, "the configuration is empty");
 }
 
 static void test_route_errors(void **state)
 {
     (void)state;
-    expect_error(G "routes:\n  - match: a/{x}\n    topic: t\n    key: \"{devce}\"\n", 6, 10,
-                 "route 1 key template names {devce}, but match defines x");
-    expect_error(G "routes:\n  - match: s/{region}/{type}/{device}\n    topic: t.{typ}\n", 5, 12,
-                 "route 1 topic template names {typ}, but match defines region, type, device");
-    expect_error(G "routes:\n  - match: a/b\n    topic: t.{x}\n", 5, 12,
-                 "route 1 topic template names {x}, but match defines no captures");
-    expect_error(G "routes:\n  - match: a/{x}\n    topic: iot/sensor/{x}\n", 5, 12,
-                 "route 1 topic template \"iot/sensor/{x}\" can only produce illegal Kafka "
+    expect_error(
+        G "routes:\n  - match: a/{x}\n    topic: t\n    key: \"{devce}\"\n", 6,
+        10, "route 1 key template names {devce}, but match defines x");
+    expect_error(
+        G
+        "routes:\n  - match: s/{region}/{type}/{device}\n    topic: t.{typ}\n",
+        5, 12,
+        "route 1 topic template names {typ}, but match defines region, type, "
+        "device");
+    expect_error(
+        G "routes:\n  - match: a/b\n    topic: t.{x}\n", 5, 12,
+        "route 1 topic template names {x}, but match defines no captures");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: iot/sensor/{x}\n", 5,
+                 12,
+                 "route 1 topic template \"iot/sensor/{x}\" can only produce "
+                 "illegal Kafka "
                  "topic names: '/' is not allowed");
     expect_error(G "routes:\n  - match: a\n    topic: \"t\xc3\xbc\"\n", 5, 12,
                  "non-ASCII characters are not allowed");
     expect_error(G "routes:\n  - match: a/#/b\n    topic: t\n", 4, 12,
-                 "route 1 match \"a/#/b\" is not a valid MQTT filter: '#' must be a whole "
+                 "route 1 match \"a/#/b\" is not a valid MQTT filter: '#' must "
+                 "be a whole "
                  "level and the last one");
-    expect_error(G "routes:\n  - match: a/b#\n    topic: t\n", 4, 12, "'#' must be a whole");
+    expect_error(G "routes:\n  - match: a/b#\n    topic: t\n", 4, 12,
+                 "'#' must be a whole");
     expect_error(G "routes:\n  - match: a/+b\n    topic: t\n", 4, 12,
                  "is not a valid MQTT filter: '+' must be a whole level");
     expect_error(G "routes:\n  - match: \"\"\n    topic: t\n", 4, 12,
@@ -278,31 +309,41 @@ static void test_route_errors(void **state)
                  "capture \"{1x}\" is not a valid name");
     expect_error(G "routes:\n  - match: a/{x}/{x}\n    topic: t\n", 4, 12,
                  "route 1 match captures {x} twice");
-    expect_error(G "routes:\n  - match: a/{x}\n    topic: t.{x\n", 5, 12, "'{' is not closed");
-    expect_error(G "routes:\n  - match: a/{x}\n    topic: t}\n", 5, 12, "'}' without '{'");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: t.{x\n", 5, 12,
+                 "'{' is not closed");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: t}\n", 5, 12,
+                 "'}' without '{'");
     expect_error(G "routes:\n  - match: a\n    topic: ..\n", 5, 12,
                  "route 1 topic \"..\" is not a legal Kafka topic name");
-    expect_error(G "routes:\n  - match: a/{x}\n    key: {x}\n    topic: t\n", 5, 10,
-                 "expected a string for route 1.key, got a mapping (a value that starts with "
+    expect_error(G "routes:\n  - match: a/{x}\n    key: {x}\n    topic: t\n", 5,
+                 10,
+                 "expected a string for route 1.key, got a mapping (a value "
+                 "that starts with "
                  "'{' must be quoted");
 
     char y[1024], lit[300];
     memset(lit, 'a', 250);
     lit[250] = '\0';
-    snprintf(y, sizeof y, G "routes:\n  - match: a/{x}\n    topic: %s{x}\n", lit);
-    expect_error(y, 5, 12, "route 1 topic template is 250 characters long before any capture "
-                           "(at most 249)");
+    snprintf(y, sizeof y, G "routes:\n  - match: a/{x}\n    topic: %s{x}\n",
+             lit);
+    expect_error(
+        y, 5, 12,
+        "route 1 topic template is 250 characters long before any capture "
+        "(at most 249)");
 }
 
 static void test_syntax_errors(void **state)
 {
     (void)state;
-    expect_error(G R "  bad: [\n", 6, 3, "YAML syntax error: did not find expected '-'");
+    expect_error(G R "  bad: [\n", 6, 3,
+                 "YAML syntax error: did not find expected '-'");
     expect_error("gateway:\n  id: a\n  - b\n", 3, 3, "YAML syntax error:");
     expect_error("gateway: {id: [}\n", 1, 16, "YAML syntax error:");
-    expect_error("gateway:\n  id: g\xff\n", 2, 8, "the file is not valid UTF-8 text");
+    expect_error("gateway:\n  id: g\xff\n", 2, 8,
+                 "the file is not valid UTF-8 text");
     expect_error(G R "---\nx: 1\n", 7, 1, "expected one YAML document");
-    expect_error(G R "mqtt:\n  host: *nope\n", 7, 9, "YAML syntax error: found undefined alias");
+    expect_error(G R "mqtt:\n  host: *nope\n", 7, 9,
+                 "YAML syntax error: found undefined alias");
 }
 
 static void test_example_file(void **state)
@@ -311,7 +352,8 @@ static void test_example_file(void **state)
     char path[512];
     const char *root = getenv("M2K_ROOT");
     (void)state;
-    snprintf(path, sizeof path, "%s%sconf/mqtt2kafka.yaml", root ? root : "", root ? "/" : "");
+    snprintf(path, sizeof path, "%s%sconf/mqtt2kafka.yaml", root ? root : "",
+             root ? "/" : "");
     int rc = conf_load(path, &c, err, sizeof err);
     if (rc)
         fail_msg("%s", err);
@@ -331,7 +373,8 @@ static void test_load_errors(void **state)
 {
     struct conf c;
     (void)state;
-    assert_int_equal(conf_load("/nonexistent/m2k.yaml", &c, err, sizeof err), -ENOENT);
+    assert_int_equal(conf_load("/nonexistent/m2k.yaml", &c, err, sizeof err),
+                     -ENOENT);
     assert_non_null(strstr(err, "/nonexistent/m2k.yaml: cannot open"));
     char path[] = "/tmp/m2k-test-confXXXXXX";
     int fd = mkstemp(path);
@@ -348,11 +391,16 @@ static void test_load_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_values),
-        cmocka_unit_test(test_units),         cmocka_unit_test(test_key_errors),
-        cmocka_unit_test(test_type_errors),   cmocka_unit_test(test_required),
-        cmocka_unit_test(test_route_errors),  cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_example_file),  cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_units),
+        cmocka_unit_test(test_key_errors),
+        cmocka_unit_test(test_type_errors),
+        cmocka_unit_test(test_required),
+        cmocka_unit_test(test_route_errors),
+        cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_example_file),
+        cmocka_unit_test(test_load_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

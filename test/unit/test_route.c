@@ -39,8 +39,8 @@ static void unload(struct fx *fx)
     conf_fini(&fx->c);
 }
 
-static void expect_ok(struct fx *fx, const char *topic, int index, const char *ktopic,
-                      const char *key)
+static void expect_ok(struct fx *fx, const char *topic, int index,
+                      const char *ktopic, const char *key)
 {
     struct route_result r;
     enum route_status st = route_match(fx->t, topic, &r);
@@ -58,8 +58,8 @@ static void expect_ok(struct fx *fx, const char *topic, int index, const char *k
     }
 }
 
-static void expect_status(struct fx *fx, const char *topic, enum route_status want, int index,
-                          const char *reason)
+static void expect_status(struct fx *fx, const char *topic,
+                          enum route_status want, int index, const char *reason)
 {
     struct route_result r;
     enum route_status st = route_match(fx->t, topic, &r);
@@ -70,21 +70,21 @@ static void expect_status(struct fx *fx, const char *topic, enum route_status wa
         fail_msg("%s: reason \"%s\" lacks \"%s\"", topic, r.reason, reason);
 }
 
-static const char *example =
-    "  - match: sensors/{region}/{type}/{device}\n"
-    "    topic: iot.sensor.{region}.{type}\n"
-    "    key: \"{device}\"\n"
-    "  - match: gateways/{gateway}/events/#\n"
-    "    topic: iot.gateway.events\n"
-    "    key: \"{gateway}\"\n"
-    "  - match: sensors/#\n"
-    "    topic: iot.sensor.other\n";
+static const char *example = "  - match: sensors/{region}/{type}/{device}\n"
+                             "    topic: iot.sensor.{region}.{type}\n"
+                             "    key: \"{device}\"\n"
+                             "  - match: gateways/{gateway}/events/#\n"
+                             "    topic: iot.gateway.events\n"
+                             "    key: \"{gateway}\"\n"
+                             "  - match: sensors/#\n"
+                             "    topic: iot.sensor.other\n";
 
 static void test_captures(void **state)
 {
     (void)state;
     struct fx *fx = load(example);
-    expect_ok(fx, "sensors/eu-west/temp/dev-17", 0, "iot.sensor.eu-west.temp", "dev-17");
+    expect_ok(fx, "sensors/eu-west/temp/dev-17", 0, "iot.sensor.eu-west.temp",
+              "dev-17");
     expect_ok(fx, "gateways/gw9/events/boot", 1, "iot.gateway.events", "gw9");
     expect_ok(fx, "gateways/gw9/events/a/b/c", 1, "iot.gateway.events", "gw9");
     /* a/# also matches its parent a (MQTT 4.7.1.2). */
@@ -93,29 +93,35 @@ static void test_captures(void **state)
     expect_ok(fx, "sensors/eu/temp", 2, "iot.sensor.other", NULL);
     expect_ok(fx, "sensors/eu/temp/dev/extra", 2, "iot.sensor.other", NULL);
     expect_ok(fx, "sensors", 2, "iot.sensor.other", NULL);
-    expect_status(fx, "gateways/gw9/status", ROUTE_NO_MATCH, -1, "no route matches");
+    expect_status(fx, "gateways/gw9/status", ROUTE_NO_MATCH, -1,
+                  "no route matches");
     expect_status(fx, "other", ROUTE_NO_MATCH, -1, "no route matches");
-    expect_status(fx, "Sensors/eu/temp/d", ROUTE_NO_MATCH, -1, "no route matches");
+    expect_status(fx, "Sensors/eu/temp/d", ROUTE_NO_MATCH, -1,
+                  "no route matches");
     /* The key may be anything, even bytes a topic could not hold. */
-    expect_ok(fx, "sensors/eu/temp/d\xc3\xbc 1", 0, "iot.sensor.eu.temp", "d\xc3\xbc 1");
+    expect_ok(fx, "sensors/eu/temp/d\xc3\xbc 1", 0, "iot.sensor.eu.temp",
+              "d\xc3\xbc 1");
     unload(fx);
 }
 
 static void test_wildcards(void **state)
 {
     (void)state;
-    struct fx *fx = load("  - match: a/+/{x}\n    topic: t.{x}\n    key: k-{x}-k\n"
-                         "  - match: \"#\"\n    topic: all\n");
+    struct fx *fx =
+        load("  - match: a/+/{x}\n    topic: t.{x}\n    key: k-{x}-k\n"
+             "  - match: \"#\"\n    topic: all\n");
     expect_ok(fx, "a/b/c", 0, "t.c", "k-c-k");
     /* Empty levels are levels: "+" and captures match them. */
     expect_ok(fx, "a//c", 0, "t.c", "k-c-k");
     expect_ok(fx, "a/b/", 0, "t.", "k--k");
     expect_ok(fx, "x/y", 1, "all", NULL);
     /* '#' and '+' first do not match topics that start with '$'. */
-    expect_status(fx, "$SYS/broker/load", ROUTE_NO_MATCH, -1, "no route matches");
+    expect_status(fx, "$SYS/broker/load", ROUTE_NO_MATCH, -1,
+                  "no route matches");
     unload(fx);
 
-    fx = load("  - match: $SYS/broker/#\n    topic: sys\n  - match: +/x\n    topic: px\n");
+    fx = load("  - match: $SYS/broker/#\n    topic: sys\n  - match: +/x\n    "
+              "topic: px\n");
     expect_ok(fx, "$SYS/broker/publish/messages/dropped", 0, "sys", NULL);
     expect_status(fx, "$foo/x", ROUTE_NO_MATCH, -1, "no route matches");
     expect_ok(fx, "foo/x", 1, "px", NULL);
@@ -128,7 +134,8 @@ static void test_empty_capture(void **state)
     /* A name made only of captures can come out empty, "." or "..". */
     struct fx *fx = load("  - match: a/{x}\n    topic: \"{x}\"\n");
     expect_status(fx, "a/", ROUTE_BAD_TOPIC, 0, "not a legal name");
-    expect_status(fx, "a/..", ROUTE_BAD_TOPIC, 0, "\"..\", which is not a legal name");
+    expect_status(fx, "a/..", ROUTE_BAD_TOPIC, 0,
+                  "\"..\", which is not a legal name");
     expect_ok(fx, "a/x.y", 0, "x.y", NULL);
     unload(fx);
 }
@@ -137,10 +144,12 @@ static void test_illegal_captures(void **state)
 {
     (void)state;
     struct fx *fx = load(example);
-    expect_status(fx, "sensors/eu west/temp/d1", ROUTE_BAD_TOPIC, 0,
-                  "capture {region} = \"eu west\" puts ' ' into the Kafka topic");
-    expect_status(fx, "sensors/eu/t\xc3\xbcr/d1", ROUTE_BAD_TOPIC, 0,
-                  "capture {type} = \"t\xc3\xbcr\" puts ? (a non-ASCII character)");
+    expect_status(
+        fx, "sensors/eu west/temp/d1", ROUTE_BAD_TOPIC, 0,
+        "capture {region} = \"eu west\" puts ' ' into the Kafka topic");
+    expect_status(
+        fx, "sensors/eu/t\xc3\xbcr/d1", ROUTE_BAD_TOPIC, 0,
+        "capture {type} = \"t\xc3\xbcr\" puts ? (a non-ASCII character)");
     expect_status(fx, "sensors/eu/a:b/d1", ROUTE_BAD_TOPIC, 0, "puts ':'");
     /* A bad capture that only goes into the key is fine. */
     expect_ok(fx, "gateways/g w/events/x", 1, "iot.gateway.events", "g w");
@@ -151,7 +160,8 @@ static void test_too_long(void **state)
 {
     char topic[600], want[300];
     (void)state;
-    struct fx *fx = load("  - match: a/{x}\n    topic: p.{x}\n    key: \"{x}{x}{x}{x}\"\n");
+    struct fx *fx =
+        load("  - match: a/{x}\n    topic: p.{x}\n    key: \"{x}{x}{x}{x}\"\n");
     memset(want, 'z', 247);
     want[247] = '\0';
     snprintf(topic, sizeof topic, "a/%s", want); /* p. + 247 = 249: the limit */
@@ -169,17 +179,21 @@ static void test_too_long_limits(void **state)
 {
     char topic[600], cap[300];
     (void)state;
-    struct fx *fx = load("  - match: a/{x}\n    topic: p.{x}\n    key: \"{x}{x}{x}{x}\"\n");
+    struct fx *fx =
+        load("  - match: a/{x}\n    topic: p.{x}\n    key: \"{x}{x}{x}{x}\"\n");
     memset(cap, 'z', 248);
     cap[248] = '\0';
     snprintf(topic, sizeof topic, "a/%s", cap); /* p. + 248 = 250 > 249 */
-    expect_status(fx, topic, ROUTE_TOO_LONG, 0, "the Kafka topic would be longer than 249");
+    expect_status(fx, topic, ROUTE_TOO_LONG, 0,
+                  "the Kafka topic would be longer than 249");
     cap[200] = '\0';
     snprintf(topic, sizeof topic, "a/%s", cap); /* key 800: fits */
     expect_status(fx, topic, ROUTE_OK, 0, "");
     unload(fx);
-    fx = load("  - match: a/{x}\n    topic: p\n    key: \"{x}{x}{x}{x}{x}{x}\"\n");
-    expect_status(fx, topic, ROUTE_TOO_LONG, 0, "the Kafka key would be longer than 1024");
+    fx = load(
+        "  - match: a/{x}\n    topic: p\n    key: \"{x}{x}{x}{x}{x}{x}\"\n");
+    expect_status(fx, topic, ROUTE_TOO_LONG, 0,
+                  "the Kafka key would be longer than 1024");
     unload(fx);
 }
 
@@ -190,7 +204,8 @@ static void expect_filters(const char *routes, const char *want)
     char got[512] = "";
     size_t n = route_table_filters(fx->t, &f);
     for (size_t i = 0; i < n; i++)
-        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? " " : "", f[i]);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s",
+                 i ? " " : "", f[i]);
     assert_string_equal(got, want);
     unload(fx);
 }
@@ -237,7 +252,10 @@ static void test_kafka_names(void **state)
 static void test_bad_conf(void **state)
 {
     /* A hand-built conf the loader never checked: refused, not crashed. */
-    struct conf_route r = {.match = "a/{x}", .filter = "a/+", .topic = "t.{y}", .line = 3,
+    struct conf_route r = {.match = "a/{x}",
+                           .filter = "a/+",
+                           .topic = "t.{y}",
+                           .line = 3,
                            .col = 5};
     struct conf c = {0};
     struct route_table *t = (struct route_table *)&c;
@@ -248,17 +266,22 @@ static void test_bad_conf(void **state)
     c.nroutes = 1;
     assert_int_equal(route_table_new(&c, &t, err, sizeof err), -EINVAL);
     assert_null(t);
-    assert_non_null(strstr(err, "h.yaml:3:5: route 1: template \"t.{y}\" names a capture"));
+    assert_non_null(
+        strstr(err, "h.yaml:3:5: route 1: template \"t.{y}\" names a capture"));
     route_table_free(NULL);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_captures),        cmocka_unit_test(test_wildcards),
-        cmocka_unit_test(test_empty_capture),   cmocka_unit_test(test_illegal_captures),
-        cmocka_unit_test(test_too_long),        cmocka_unit_test(test_too_long_limits),
-        cmocka_unit_test(test_filters),         cmocka_unit_test(test_kafka_names),
+        cmocka_unit_test(test_captures),
+        cmocka_unit_test(test_wildcards),
+        cmocka_unit_test(test_empty_capture),
+        cmocka_unit_test(test_illegal_captures),
+        cmocka_unit_test(test_too_long),
+        cmocka_unit_test(test_too_long_limits),
+        cmocka_unit_test(test_filters),
+        cmocka_unit_test(test_kafka_names),
         cmocka_unit_test(test_bad_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

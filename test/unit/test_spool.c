@@ -657,8 +657,8 @@ static void test_migrate_v1(void **state)
     assert_int_equal(spool_stats(sp, &st), 0);
     assert_int_equal(st.records, 5);
     assert_int_equal(st.put_total, 5);
-    struct spool_rec r = {.topic = "t", .payload = "p", .payload_len = 1,
-                          .tag = 77};
+    struct spool_rec r = {
+        .topic = "t", .payload = "p", .payload_len = 1, .tag = 77};
     assert_int_equal(spool_put(sp, &r, 1), 0);
     assert_int_equal(spool_ack(sp, &r.id, 1), 0);
     int64_t rid, rtag;
