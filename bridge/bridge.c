@@ -70,7 +70,7 @@
 
 #define BATCH_MAX_RECORDS 4096
 #define BATCH_SOFT_BYTES  (8u << 20) /* commit once the batch holds this */
-#define HDRS_CAP          4096       /* header blob per record */
+#define HDRS_CAP          16384      /* header blob per record */
 #define PEEK_MAX          512
 #define EXPIRE_EVERY_MS   10000
 #define STATUS_EVERY_MS   2000
@@ -210,7 +210,9 @@ static void base_headers(const struct bridge *br, const struct mqtt_in_msg *m,
                          struct record_hdrs *h, int64_t now, const char *why,
                          const char *content_type)
 {
-    record_hdr_add_str(h, "mqtt.topic", m->topic);
+    if (record_hdr_add_str(h, "mqtt.topic", m->topic))
+        log_warn("mqtt: a %zu-byte topic does not fit the headers",
+                 strlen(m->topic));
     record_hdr_add_i64(h, "mqtt.qos", m->qos);
     record_hdr_add_i64(h, "mqtt.retain", m->retain);
     record_hdr_add_str(h, "gateway.id", br->c->gateway.id);
