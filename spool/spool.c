@@ -1150,6 +1150,66 @@ static size_t sorted_ids(struct spool *sp, const int64_t *ids, size_t n)
     return k;
 }
 
+/* Copies the tags of rows lo..hi to the tags table, inside a savepoint:
+ * best effort, never in the way of the ack. A full spool has no room for
+ * them (SQLITE_FULL), and the ack is what makes room. Returns 0 (kept),
+ * 1 (no room: go on without) or -EAGAIN (SQLite rolled the whole
+ * transaction back: ack again without keeping tags). */
+static int keep_tags(struct spool *sp, int64_t lo, int64_t hi)
+{
+    if (sqlite3_exec(sp->db, "SAVEPOINT keep", NULL, NULL, NULL) != SQLITE_OK)
+        return 1;
+    sqlite3_stmt *st = sp->st[S_KEEP_TAGS];
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) {
+        sqlite3_exec(sp->db, "RELEASE keep", NULL, NULL, NULL);
+        return 0;
+    }
+    if (sqlite3_get_autocommit(sp->db))
+        return -EAGAIN;
+    sqlite3_exec(sp->db, "ROLLBACK TO keep", NULL, NULL, NULL);
+    sqlite3_exec(sp->db, "RELEASE keep", NULL, NULL, NULL);
+    return 1;
+}
+
+/* Deletes the sorted ids in scratch[0..k) in one transaction, range by
+ * range. keep: first keep the tags of the newest rows (see spool_recent):
+ * a PUBACK can die with a crashed process after its row was delivered, and
+ * the broker's redelivery must still be recognised after the restart. */
+static int ack_ranges(struct spool *sp, size_t k, int keep)
+{
+    int rc = begin(sp);
+    if (rc == 0 && keep) { /* old tags go first: that frees room too */
+        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, sp->c.last_id - TAGS_KEEP);
+        rc = run(sp, S_PRUNE_TAGS);
+    }
+    for (size_t i = 0; rc == 0 && i < k;) {
+        size_t j = i;
+        while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1)
+            j++;
+        int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
+        if (keep && hi > sp->c.last_id - TAGS_KEEP) {
+            int r = keep_tags(sp, lo, hi);
+            if (r < 0) {
+                rollback(sp);
+                return -EAGAIN;
+            }
+            keep = r == 0;
+        }
+        rc = del_range(sp, lo, hi, &gone);
+        sp->c.acked_total += gone;
+        i = j + 1;
+    }
+    if (rc == 0)
+        rc = commit(sp);
+    else
+        rollback(sp);
+    return rc;
+}
+
 static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
 {
     if (n > ACK_MAX)
@@ -1159,34 +1219,9 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
         return -ENOMEM;
     int rc = set_sync(sp, 0);
     if (rc == 0)
-        rc = begin(sp);
-    for (size_t i = 0; rc == 0 && i < k;) {
-        size_t j = i;
-        while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1)
-            j++;
-        int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
-        /* Tags of the newest rows outlive their ack: a PUBACK can die with
-         * a crashed process after the row was delivered, and the broker's
-         * redelivery must still be recognised after the restart. */
-        if (hi > sp->c.last_id - TAGS_KEEP) {
-            sqlite3_stmt *st = sp->st[S_KEEP_TAGS];
-            sqlite3_bind_int64(st, 1, lo);
-            sqlite3_bind_int64(st, 2, hi);
-            rc = run(sp, S_KEEP_TAGS);
-        }
-        if (rc == 0)
-            rc = del_range(sp, lo, hi, &gone);
-        sp->c.acked_total += gone;
-        i = j + 1;
-    }
-    if (rc == 0) {
-        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, sp->c.last_id - TAGS_KEEP);
-        rc = run(sp, S_PRUNE_TAGS);
-    }
-    if (rc == 0)
-        rc = commit(sp);
-    else
-        rollback(sp);
+        rc = ack_ranges(sp, k, 1);
+    if (rc == -EAGAIN)
+        rc = ack_ranges(sp, k, 0);
     for (size_t i = 0; rc == 0 && i < k; i++)
         idset_del(&sp->inflight, sp->scratch[i]);
     return rc;

@@ -635,6 +635,48 @@ static void test_newer_schema_refused(void **state)
 
 /* A schema 1 file (before tags outlived their ack) is migrated on open:
  * its records, counters and epoch are kept, and acks then keep tags. */
+/* Acks must free a full spool even when the rows carry tags: keeping the
+ * tags needs room, and a full spool has none (a deadlock once: acks failed,
+ * so the spool stayed full). */
+static void test_full_spool_acks_with_tags(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 1 << 20, SPOOL_BACKPRESSURE, 0);
+    static char pay[40];
+    memset(pay, 'x', sizeof(pay));
+    int puts = 0, rc;
+    do {
+        struct spool_rec r[20];
+        for (int i = 0; i < 20; i++) {
+            memset(&r[i], 0, sizeof(r[i]));
+            r[i].topic = "t";
+            r[i].payload = pay;
+            r[i].payload_len = sizeof(pay);
+            r[i].tag = (int64_t)(puts * 20 + i + 1);
+        }
+        rc = spool_put(sp, r, 20);
+        puts++;
+    } while (rc == 0 && puts < 10000);
+    assert_int_equal(rc, -ENOSPC);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    int64_t *ids = malloc((size_t)st.records * sizeof(*ids));
+    struct spool_rec *r = malloc((size_t)st.records * sizeof(*r));
+    int n = spool_peek(sp, r, (size_t)st.records, SIZE_MAX);
+    assert_int_equal(n, st.records);
+    for (int i = 0; i < n; i++)
+        ids[i] = r[i].id;
+    assert_int_equal(spool_ack(sp, ids, (size_t)n), 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 0);
+    assert_false(spool_full(sp));
+    struct spool_rec one = {.topic = "t", .payload = pay, .payload_len = 10};
+    assert_int_equal(spool_put(sp, &one, 1), 0);
+    free(ids);
+    free(r);
+    spool_close(sp);
+}
+
 static void test_migrate_v1(void **state)
 {
     struct fx *f = *state;
@@ -808,6 +850,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_spool_acks_with_tags, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
