@@ -175,6 +175,17 @@ def pub(stack, topic_template, devices=5, count=100, rate=0, qos=1, size=0,
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def pub_background(stack, topic_template, devices, seconds, rate, acked):
+    """Starts m2k-pub publishing at QoS 1 for `seconds`; returns the Popen
+    (communicate() waits for it)."""
+    return subprocess.Popen(
+        [str(stack.build / "tools" / "m2k-pub"), "-H", stack.mqtt_host,
+         "-p", str(stack.mqtt_port), "-d", str(devices), "-t", str(seconds),
+         "-r", str(rate), "-q", "1", "-T", topic_template,
+         "--acked", str(acked)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def verify(stack, topics, acked=None, expect=None, idle=5, timeout=120):
     """Runs m2k-verify; returns (exit code, JSON summary)."""
     cmd = [str(stack.build / "tools" / "m2k-verify"), "-b", stack.kafka,

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bridge_util import Bridge, kill_all, pub, verify
+from bridge_util import Bridge, kill_all, pub, pub_background, verify
 
 
 @pytest.fixture(autouse=True)
@@ -195,12 +195,8 @@ def test_uplink_outage_stop_then_blackhole(stack, uniq, tmp_path):
     br = Bridge(stack, tmp_path, uniq).start()
     acked = tmp_path / "acked.txt"
     topic = f"it.{uniq}.sensor.eu.temp"
-    publisher = subprocess.Popen(
-        [str(stack.build / "tools" / "m2k-pub"), "-H", stack.mqtt_host,
-         "-p", str(stack.mqtt_port), "-d", "10", "-t", "75", "-r", "200",
-         "-q", "1", "-T", f"{uniq}/sensors/eu/temp/{{device}}",
-         "--acked", str(acked)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    publisher = pub_background(stack, f"{uniq}/sensors/eu/temp/{{device}}",
+                               10, 75, 200, acked)
     try:
         time.sleep(5)
         stack.kafka_ctl("stop")
@@ -234,12 +230,8 @@ def test_crash_storm(stack, uniq, tmp_path):
     already seen."""
     br = Bridge(stack, tmp_path, uniq).start()
     acked = tmp_path / "acked.txt"
-    publisher = subprocess.Popen(
-        [str(stack.build / "tools" / "m2k-pub"), "-H", stack.mqtt_host,
-         "-p", str(stack.mqtt_port), "-d", "20", "-t", "30", "-r", "1000",
-         "-q", "1", "-T", f"{uniq}/sensors/eu/temp/{{device}}",
-         "--acked", str(acked)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    publisher = pub_background(stack, f"{uniq}/sensors/eu/temp/{{device}}",
+                               20, 30, 1000, acked)
     rnd = random.Random(uniq)
     kills = 0
     try:
@@ -265,12 +257,8 @@ def test_crash_storm(stack, uniq, tmp_path):
 def test_mosquitto_restart_mid_stream(stack, uniq, tmp_path):
     br = Bridge(stack, tmp_path, uniq).start()
     acked = tmp_path / "acked.txt"
-    publisher = subprocess.Popen(
-        [str(stack.build / "tools" / "m2k-pub"), "-H", stack.mqtt_host,
-         "-p", str(stack.mqtt_port), "-d", "5", "-t", "8", "-r", "300",
-         "-q", "1", "-T", f"{uniq}/sensors/eu/temp/{{device}}",
-         "--acked", str(acked)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    publisher = pub_background(stack, f"{uniq}/sensors/eu/temp/{{device}}",
+                               5, 8, 300, acked)
     time.sleep(3)
     stack.mqtt_ctl("restart")
     publisher.communicate(timeout=60)  # it may fail: only acked ones count
