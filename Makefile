@@ -217,10 +217,9 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	  bridge/route.c bridge/decode.c $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
 	  bridge/decode.c $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
-	cd $(FUZZ_DIR) && ./fuzz_conf -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  -print_final_stats=1 conf ../conf
-	cd $(FUZZ_DIR) && ./fuzz_decode -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	  -print_final_stats=1 decode ../test/fuzz/corpus/decode
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
+	  ../test/fuzz/corpus/decode
 
 clean:
 	rm -rf build build-san build-fuzz
