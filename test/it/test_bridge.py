@@ -411,3 +411,22 @@ def test_kafka_refused_record_kept_visible_replayable(stack, uniq, tmp_path):
     assert br.stop() == 0
     assert br.counters()["kafka_refused"] == 1
     assert br.counters()["dead_in_spool"] == 1
+
+
+def test_oversized_message_cannot_stall_input(stack, uniq, tmp_path):
+    """A payload larger than one spool transaction may hold (a 2 MiB spool)
+    once made the bridge drop the connection, get it redelivered, and drop
+    it again, forever: nothing behind it got through. It must be
+    dead-lettered (cut to what fits) and the next message delivered."""
+    br = Bridge(stack, tmp_path, uniq,
+                extra={"spool": {"max_bytes": "2MiB"}}).start()
+    assert "using 8192" in br.logtext()  # max_payload capped to one put
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-huge", b"h" * 300000)
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-next", "next")
+    got = stack.consume(f"it.{uniq}.sensor.eu.temp", 1, timeout=30)
+    assert [g["value"] for g in got] == [b"next"]
+    dl = stack.consume(f"it.{uniq}.dead-letter", 1, timeout=30)
+    assert dl[0]["headers"]["error.original.size"] == b"300000"
+    assert len(dl[0]["value"]) == 8192
+    assert br.stop() == 0
+    assert br.counters()["oversized"] == 1
