@@ -51,6 +51,7 @@ struct buf {
 
 struct decode {
     struct chunk *first; /* kept; the others are freed on reset */
+    struct chunk *cur;   /* the chunk allocations come from */
     size_t total;        /* bytes in all chunks */
     int over;            /* an allocation was refused */
     ProtobufCAllocator alloc;
@@ -182,7 +183,7 @@ decode_split_field(const ProtobufCMessageDescriptor *d, const char *name,
 static void *arena_alloc(void *ud, size_t size)
 {
     struct decode *dc = ud;
-    struct chunk *c = dc->first;
+    struct chunk *c = dc->cur;
     size = (size + 15) & ~(size_t)15;
     if (size == 0)
         size = 16;
@@ -198,6 +199,11 @@ static void *arena_alloc(void *ud, size_t size)
         c->next = dc->first->next; /* the first chunk stays first */
         dc->first->next = c;
         dc->total += cap;
+        /* Allocate from the new chunk from now on, not the full first one
+         * (which would cost a chunk per allocation). A single allocation
+         * larger than CHUNK gets a chunk of its own and stays current only
+         * until the next one does not fit. */
+        dc->cur = c;
     }
     void *p = c->data + c->used;
     c->used += size;
@@ -220,6 +226,7 @@ static void arena_reset(struct decode *dc)
     }
     dc->first->next = NULL;
     dc->first->used = 0;
+    dc->cur = dc->first;
     dc->total = dc->first->cap;
     dc->over = 0;
 }
@@ -235,6 +242,7 @@ int decode_new(struct decode **out)
     dc->first->next = NULL;
     dc->first->cap = CHUNK;
     dc->first->used = 0;
+    dc->cur = dc->first;
     dc->total = CHUNK;
     dc->alloc = (ProtobufCAllocator){arena_alloc, arena_free, dc};
     *out = dc;

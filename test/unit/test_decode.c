@@ -550,6 +550,51 @@ static void conf_errors(void **state)
     }
 }
 
+/* A batch of thousands of readings fits the arena easily. Once, every
+ * allocation after the first 64 KiB took a fresh 64 KiB chunk, so such a
+ * batch was refused as "more than 32 MiB" (found by the fuzzer). */
+static void big_batch_fits_arena(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    Iot__Telemetry__V1__SensorReading *rs = calloc(N, sizeof *rs);
+    Iot__Telemetry__V1__SensorReading **rp = calloc(N, sizeof *rp);
+    assert_non_null(rs);
+    assert_non_null(rp);
+    for (int i = 0; i < N; i++) {
+        iot__telemetry__v1__sensor_reading__init(&rs[i]);
+        rs[i].device_id = (char *)"dev-1";
+        rs[i].seq = (uint64_t)i + 1;
+        rp[i] = &rs[i];
+    }
+    Iot__Telemetry__V1__ReadingBatch b =
+        IOT__TELEMETRY__V1__READING_BATCH__INIT;
+    b.device_id = (char *)"dev-1";
+    b.n_readings = N;
+    b.readings = rp;
+    size_t len = iot__telemetry__v1__reading_batch__get_packed_size(&b);
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    iot__telemetry__v1__reading_batch__pack(&b, buf);
+
+    struct decode *dc;
+    const ProtobufCMessage *m;
+    char why[256] = "";
+    assert_int_equal(decode_new(&dc), 0);
+    int rc = decode_unpack(dc, &iot__telemetry__v1__reading_batch__descriptor,
+                           buf, len, &m, why, sizeof why);
+    if (rc)
+        fprintf(stderr, "%s\n", why);
+    assert_int_equal(rc, 0);
+    const Iot__Telemetry__V1__ReadingBatch *got = (const void *)m;
+    assert_int_equal(got->n_readings, N);
+    assert_int_equal(got->readings[N - 1]->seq, N);
+    decode_free(dc);
+    free(buf);
+    free(rp);
+    free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +604,7 @@ int main(void)
         cmocka_unit_test(envelope_and_elements),
         cmocka_unit_test(stage_keys_split_formats),
         cmocka_unit_test(conf_errors),
+        cmocka_unit_test(big_batch_fits_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
