@@ -35,7 +35,12 @@ endif
 ifeq ($(WERROR),1)
 WARN      += -Werror
 endif
-CPPFLAGS  += -D_GNU_SOURCE -I. -I$(B)/proto -MMD -MP
+# Large files and 64-bit times on 32-bit targets (armhf) too: without them
+# readdir() and stat() fail with EOVERFLOW on big inodes and offsets, and
+# times stop in 2038. No library we link passes time_t, off_t or struct
+# stat through its API (checked in their headers), so both are safe.
+LFS       := -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
+CPPFLAGS  += -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -MMD -MP
 CFLAGS    += $(OPT) $(WARN) $(SANFLAGS)
 LDFLAGS   += $(SANFLAGS)
 
@@ -89,6 +94,7 @@ deps:
 # module's build does not wait on another's); one not named links them all.
 UNIT_DEPS_test_spool  := spool/spool.o
 UNIT_DEPS_test_spool_crash := spool/spool.o
+UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o spool/spool.o
 UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
@@ -209,7 +215,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -D_GNU_SOURCE -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
+                -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
 fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"

@@ -1,8 +1,11 @@
 /*
  * kafka_out.c — an idempotent librdkafka producer, served from our loop.
  *
- * Each record carries its spool id as the message opaque; the delivery
- * report hands it back with one of three outcomes. Permanent errors (too
+ * Each record carries its spool id through the message opaque; the
+ * delivery report hands it back with one of three outcomes. The opaque is
+ * a pointer-sized field (32 bits on armhf), so the 64-bit id never travels
+ * in it: it points at a slot of a fixed pool that holds the id until the
+ * report comes back. Permanent errors (too
  * large, invalid or unknown topic, not authorized) are told apart from
  * transient ones, because only the caller can decide to move a record to
  * the dead-letter table; everything else is "retry", and the record stays
@@ -26,8 +29,18 @@
 
 #define MAX_HDRS 64
 
+/* An id in flight. Free slots form a list through next. The pool never
+ * moves (librdkafka holds pointers into it), so its size is fixed at
+ * creation: as many slots as librdkafka's queue may hold records. */
+struct slot {
+    int64_t id;
+    struct slot *next;
+};
+
 struct kafka_out {
     rd_kafka_t *rk;
+    struct slot *slots, *free_slots;
+    size_t nslots;
     rd_kafka_queue_t *mainq;
     struct kafka_out_cb cb;
     void *ud;
@@ -80,8 +93,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
 {
     struct kafka_out *k = opaque;
-    int64_t id = (int64_t)(intptr_t)m->_private;
+    struct slot *sl = m->_private;
+    int64_t id = sl->id;
     (void)rk;
+    sl->next = k->free_slots;
+    k->free_slots = sl;
     k->inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         set_uplink(k, 1, NULL);
@@ -145,9 +161,7 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char qsize[32];
     /* queue.buffering.max.messages must hold the whole in-flight window */
-    snprintf(
-        qsize, sizeof(qsize), "%lld",
-        (long long)(o->queue_records > 1000 ? o->queue_records * 2 : 2000));
+    snprintf(qsize, sizeof(qsize), "%zu", k->nslots);
     const struct kafka_out_prop defaults[] = {
         {"bootstrap.servers", o->brokers},
         {"enable.idempotence", "true"},
@@ -193,6 +207,14 @@ int kafka_out_new(const struct kafka_out_opts *o, const struct kafka_out_cb *cb,
     k->ud = ud;
     k->up = -1;
     k->pipefd[0] = k->pipefd[1] = -1;
+    k->nslots = o->queue_records > 1000 ? (size_t)o->queue_records * 2 : 2000;
+    if (!(k->slots = calloc(k->nslots, sizeof(*k->slots)))) {
+        snprintf(err, errlen, "kafka: out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < k->nslots; i++)
+        k->slots[i].next = i + 1 < k->nslots ? &k->slots[i + 1] : NULL;
+    k->free_slots = k->slots;
     if (pipe2(k->pipefd, O_NONBLOCK | O_CLOEXEC) < 0) {
         snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
         goto fail;
@@ -232,12 +254,17 @@ void kafka_out_free(struct kafka_out *k)
         close(k->pipefd[0]);
     if (k->pipefd[1] >= 0)
         close(k->pipefd[1]);
+    free(k->slots);
     free(k);
 }
 
 int kafka_out_produce(struct kafka_out *k, const struct kafka_out_msg *m,
                       char *err, size_t errlen)
 {
+    struct slot *sl = k->free_slots;
+    if (!sl)
+        return -ENOBUFS; /* as many in flight as librdkafka's queue holds */
+    sl->id = m->id;
     rd_kafka_headers_t *h = rd_kafka_headers_new(m->nhdrs);
     for (size_t i = 0; i < m->nhdrs; i++)
         rd_kafka_header_add(h, m->hdrs[i].name, -1, m->hdrs[i].value,
@@ -248,8 +275,9 @@ int kafka_out_produce(struct kafka_out *k, const struct kafka_out_msg *m,
         RD_KAFKA_V_KEY(m->key, m->key_len),
         RD_KAFKA_V_VALUE((void *)m->value, m->len),
         RD_KAFKA_V_TIMESTAMP(m->timestamp_ms), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)(intptr_t)m->id), RD_KAFKA_V_END);
+        RD_KAFKA_V_OPAQUE(sl), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        k->free_slots = sl->next;
         k->inflight++;
         return 0; /* h now belongs to the message */
     }

@@ -232,3 +232,17 @@ def test_stack_env_lines_are_sourceable():
     assert lines[0].startswith("MQTT2KAFKA_TEST_MQTT=127.0.0.1:")
     assert lines[1].startswith("MQTT2KAFKA_TEST_KAFKA=127.0.0.1:")
     assert pathlib.Path(STACK_SH).stat().st_mode & 0o111
+
+
+def test_stack_cluster_ids_never_look_like_options():
+    # 1 draw in 64 starts with '-', which kafka-storage format read as an
+    # option ("argument --cluster-id/-t: expected one argument"), failing a
+    # start at random. 400 draws: the old generator failed this 99.8% of
+    # the time.
+    p = run(["bash", "-c", f"for i in $(seq 400); do {STACK_SH} cluster-id; done"],
+            timeout=120)
+    ids = p.stdout.decode().split()
+    assert p.returncode == 0 and len(ids) == 400, p.stderr
+    for i in ids:
+        assert len(i) == 22 and i[0].isalnum(), i
+        assert set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), i

@@ -286,11 +286,22 @@ java_cmd() {
         "-Dkafka.logs.dir=$DIR/logs" -cp "$LIBS/*")
 }
 
+# A cluster id: 16 random bytes, base64url without padding. One that starts
+# with '-' (1 draw in 64) is read as an option by the storage tool
+# ("argument --cluster-id/-t: expected one argument"), so such a draw (and
+# one starting with '_', for symmetry) is made again.
+cluster_id() {
+    local id=-
+    while [ "${id#[-_]}" != "$id" ]; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    done
+    echo "$id"
+}
+
 kafka_format() {
     local log="$DIR/logs/kafka.log" id
     [ -s "$DIR/kafka/data/meta.properties" ] && return 0
-    # A cluster id is 16 random bytes, base64url without padding.
-    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+    id=$(cluster_id)
     echo "--- format $(date -Is) cluster $id" >>"$log"
     java_cmd
     if ! timeout 60 "${JAVA[@]}" kafka.tools.StorageTool format -t "$id" \
@@ -431,6 +442,7 @@ up) lock; up ;;
 down) lock; down ;;
 status) status ;;
 env) env_lines ;;
+cluster-id) cluster_id ;; # for the test that every id is safe
 kafka | mqtt) control "$@" ;;
 *)
     sed -n '2,20s/^# \{0,1\}//p' "$0" >&2

@@ -709,6 +709,73 @@ static void test_migrate_v1(void **state)
     spool_close(sp);
 }
 
+/* Moves the spool's id counter to next-1, as months of traffic would:
+ * the next put gets id next. */
+static void set_last_id(const char *path, int64_t last)
+{
+    sqlite3 *db;
+    char sql[128];
+    snprintf(sql, sizeof(sql), "UPDATE state SET last_id=%lld",
+             (long long)last);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Ids past 2^31 and 2^32 (25 and 50 days at 1,000 msg/s) are put, handed
+ * out, nacked, handed out again in order, acked and never reused, on 32-bit
+ * targets as on 64-bit ones. */
+static void test_ids_above_2_32(void **state)
+{
+    struct fx *f = *state;
+    const int64_t bases[] = {(1LL << 31) - 5, (1LL << 32) - 5,
+                             (1LL << 53) - 5};
+    for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
+        struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+        spool_close(sp);
+        set_last_id(f->path, bases[b]);
+        sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+        int64_t ids[20], got[40];
+        assert_int_equal(put_seq(sp, 0, 20, 50, 1, ids), 0);
+        for (int i = 0; i < 20; i++)
+            assert_true(ids[i] == bases[b] + 1 + i);
+        assert_int_equal(drain(sp, got, NULL, 40), 20);
+        for (int i = 0; i < 20; i++)
+            assert_true(got[i] == ids[i]);
+        /* ids on both sides of the boundary come back, in id order */
+        int64_t back[3] = {ids[12], ids[3], ids[5]};
+        assert_int_equal(spool_nack(sp, back, 3), 0);
+        struct spool_rec r[10];
+        assert_int_equal(spool_peek(sp, r, 10, SIZE_MAX), 3);
+        assert_true(r[0].id == ids[3] && r[1].id == ids[5] &&
+                    r[2].id == ids[12]);
+        assert_int_equal(spool_ack(sp, got, 20), 0);
+        struct spool_stats st;
+        assert_int_equal(spool_stats(sp, &st), 0);
+        assert_int_equal(st.records, 0);
+        assert_int_equal(st.inflight, 0);
+        assert_int_equal(st.acked_total, 20);
+        spool_close(sp);
+        /* a restart continues above them */
+        sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+        int64_t next;
+        assert_int_equal(put_seq(sp, 0, 1, 10, 1, &next), 0);
+        assert_true(next == ids[19] + 1);
+        char buf[48];
+        spool_id_str(sp, next, buf, sizeof(buf));
+        char want[32];
+        snprintf(want, sizeof(want), "-%lld", (long long)next);
+        assert_non_null(strstr(buf, want));
+        assert_int_equal(drain(sp, got, NULL, 40), 1);
+        assert_int_equal(spool_ack(sp, got, 1), 0);
+        spool_close(sp);
+        unlink(f->path);
+        char wal[320];
+        snprintf(wal, sizeof(wal), "%s-wal", f->path);
+        unlink(wal);
+    }
+}
+
 static void test_second_open_refused(void **state)
 {
     struct fx *f = *state;
@@ -852,6 +919,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_spool_acks_with_tags, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ids_above_2_32, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
