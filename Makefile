@@ -64,6 +64,7 @@ PROTO_H    := $(PROTO_C:.c=.h)
 PROTO_O    := $(PROTO_C:.c=.o)
 
 SPOOL_SRC  := $(wildcard spool/*.c)
+SPOOL_O    := $(patsubst %.c,%.o,$(SPOOL_SRC))
 BRIDGE_SRC := $(filter-out bridge/main.c,$(wildcard bridge/*.c))
 LIB_O      := $(patsubst %.c,$(B)/%.o,$(SPOOL_SRC) $(BRIDGE_SRC)) $(PROTO_O)
 MAIN_O     := $(B)/bridge/main.o
@@ -92,14 +93,15 @@ deps:
 
 # A unit test or benchmark links only the modules it names here (so one
 # module's build does not wait on another's); one not named links them all.
-UNIT_DEPS_test_spool  := spool/spool.o
-UNIT_DEPS_test_spool_crash := spool/spool.o
-UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o spool/spool.o
+UNIT_DEPS_test_spool  := $(SPOOL_O)
+UNIT_DEPS_test_spool_crash := $(SPOOL_O)
+UNIT_DEPS_test_idset  := spool/idset.o
+UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o $(SPOOL_O)
 UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
-BENCH_DEPS_spool_bench := spool/spool.o
+BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := bridge/decode.o
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 

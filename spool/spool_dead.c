@@ -1,0 +1,204 @@
+/*
+ * spool_dead.c — the dead-letter table: records Kafka refused for good are
+ * moved here with a reason (spool_dead), listed, replayed under new ids, or
+ * purged. Each is one transaction with its counters (see spool.c).
+ *
+ * sqlite3 and libc only.
+ */
+#include "spool/spool_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* --- dead letters, expiry, stats -------------------------------------------
+ */
+
+static int exec_bind(struct spool *sp, const char *sql, int64_t a, int64_t b,
+                     const char *txt, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+    if (rc)
+        return sp_sqerr(sp, rc, sql);
+    if (sqlite3_bind_parameter_count(st) >= 1)
+        sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_int64(st, 2, b);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_text(st, 3, txt, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && out)
+        *out = sqlite3_column_int64(st, 0);
+    else if (rc == SQLITE_DONE && out)
+        *out = sqlite3_changes(sp->db);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, sql);
+    return 0;
+}
+
+static int dead_locked(struct spool *sp, int64_t id, const char *reason)
+{
+    int64_t moved = 0, gone = 0;
+    int rc = sp_set_sync(sp, 0);
+    if (rc == 0)
+        rc = sp_begin(sp);
+    if (rc == 0)
+        rc = exec_bind(sp,
+                       "INSERT INTO dead(id,recv_ms,route,size,topic,key,"
+                       "headers,payload,dead_ms,reason) SELECT id,recv_ms,"
+                       "route,size,topic,key,headers,payload,?2,?3 FROM rec"
+                       " WHERE id=?1",
+                       id, sp_now_ms(), reason ? reason : "unknown", &moved);
+    if (rc == 0 && moved == 0)
+        rc = sp_fail(sp, -ENOENT, "spool_dead: no record %" PRId64, id);
+    if (rc == 0)
+        rc = sp_del_range(sp, id, id, &gone);
+    if (rc == 0) {
+        sp->c.dead++;
+        rc = sp_commit(sp);
+    } else {
+        sp_rollback(sp);
+    }
+    if (rc == 0)
+        idset_del(&sp->inflight, id);
+    return rc;
+}
+
+int spool_dead(struct spool *sp, int64_t id, const char *reason)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = dead_locked(sp, id, reason);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+static int dead_list_locked(struct spool *sp, struct spool_dead_rec *out,
+                            size_t max)
+{
+    sqlite3_stmt *st;
+    size_t n = 0, used = 0;
+    int rc = sqlite3_prepare_v2(sp->db,
+                                "SELECT id,recv_ms,dead_ms,length(payload),"
+                                "topic,reason FROM dead ORDER BY dead_ms DESC,"
+                                " id DESC LIMIT ?1",
+                                -1, &st, NULL);
+    if (rc)
+        return sp_sqerr(sp, rc, "dead list");
+    sqlite3_bind_int64(st, 1, (int64_t)max);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+        struct spool_dead_rec *d = &out[n++];
+        d->id = sqlite3_column_int64(st, 0);
+        d->recv_ms = sqlite3_column_int64(st, 1);
+        d->dead_ms = sqlite3_column_int64(st, 2);
+        d->payload_len = (size_t)sqlite3_column_int64(st, 3);
+        size_t off[2];
+        for (int c = 0; c < 2; c++) {
+            const unsigned char *t = sqlite3_column_text(st, 4 + c);
+            size_t tl = (size_t)sqlite3_column_bytes(st, 4 + c);
+            if (sp_arena_fit(&sp->dead_arena, &sp->dead_arena_cap,
+                             used + tl + 1)) {
+                sqlite3_finalize(st);
+                return -ENOMEM;
+            }
+            memcpy(sp->dead_arena + used, t ? t : (const unsigned char *)"",
+                   tl);
+            sp->dead_arena[used + tl] = 0;
+            off[c] = used;
+            used += tl + 1;
+        }
+        d->topic = (const char *)(uintptr_t)off[0];
+        d->reason = (const char *)(uintptr_t)off[1];
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "dead list");
+    for (size_t i = 0; i < n; i++) {
+        out[i].topic = (const char *)sp->dead_arena + (uintptr_t)out[i].topic;
+        out[i].reason = (const char *)sp->dead_arena + (uintptr_t)out[i].reason;
+    }
+    return (int)n;
+}
+
+int spool_dead_list(struct spool *sp, struct spool_dead_rec *out, size_t max)
+{
+    if (max > INT32_MAX)
+        max = INT32_MAX;
+    pthread_mutex_lock(&sp->mu);
+    int rc = dead_list_locked(sp, out, max);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+/* Replayed records get new ids after every other: they are new attempts. */
+static int replay_locked(struct spool *sp)
+{
+    int64_t k = 0, bytes = 0;
+    int rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
+    if (rc == 0)
+        rc = sp_begin(sp);
+    if (rc == 0)
+        rc = exec_bind(sp, "SELECT total(size) FROM dead", 0, 0, NULL, &bytes);
+    if (rc == 0)
+        rc = exec_bind(sp,
+                       "INSERT INTO rec(id,recv_ms,route,size,topic,key,"
+                       "headers,payload) SELECT ?1+row_number() OVER (ORDER"
+                       " BY id),recv_ms,route,size,topic,key,headers,payload"
+                       " FROM dead",
+                       sp->c.last_id, 0, NULL, &k);
+    if (rc == 0)
+        rc = exec_bind(sp, "DELETE FROM dead", 0, 0, NULL, NULL);
+    if (rc == 0) {
+        sp->c.last_id += k;
+        sp->c.rows += k;
+        sp->c.bytes += bytes;
+        sp->c.dead = 0;
+        sp->state_dirty = 1;
+        rc = sp_commit(sp);
+    } else {
+        sp_rollback(sp);
+    }
+    if (rc == -ENOSPC)
+        sp_fail(sp, rc,
+                "spool %s: the dead letters do not fit; nothing "
+                "replayed",
+                sp->path);
+    return rc ? rc : (int)k;
+}
+
+int spool_dead_replay(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = replay_locked(sp);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+static int purge_locked(struct spool *sp)
+{
+    int64_t k = 0;
+    int rc = sp_set_sync(sp, 0);
+    if (rc == 0)
+        rc = sp_begin(sp);
+    if (rc == 0)
+        rc = exec_bind(sp, "DELETE FROM dead", 0, 0, NULL, &k);
+    if (rc == 0) {
+        sp->c.purged += k;
+        sp->c.dead = 0;
+        sp->state_dirty = 1;
+        rc = sp_commit(sp);
+    } else {
+        sp_rollback(sp);
+    }
+    return rc ? rc : (int)k;
+}
+
+int spool_dead_purge(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    int rc = purge_locked(sp);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}

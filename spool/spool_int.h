@@ -1,0 +1,115 @@
+/*
+ * spool_int.h — what the spool's own files share; nothing outside spool/
+ * includes it. The format, row states and crash behaviour are specified at
+ * the top of spool.c; this header only holds the handle, the prepared
+ * statements and the transaction helpers (spool_txn.c) they all use.
+ *
+ * Every function here expects the handle's mutex held, except where said.
+ */
+#ifndef MQTT2KAFKA_SPOOL_INT_H
+#define MQTT2KAFKA_SPOOL_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "spool/idset.h"
+#include "spool/spool.h"
+
+#define SPOOL_SCHEMA 2
+#define PAGE         4096
+#define FRAME        (PAGE + 24)  /* a WAL frame: header + page */
+#define ROW_OVERHEAD 40           /* record header + small columns, bytes */
+#define MIN_BYTES    (1 << 20)    /* smallest max_bytes accepted */
+#define INFLIGHT_MAX (1 << 20)    /* cap on records in flight */
+#define ARENA_MAX    (256u << 20) /* cap on one peek's copied bytes */
+#define ACK_MAX      (1 << 20)    /* cap on ids in one ack/nack call */
+#define EXPIRE_CHUNK 50000        /* rows per expiry transaction */
+#define TAGS_KEEP    8192         /* ids back whose tags outlive their ack */
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_INSERT,
+    S_PEEK,
+    S_PEEK_ONE,
+    S_SUM,
+    S_DEL,
+    S_SCAN,
+    S_STATE,
+    S_PAGES,
+    S_FREE,
+    S_SYNC_FULL,
+    S_SYNC_NORMAL,
+    S_RECENT,
+    S_KEEP_TAGS,
+    S_PRUNE_TAGS,
+    S__COUNT
+};
+
+/* The text of each prepared statement (spool_txn.c), for setup and errors. */
+extern const char *const sp_sql[S__COUNT];
+
+/* Counters kept in memory and written to the state row; c is the working
+ * copy inside a transaction, saved the committed one. */
+struct counters {
+    int64_t last_id, put_total, acked_total, purged, rows, bytes, dead;
+    int64_t dropped[SPOOL_DROP__COUNT];
+};
+
+struct spool {
+    pthread_mutex_t mu;
+    sqlite3 *db;
+    sqlite3_stmt *st[S__COUNT];
+    struct spool_opts o;
+    char *path;
+    char epoch[17];
+    struct counters c, saved;
+    int state_dirty;       /* this transaction deleted rows: write state */
+    int sync_now;          /* -1 unknown, else the synchronous level set */
+    int64_t max_pages;     /* 0: no cap */
+    int64_t batch_pages;   /* most pages one put may need (WAL half) */
+    struct idset inflight; /* ids handed out by peek */
+    int64_t hi;            /* highest id handed out since the last rewind */
+    int64_t *nacked;       /* sorted eligible ids below hi */
+    size_t nnacked, nacked_head, nacked_cap;
+    int64_t *scratch;
+    size_t scratch_cap;
+    unsigned char *arena, *dead_arena;
+    size_t arena_cap, dead_arena_cap;
+    int recovered;
+    char err[512];
+};
+
+/* Records the reason for the last failure; returns rc. */
+int sp_fail(struct spool *sp, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps a SQLite failure to a negative errno and remembers why. */
+int sp_sqerr(struct spool *sp, int rc, const char *what);
+int64_t sp_now_ms(void); /* wall clock, ms since the epoch */
+
+/* Steps prepared statement `which` once; 0 or a negative errno. */
+int sp_run(struct spool *sp, int which);
+/* The first column of prepared statement `which` (a PRAGMA); -1 on error. */
+int64_t sp_pragma_int(struct spool *sp, int which);
+/* PRAGMA synchronous=FULL (1) or NORMAL (0), when not already so. */
+int sp_set_sync(struct spool *sp, int full);
+/* A write transaction: sp->c starts as sp->saved; commit writes the state
+ * row if rows were deleted (sp->state_dirty) and makes sp->c the saved
+ * counters; rollback restores them. */
+int sp_begin(struct spool *sp);
+int sp_commit(struct spool *sp);
+void sp_rollback(struct spool *sp);
+/* Deletes rows [lo, hi] inside the open transaction; *rows says how many. */
+int sp_del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows);
+/* The last id of the oldest prefix after `from` covering want_bytes, or of
+ * rows older than older_ms, at most max_rows rows (see spool_txn.c). */
+int sp_scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
+                   int64_t older_ms, int64_t max_rows, int64_t *cut,
+                   int64_t *n);
+/* Grows a copy arena to hold need bytes, up to ARENA_MAX; 0 or -ENOMEM. */
+int sp_arena_fit(unsigned char **a, size_t *cap, size_t need);
+
+#endif

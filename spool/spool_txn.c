@@ -1,0 +1,234 @@
+/*
+ * spool_txn.c — the spool's prepared statements and the transaction
+ * helpers every spool file uses: one place for how a change is begun,
+ * counted, committed or rolled back (see "IDS ARE NEVER REUSED" in
+ * spool.c for why a commit that deleted rows writes the state row).
+ *
+ * sqlite3 and libc only; called with the handle's mutex held.
+ */
+#include "spool/spool_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *const sp_sql[S__COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_INSERT] = "INSERT INTO rec(id,recv_ms,route,size,topic,key,headers,"
+                 "payload,tag) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [S_PEEK] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM rec"
+               " WHERE id>?1 ORDER BY id",
+    [S_PEEK_ONE] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM"
+                   " rec WHERE id=?1",
+    [S_SUM] = "SELECT count(*),total(size) FROM rec WHERE id BETWEEN ?1"
+              " AND ?2",
+    [S_DEL] = "DELETE FROM rec WHERE id BETWEEN ?1 AND ?2",
+    [S_SCAN] = "SELECT id,recv_ms,size,length(topic) FROM rec WHERE id>?1"
+               " ORDER BY id",
+    [S_STATE] = "UPDATE state SET last_id=?1,put_total=?2,acked_total=?3,"
+                "dropped_full=?4,dropped_expired=?5,dead_purged=?6,rows=?7,"
+                "bytes=?8",
+    [S_PAGES] = "PRAGMA page_count",
+    [S_FREE] = "PRAGMA freelist_count",
+    [S_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL UNION ALL"
+                 " SELECT id,tag FROM tags ORDER BY id DESC LIMIT ?1",
+    [S_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
+                    " rec WHERE id BETWEEN ?1 AND ?2 AND tag IS NOT NULL",
+    [S_PRUNE_TAGS] = "DELETE FROM tags WHERE id<=?1",
+};
+
+int sp_fail(struct spool *sp, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sp->err, sizeof(sp->err), fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Maps a SQLite failure to a negative errno and remembers why. */
+int sp_sqerr(struct spool *sp, int rc, const char *what)
+{
+    int e = -EIO;
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+        e = -ENOSPC;
+        break;
+    case SQLITE_NOMEM:
+        e = -ENOMEM;
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        e = -EBUSY;
+        break;
+    default:
+        break;
+    }
+    return sp_fail(sp, e, "spool %s: %s: %s (sqlite %d)", sp->path, what,
+                   sqlite3_errmsg(sp->db), rc);
+}
+
+int64_t sp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- small SQLite helpers --------------------------------------------------
+ */
+
+int sp_run(struct spool *sp, int which)
+{
+    sqlite3_stmt *st = sp->st[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return sp_sqerr(sp, rc, sp_sql[which]);
+    return 0;
+}
+
+int64_t sp_pragma_int(struct spool *sp, int which)
+{
+    sqlite3_stmt *st = sp->st[which];
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return v;
+}
+
+int sp_set_sync(struct spool *sp, int full)
+{
+    if (sp->sync_now == full)
+        return 0;
+    int rc = sp_run(sp, full ? S_SYNC_FULL : S_SYNC_NORMAL);
+    if (rc == 0)
+        sp->sync_now = full;
+    return rc;
+}
+
+int sp_begin(struct spool *sp)
+{
+    sp->state_dirty = 0;
+    sp->c = sp->saved;
+    return sp_run(sp, S_BEGIN);
+}
+
+void sp_rollback(struct spool *sp)
+{
+    if (!sqlite3_get_autocommit(sp->db))
+        sp_run(sp, S_ROLLBACK);
+    sp->c = sp->saved;
+}
+
+/* Writes the state row if this transaction deleted rows, then commits. */
+int sp_commit(struct spool *sp)
+{
+    int rc = 0;
+    if (sp->state_dirty) {
+        sqlite3_stmt *st = sp->st[S_STATE];
+        sqlite3_bind_int64(st, 1, sp->c.last_id);
+        sqlite3_bind_int64(st, 2, sp->c.put_total);
+        sqlite3_bind_int64(st, 3, sp->c.acked_total);
+        sqlite3_bind_int64(st, 4, sp->c.dropped[SPOOL_DROP_FULL]);
+        sqlite3_bind_int64(st, 5, sp->c.dropped[SPOOL_DROP_EXPIRED]);
+        sqlite3_bind_int64(st, 6, sp->c.purged);
+        sqlite3_bind_int64(st, 7, sp->c.rows);
+        sqlite3_bind_int64(st, 8, sp->c.bytes);
+        rc = sp_run(sp, S_STATE);
+    }
+    if (rc == 0)
+        rc = sp_run(sp, S_COMMIT);
+    if (rc) {
+        int save = rc;
+        char msg[sizeof(sp->err)];
+        memcpy(msg, sp->err, sizeof(msg));
+        sp_rollback(sp);
+        memcpy(sp->err, msg, sizeof(msg));
+        return save;
+    }
+    sp->saved = sp->c;
+    return 0;
+}
+
+/* Deletes rows [lo, hi] inside the open transaction; counts them. */
+int sp_del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows)
+{
+    sqlite3_stmt *st = sp->st[S_SUM];
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
+    int rc = sqlite3_step(st);
+    int64_t k = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    int64_t b = rc == SQLITE_ROW ? (int64_t)sqlite3_column_double(st, 1) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW)
+        return sp_sqerr(sp, rc, "sum");
+    *rows = k;
+    if (!k)
+        return 0;
+    st = sp->st[S_DEL];
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
+    if ((rc = sp_run(sp, S_DEL)))
+        return rc;
+    sp->c.rows -= k;
+    sp->c.bytes -= b;
+    sp->state_dirty = 1;
+    return 0;
+}
+
+/*
+ * Walks rec from the oldest row after id `from` and returns in *cut the id
+ * of the last row of the prefix that either covers want_bytes of pages
+ * (want_bytes > 0) or is older than older_ms (older_ms > 0), at most
+ * max_rows rows.
+ */
+int sp_scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
+                   int64_t older_ms, int64_t max_rows, int64_t *cut, int64_t *n)
+{
+    sqlite3_stmt *st = sp->st[S_SCAN];
+    int64_t got = 0;
+    int rc = SQLITE_DONE;
+    *cut = 0;
+    *n = 0;
+    sqlite3_bind_int64(st, 1, from);
+    while (*n < max_rows && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (older_ms && sqlite3_column_int64(st, 1) >= older_ms)
+            break;
+        *cut = sqlite3_column_int64(st, 0);
+        (*n)++;
+        got += sqlite3_column_int64(st, 2) + sqlite3_column_int64(st, 3) +
+               ROW_OVERHEAD;
+        if (want_bytes && got >= want_bytes)
+            break;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "scan");
+    return 0;
+}
+
+int sp_arena_fit(unsigned char **a, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    if (need > ARENA_MAX)
+        return -ENOMEM;
+    size_t c = *cap ? *cap : 65536;
+    while (c < need)
+        c *= 2;
+    unsigned char *p = realloc(*a, c);
+    if (!p)
+        return -ENOMEM;
+    *a = p;
+    *cap = c;
+    return 0;
+}
