@@ -96,13 +96,15 @@ deps:
 UNIT_DEPS_test_spool  := $(SPOOL_O)
 UNIT_DEPS_test_spool_crash := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
+UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o $(SPOOL_O)
-UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
-UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
-UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
+PB_O                  := bridge/pb.o bridge/pb_json.o bridge/numfmt.o
+UNIT_DEPS_test_conf   := bridge/conf.o $(PB_O)
+UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o $(PB_O)
+UNIT_DEPS_test_decode := $(PB_O) bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
 BENCH_DEPS_spool_bench := $(SPOOL_O)
-BENCH_DEPS_decode_bench := bridge/decode.o
+BENCH_DEPS_decode_bench := $(PB_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
 .SECONDEXPANSION:
@@ -215,6 +217,7 @@ deb-check:
 # learn is kept in build-fuzz/. A crash leaves its input there and fails.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
+PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/numfmt.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
@@ -222,9 +225,9 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c bridge/conf.c \
-	  bridge/route.c bridge/decode.c $(PROTO_C) $(PKG_LIBS)
+	  bridge/route.c $(PB_SRC) $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
-	  bridge/decode.c $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
+	  $(PB_SRC) $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
 	  ../test/fuzz/corpus/decode

@@ -15,7 +15,7 @@
  * topic template's literal parts could make a legal Kafka topic name.
  *
  * Depends on libyaml and libc only (and spool.h for two enum values,
- * decode.h to check payload types and the fields templates name). No
+ * pb.h to check payload types and the fields templates name). No
  * global state: conf_parse() is safe to call from a fuzzer in a loop.
  */
 #include "bridge/conf.h"
@@ -27,7 +27,7 @@
 
 #include <yaml.h>
 
-#include "bridge/decode.h"
+#include "bridge/pb.h"
 #include "spool/spool.h"
 
 enum ktype {
@@ -799,9 +799,9 @@ payload_types(const struct conf_route *r,
               const ProtobufCMessageDescriptor **elem)
 {
     char why[8];
-    const ProtobufCMessageDescriptor *d = decode_type(r->payload);
+    const ProtobufCMessageDescriptor *d = pb_type(r->payload);
     const ProtobufCFieldDescriptor *f =
-        d && r->split ? decode_split_field(d, r->split, why, 1) : NULL;
+        d && r->split ? pb_split_field(d, r->split, why, 1) : NULL;
     *elem = f ? f->descriptor : NULL;
     return d;
 }
@@ -821,9 +821,9 @@ static int check_field_ref(struct ctx *x, const struct conf_route *r, int no,
             "route %d %s template names {payload.%.*s}, but the route does not "
             "decode its payload (set payload: to a message type)",
             no, what, (int)n, path);
-    if (elem && decode_field_path_check(elem, path, n, why2, sizeof why2) == 0)
+    if (elem && pb_field_path_check(elem, path, n, why2, sizeof why2) == 0)
         return 0;
-    if (decode_field_path_check(d, path, n, why, sizeof why) == 0)
+    if (pb_field_path_check(d, path, n, why, sizeof why) == 0)
         return 0;
     return fail(x, m, "route %d %s template {payload.%.*s}: %s", no, what,
                 (int)n, path, elem ? why2 : why);
@@ -920,8 +920,8 @@ static int check_payload(struct ctx *x, yaml_node_t *rn, int no,
 {
     char why[256], names[512];
     const ProtobufCMessageDescriptor *d = NULL;
-    if (strcmp(r->payload, "raw") && !(d = decode_type(r->payload))) {
-        decode_type_names(names, sizeof names);
+    if (strcmp(r->payload, "raw") && !(d = pb_type(r->payload))) {
+        pb_type_names(names, sizeof names);
         return fail(x, value_mark(x, rn, "payload"),
                     "route %d payload: unknown message type "
                     "\"%.80s\"; expected raw or one of: %s",
@@ -937,7 +937,7 @@ static int check_payload(struct ctx *x, yaml_node_t *rn, int no,
                     "route %d: split needs a payload message "
                     "type to find the field \"%.60s\" in",
                     no, r->split);
-    if (r->split && !decode_split_field(d, r->split, why, sizeof why))
+    if (r->split && !pb_split_field(d, r->split, why, sizeof why))
         return fail(x, value_mark(x, rn, "split"), "route %d split: %s", no,
                     why);
     return 0;

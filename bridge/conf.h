@@ -28,7 +28,7 @@ struct conf_route {
     char *filter;  /* the MQTT subscription filter: sensors/+/+/+ */
     char *topic;   /* Kafka topic template: iot.sensor.{region}.{type} */
     char *key;     /* key template, or NULL for no key */
-    char *payload; /* "raw" or a protobuf message type (checked: decode.h) */
+    char *payload; /* "raw" or a protobuf message type (checked: pb.h) */
     int format;    /* enum conf_format */
     char *split;   /* a repeated message field of payload, or NULL */
     int64_t max_payload; /* bytes; 0: mqtt.max_payload */

@@ -25,7 +25,8 @@
 
 #include "bridge/bridge.h"
 #include "bridge/conf.h"
-#include "bridge/decode.h"
+#include "bridge/pb.h"
+#include "bridge/pb_json.h"
 #include "bridge/payload.h"
 #include "bridge/route.h"
 #include "spool/spool.h"
@@ -330,18 +331,18 @@ static int print_rec(void *ud, const struct payload_rec *r)
 static void print_decoded(const struct conf_route *r, const void *data,
                           size_t len)
 {
-    const ProtobufCMessageDescriptor *d = decode_type(r->payload);
-    struct decode *dc;
+    const ProtobufCMessageDescriptor *d = pb_type(r->payload);
+    struct pb *dc;
     const ProtobufCMessage *m;
     const void *js;
     size_t jl;
     char why[256];
-    if (!d || decode_new(&dc))
+    if (!d || pb_new(&dc))
         return;
-    if (decode_unpack(dc, d, data, len, &m, why, sizeof why) == 0 &&
-        decode_json(dc, m, &js, &jl, why, sizeof why) == 0)
+    if (pb_unpack(dc, d, data, len, &m, why, sizeof why) == 0 &&
+        pb_json(dc, m, &js, &jl, why, sizeof why) == 0)
         printf("  decoded  %s %.*s\n", d->name, (int)jl, (const char *)js);
-    decode_free(dc);
+    pb_free(dc);
 }
 
 static int route_one(const struct conf *c, const struct route_table *t,

@@ -18,7 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bridge/decode.h"
+#include "bridge/pb.h"
+#include "bridge/pb_json.h"
 
 struct plan {
     const ProtobufCMessageDescriptor *type; /* NULL: raw bytes */
@@ -32,7 +33,7 @@ struct payload {
     struct plan *plans;
     size_t n;
     size_t max_records;
-    struct decode *dc;
+    struct pb *dc;
 };
 
 int payload_new(const struct conf *c, struct payload **out, char *err,
@@ -43,7 +44,7 @@ int payload_new(const struct conf *c, struct payload **out, char *err,
     *out = NULL;
     if (!p ||
         !(p->plans = calloc(c->nroutes ? c->nroutes : 1, sizeof *p->plans)) ||
-        decode_new(&p->dc)) {
+        pb_new(&p->dc)) {
         payload_free(p);
         snprintf(err, errlen, "payload: out of memory");
         return -ENOMEM;
@@ -55,7 +56,7 @@ int payload_new(const struct conf *c, struct payload **out, char *err,
         struct plan *pl = &p->plans[i];
         const char *elem;
         pl->format = r->format;
-        pl->type = r->payload ? decode_type(r->payload) : NULL;
+        pl->type = r->payload ? pb_type(r->payload) : NULL;
         if (r->payload && strcmp(r->payload, "raw") && !pl->type) {
             snprintf(err, errlen,
                      "%s:%d:%d: route %zu: unknown payload type %s",
@@ -66,7 +67,7 @@ int payload_new(const struct conf *c, struct payload **out, char *err,
         }
         if (pl->type && r->split &&
             !(pl->split =
-                  decode_split_field(pl->type, r->split, why, sizeof why))) {
+                  pb_split_field(pl->type, r->split, why, sizeof why))) {
             snprintf(err, errlen, "%s:%d:%d: route %zu: %s",
                      c->path ? c->path : "<config>", r->line, r->col, i + 1,
                      why);
@@ -87,7 +88,7 @@ int payload_new(const struct conf *c, struct payload **out, char *err,
         else if (pl->format == CONF_FORMAT_ENVELOPE)
             snprintf(pl->ctype, sizeof pl->ctype,
                      "application/x-protobuf; messageType=%s%s%s",
-                     DECODE_ENVELOPE_TYPE, elem ? "; payloadType=" : "",
+                     PB_ENVELOPE_TYPE, elem ? "; payloadType=" : "",
                      elem ? elem : "");
         else if (elem)
             snprintf(pl->ctype, sizeof pl->ctype,
@@ -101,7 +102,7 @@ void payload_free(struct payload *p)
 {
     if (!p)
         return;
-    decode_free(p->dc);
+    pb_free(p->dc);
     free(p->plans);
     free(p);
 }
@@ -127,9 +128,9 @@ static int field_text(void *ud, const char *path, size_t len, char *buf,
     const struct scope *s = ud;
     int rc = -ENOENT;
     if (s->elem)
-        rc = decode_field_text(s->elem, path, len, buf, cap, olen);
+        rc = pb_field_text(s->elem, path, len, buf, cap, olen);
     if ((rc == -ENOENT || rc == -EINVAL) && s->whole)
-        rc = decode_field_text(s->whole, path, len, buf, cap, olen);
+        rc = pb_field_text(s->whole, path, len, buf, cap, olen);
     return rc == -EINVAL ? -ENOENT : rc;
 }
 
@@ -151,8 +152,8 @@ static int value_of(struct payload *p, const struct plan *pl,
     size_t blen = m->len;
     int rc;
     if (pl->format == CONF_FORMAT_JSON)
-        return decode_json(p->dc, s->elem, &rec->value, &rec->len, why, whylen);
-    if (pl->split && (rc = decode_pack(p->dc, s->elem, &body, &blen))) {
+        return pb_json(p->dc, s->elem, &rec->value, &rec->len, why, whylen);
+    if (pl->split && (rc = pb_pack(p->dc, s->elem, &body, &blen))) {
         snprintf(why, whylen, "an element of %s is too large to pack",
                  pl->split->name);
         return rc;
@@ -170,7 +171,7 @@ static int value_of(struct payload *p, const struct plan *pl,
     else
         snprintf(dev, sizeof dev, "%.*s", rr->has_key ? (int)rr->key_len : 0,
                  rr->key);
-    struct decode_envelope e = {
+    struct pb_envelope e = {
         .device_id = dev,
         .gateway_id = m->gateway_id,
         .mqtt_topic = m->topic,
@@ -180,7 +181,7 @@ static int value_of(struct payload *p, const struct plan *pl,
         .payload = body,
         .len = blen,
     };
-    if ((rc = decode_envelope(p->dc, &e, &rec->value, &rec->len)))
+    if ((rc = pb_envelope(p->dc, &e, &rec->value, &rec->len)))
         snprintf(why, whylen, "the envelope would be too large");
     return rc;
 }
@@ -196,12 +197,12 @@ int payload_process(struct payload *p, const struct route_table *t,
     char tmp[192];
     *kind = PAYLOAD_OK;
     if (pl->type &&
-        decode_unpack(p->dc, pl->type, m->data, m->len, &msg, why, whylen)) {
+        pb_unpack(p->dc, pl->type, m->data, m->len, &msg, why, whylen)) {
         *kind = PAYLOAD_UNDECODABLE;
         return -EINVAL;
     }
     if (pl->split) {
-        n = decode_elements(msg, pl->split, &el);
+        n = pb_elements(msg, pl->split, &el);
         if (n == 0 || n > PAYLOAD_SPLIT_MAX) {
             snprintf(
                 tmp, sizeof tmp,

@@ -8,7 +8,7 @@
  * the route's templates with each element's fields, and hand each record
  * to a callback. A payload that cannot become records is reported with a
  * kind and a sentence for the dead-letter topic's error.reason. Uses
- * route.h and decode.h; no I/O.
+ * route.h and pb.h; no I/O.
  */
 #ifndef MQTT2KAFKA_PAYLOAD_H
 #define MQTT2KAFKA_PAYLOAD_H

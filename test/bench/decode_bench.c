@@ -12,7 +12,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "bridge/decode.h"
+#include "bridge/pb.h"
+#include "bridge/pb_json.h"
 #include "telemetry.pb-c.h"
 
 static size_t reading(unsigned char *buf, size_t want)
@@ -50,23 +51,23 @@ static double now_ns(void)
 }
 
 /* One message through the payload path; returns bytes of output. */
-static size_t one(struct decode *dc, const ProtobufCMessageDescriptor *d,
+static size_t one(struct pb *dc, const ProtobufCMessageDescriptor *d,
                   const unsigned char *buf, size_t len, int mode)
 {
     const ProtobufCMessage *m;
     const void *out = buf;
     size_t olen = len, klen;
     char why[256], key[64];
-    if (decode_unpack(dc, d, buf, len, &m, why, sizeof why) ||
-        decode_field_text(m, "device_id", 9, key, sizeof key, &klen))
+    if (pb_unpack(dc, d, buf, len, &m, why, sizeof why) ||
+        pb_field_text(m, "device_id", 9, key, sizeof key, &klen))
         abort();
     if (mode == 1) {
-        struct decode_envelope e = {
+        struct pb_envelope e = {
             key, "gw-1", "sensors/eu/temp/dev-00042", d->name, 1700000000000, 1,
             buf, len};
-        if (decode_envelope(dc, &e, &out, &olen))
+        if (pb_envelope(dc, &e, &out, &olen))
             abort();
-    } else if (mode == 2 && decode_json(dc, m, &out, &olen, why, sizeof why)) {
+    } else if (mode == 2 && pb_json(dc, m, &out, &olen, why, sizeof why)) {
         abort();
     }
     return olen;
@@ -79,9 +80,9 @@ int main(int argc, char **argv)
     size_t len = reading(buf, 100), sink = 0;
     long n = argc > 2 ? atol(argv[2]) : 1000000;
     const ProtobufCMessageDescriptor *d =
-        decode_type("iot.telemetry.v1.SensorReading");
-    struct decode *dc;
-    if (decode_new(&dc))
+        pb_type("iot.telemetry.v1.SensorReading");
+    struct pb *dc;
+    if (pb_new(&dc))
         return 1;
     for (int mode = 0; mode < 3; mode++) {
         if (argc > 1 && strcmp(argv[1], modes[mode]))
@@ -95,6 +96,6 @@ int main(int argc, char **argv)
                modes[mode], len, ns, mode ? " + value" : "",
                one(dc, d, buf, len, mode));
     }
-    decode_free(dc);
+    pb_free(dc);
     return sink == 0;
 }

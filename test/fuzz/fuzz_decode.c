@@ -17,7 +17,8 @@
 #include <string.h>
 
 #include "alltypes.pb-c.h"
-#include "bridge/decode.h"
+#include "bridge/pb.h"
+#include "bridge/pb_json.h"
 #include "telemetry.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -29,7 +30,7 @@ static const ProtobufCMessageDescriptor *pick(uint8_t b)
                                         "iot.bridge.v1.Envelope"};
     if (b % 4 == 3)
         return &m2k__test__v1__all_types__descriptor;
-    return decode_type(names[b % 4]);
+    return pb_type(names[b % 4]);
 }
 
 static void fields(const ProtobufCMessage *m)
@@ -40,7 +41,7 @@ static void fields(const ProtobufCMessage *m)
     char buf[64];
     size_t len;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
-        if (decode_field_text(m, paths[i], strlen(paths[i]), buf, sizeof buf,
+        if (pb_field_text(m, paths[i], strlen(paths[i]), buf, sizeof buf,
                               &len) == 0 &&
             len > sizeof buf)
             abort();
@@ -48,20 +49,20 @@ static void fields(const ProtobufCMessage *m)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct decode *dc;
+    static struct pb *dc;
     const ProtobufCMessageDescriptor *d;
     const ProtobufCMessage *m;
     const void *js, *p, *e;
     size_t jl, pl, el;
     char why[256], *first = NULL;
 
-    if (size < 1 || (!dc && decode_new(&dc)))
+    if (size < 1 || (!dc && pb_new(&dc)))
         return 0;
     d = pick(data[0]);
-    if (decode_unpack(dc, d, data + 1, size - 1, &m, why, sizeof why))
+    if (pb_unpack(dc, d, data + 1, size - 1, &m, why, sizeof why))
         return 0;
     fields(m);
-    if (decode_json(dc, m, &js, &jl, why, sizeof why) == 0) {
+    if (pb_json(dc, m, &js, &jl, why, sizeof why) == 0) {
         const char *j = js;
         if (jl < 2 || j[0] != '{' || j[jl - 1] != '}')
             abort();
@@ -75,28 +76,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sf = protobuf_c_message_descriptor_get_field_by_name(d, "r_inner");
     if (sf) {
         const ProtobufCMessage *const *els;
-        size_t n = decode_elements(m, sf, &els);
+        size_t n = pb_elements(m, sf, &els);
         for (size_t i = 0; i < n && i < 64; i++) {
             fields(els[i]);
-            if (decode_pack(dc, els[i], &p, &pl) == 0) {
-                struct decode_envelope env = {.device_id = "d",
+            if (pb_pack(dc, els[i], &p, &pl) == 0) {
+                struct pb_envelope env = {.device_id = "d",
                                               .payload = p,
                                               .len = pl,
                                               .content_type =
                                                   els[i]->descriptor->name};
-                if (decode_envelope(dc, &env, &e, &el))
+                if (pb_envelope(dc, &env, &e, &el))
                     abort();
             }
         }
     }
     /* round trip: what decoded packs, decodes again, prints the same */
-    if (decode_pack(dc, m, &p, &pl) == 0) {
+    if (pb_pack(dc, m, &p, &pl) == 0) {
         uint8_t *copy = malloc(pl ? pl : 1);
         if (copy) {
             memcpy(copy, p, pl);
-            if (decode_unpack(dc, d, copy, pl, &m, why, sizeof why))
+            if (pb_unpack(dc, d, copy, pl, &m, why, sizeof why))
                 abort();
-            if (first && (decode_json(dc, m, &js, &jl, why, sizeof why) ||
+            if (first && (pb_json(dc, m, &js, &jl, why, sizeof why) ||
                           memcmp(js, first, jl)))
                 abort();
             free(copy);
