@@ -99,10 +99,18 @@ UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o $(SPOOL_O)
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/numfmt.o
-UNIT_DEPS_test_conf   := bridge/conf.o $(PB_O)
-UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o $(PB_O)
-UNIT_DEPS_test_decode := $(PB_O) bridge/payload.o bridge/route.o bridge/conf.o \
-                         testproto/alltypes.pb-c.o
+CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o
+UNIT_DEPS_test_conf   := $(CONF_O) bridge/route.o
+UNIT_DEPS_test_units  := bridge/units.o
+UNIT_DEPS_test_route  := bridge/route.o $(CONF_O)
+UNIT_DEPS_test_pb     := $(PB_O) testproto/alltypes.pb-c.o
+UNIT_DEPS_test_convert := bridge/convert.o bridge/payload.o bridge/route.o \
+                          $(CONF_O) $(PB_O)
+UNIT_DEPS_test_batch  := bridge/batch.o
+UNIT_DEPS_test_redeliver := bridge/redeliver.o
+UNIT_DEPS_test_stats  := bridge/stats.o
+UNIT_DEPS_test_record := bridge/record.o
+UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
 BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
@@ -123,8 +131,8 @@ $(B)/testproto/%.pb-c.c $(B)/testproto/%.pb-c.h: test/unit/fixtures/%.proto
 $(B)/testproto/%.o: $(B)/testproto/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -c -o $@ $<
-$(B)/test/unit/test_decode.o: $(B)/testproto/alltypes.pb-c.h
-$(B)/test/unit/test_decode.o: CPPFLAGS += -I$(B)/testproto
+$(B)/test/unit/test_pb.o: $(B)/testproto/alltypes.pb-c.h
+$(B)/test/unit/test_pb.o: CPPFLAGS += -I$(B)/testproto
 
 # Generated code is not ours to keep -Wconversion clean.
 $(PROTO_O): %.o: %.c
@@ -180,9 +188,11 @@ san:
 	@$(MAKE) --no-print-directory SAN=1 unit
 
 lint:
+	test/lint-stages
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --suppress=missingIncludeSystem -I. bridge spool test/tools
-	clang-format --dry-run --Werror bridge/*.c bridge/*.h spool/*.c spool/*.h test/tools/*.c
+	clang-format --dry-run --Werror bridge/*.c bridge/*.h spool/*.c spool/*.h test/tools/*.c \
+	  test/unit/*.c
 
 fmt:
 	clang-format -i bridge/*.c bridge/*.h spool/*.c spool/*.h test/tools/*.c test/unit/*.c
@@ -218,14 +228,16 @@ deb-check:
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/numfmt.c
+CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
 fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c bridge/conf.c \
-	  bridge/route.c $(PB_SRC) $(PROTO_C) $(PKG_LIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c \
+	  $(CONF_SRC) bridge/route.c bridge/payload.c bridge/convert.c $(PB_SRC) \
+	  $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
 	  $(PB_SRC) $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf

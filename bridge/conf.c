@@ -1,22 +1,16 @@
 /*
- * conf.c — the YAML configuration: libyaml's document tree → struct conf.
+ * conf.c — the YAML configuration: libyaml's document tree → struct conf,
+ * through the key tables of conf_keys.c.
  *
- * Every key lives in a table (name, type, default, offset, range, help),
- * one table per section and one for a route, in the manner of Fluent Bit's
- * config maps. The loader walks the document against the tables, so a key
- * that is not in a table is an error, and `check --keys` prints the tables.
- * Defaults are written as text and go through the same converters as the
- * file, so what the help says is what the loader does.
+ * The loader walks the document against the tables, so a key that is not
+ * in a table is an error. Every error is "file:line:col: message" with
+ * 1-based libyaml marks and says what was expected. What route templates
+ * and payload types mean is not checked here but by the stages that use
+ * them (route.c, payload.c), at the marks this loader keeps in each
+ * struct conf_route: one grammar for templates, in route.c.
  *
- * Every error is "file:line:col: message" with 1-based libyaml marks and
- * says what was expected. Routes are checked here, once, so that a config
- * that loads can route: a match is a valid MQTT filter with `{name}`
- * captures, templates name only captures the match defines, and a Kafka
- * topic template's literal parts could make a legal Kafka topic name.
- *
- * Depends on libyaml and libc only (and spool.h for two enum values,
- * pb.h to check payload types and the fields templates name). No
- * global state: conf_parse() is safe to call from a fuzzer in a loop.
+ * Depends on libyaml and libc only. No global state: conf_parse() is safe
+ * to call from a fuzzer in a loop.
  */
 #include "bridge/conf.h"
 
@@ -27,187 +21,8 @@
 
 #include <yaml.h>
 
-#include "bridge/pb.h"
-#include "spool/spool.h"
-
-enum ktype {
-    T_STR,    /* char *                                          */
-    T_INT,    /* int or int64_t, plain integer in [min, max]      */
-    T_SIZE,   /* int64_t bytes: "1GiB", "100MB", "1000"           */
-    T_DUR_S,  /* int or int64_t seconds: "12h", "30" (= seconds)  */
-    T_DUR_MS, /* int or int64_t ms: "10s", "250ms", "7d"          */
-    T_ENUM,   /* int: one of enums[].name, stored as enums[].val  */
-    T_CHOICE, /* char *: one of enums[].name, stored as text      */
-    T_PROPS,  /* kafka.properties: any name → text, verbatim      */
-};
-
-#define K_REQUIRED 1u
-#define K_EMPTY_OK 2u
-#define K_TOPIC    4u /* the value must be a legal Kafka topic name */
-
-struct kenum {
-    const char *name;
-    int val;
-};
-
-struct key {
-    const char *name;
-    enum ktype type;
-    const char *def; /* default as the user would write it; NULL: none */
-    size_t off, size;
-    int64_t min, max;
-    const struct kenum *enums; /* {NULL} terminated */
-    unsigned flags;
-    const char *help;
-};
-
-#define CF(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
-#define RF(f)                                                                  \
-    offsetof(struct conf_route, f), sizeof(((struct conf_route *)0)->f)
-#define KiB ((int64_t)1024)
-#define MiB (KiB * 1024)
-#define GiB (MiB * 1024)
-#define TiB (GiB * 1024)
-
-static const struct kenum e_protocol[] = {
-    {"5", 5}, {"3.1.1", 4}, {"311", 4}, {NULL, 0}};
-static const struct kenum e_on_full[] = {{"drop_oldest", SPOOL_DROP_OLDEST},
-                                         {"backpressure", SPOOL_BACKPRESSURE},
-                                         {NULL, 0}};
-static const struct kenum e_sync[] = {
-    {"full", SPOOL_SYNC_FULL}, {"normal", SPOOL_SYNC_NORMAL}, {NULL, 0}};
-static const struct kenum e_compression[] = {{"none", 0},   {"gzip", 0},
-                                             {"snappy", 0}, {"lz4", 0},
-                                             {"zstd", 0},   {NULL, 0}};
-static const struct kenum e_level[] = {
-    {"error", 0}, {"warn", 0}, {"info", 0}, {"debug", 0}, {NULL, 0}};
-
-static const struct key gateway_keys[] = {
-    {"id", T_STR, NULL, CF(gateway.id), 1, 128, NULL, K_REQUIRED,
-     "this gateway's unique name; sent as the gateway.id Kafka header"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-static const struct key mqtt_keys[] = {
-    {"host", T_STR, "127.0.0.1", CF(mqtt.host), 1, 255, NULL, 0,
-     "the local MQTT broker"},
-    {"port", T_INT, "1883", CF(mqtt.port), 1, 65535, NULL, 0, "its TCP port"},
-    {"client_id", T_STR, NULL, CF(mqtt.client_id), 1, 65535, NULL, 0,
-     "fixed client id, so the broker keeps our session while we are away "
-     "(default mqtt2kafka-<gateway.id>)"},
-    {"protocol", T_ENUM, "5", CF(mqtt.protocol), 0, 0, e_protocol, 0,
-     "MQTT protocol version"},
-    /* Not 2: libmosquitto 2.0 sends PUBREC before it hands the message over,
-     * so a crash in between loses it. At 1, QoS 2 publishes reach us at 1. */
-    {"qos", T_INT, "1", CF(mqtt.qos), 0, 1, NULL, 0,
-     "subscription QoS: 1 (at least once; QoS 2 publishes arrive at 1) or 0 "
-     "(may lose)"},
-    {"keepalive", T_DUR_S, "30", CF(mqtt.keepalive), 5, 65535, NULL, 0,
-     "seconds between pings when idle"},
-    {"session_expiry", T_DUR_S, "86400", CF(mqtt.session_expiry), 0,
-     4294967295LL, NULL, 0,
-     "seconds the broker keeps our session and queued messages (MQTT 5)"},
-    {"reconnect_max", T_DUR_S, "30", CF(mqtt.reconnect_max), 1, 3600, NULL, 0,
-     "cap of the reconnect backoff, in seconds"},
-    {"username", T_STR, NULL, CF(mqtt.username), 0, 65535, NULL, K_EMPTY_OK,
-     "optional"},
-    {"password", T_STR, NULL, CF(mqtt.password), 0, 65535, NULL, K_EMPTY_OK,
-     "optional"},
-    {"max_payload", T_SIZE, "256KiB", CF(mqtt.max_payload), 1, 268435455, NULL,
-     0, "larger payloads go to the dead-letter topic"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-static const struct key kafka_keys[] = {
-    {"brokers", T_STR, "127.0.0.1:9092", CF(kafka.brokers), 1, 4096, NULL, 0,
-     "bootstrap brokers, host:port[,host:port...]"},
-    {"compression", T_CHOICE, "lz4", CF(kafka.compression), 0, 0, e_compression,
-     0, "compression of record batches"},
-    {"dead_letter_topic", T_STR, "mqtt2kafka.dead-letter",
-     CF(kafka.dead_letter_topic), 1, 249, NULL, K_TOPIC,
-     "where messages the bridge rejects go, with an error.reason header"},
-    {"inflight_records", T_INT, "10000", CF(kafka.inflight_records), 1, 1000000,
-     NULL, 0, "at most this many records awaiting delivery"},
-    {"inflight_bytes", T_SIZE, "16MiB", CF(kafka.inflight_bytes), 64 * KiB,
-     1 * GiB, NULL, 0, "at most this many bytes awaiting delivery"},
-    {"shutdown_timeout", T_DUR_MS, "10s", CF(kafka.shutdown_timeout), 0, 600000,
-     NULL, 0, "how long to wait for deliveries on exit"},
-    {"properties", T_PROPS, NULL, 0, 0, 0, 0, NULL, 0,
-     "any librdkafka property, passed through verbatim"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-static const struct key spool_keys[] = {
-    {"path", T_STR, "/var/lib/mqtt2kafka/spool.db", CF(spool.path), 1, 4096,
-     NULL, 0, "the SQLite spool file"},
-    {"max_bytes", T_SIZE, "1GiB", CF(spool.max_bytes), 0, 16 * TiB, NULL, 0,
-     "cap on the spool's files on disk; 0: no cap"},
-    {"on_full", T_ENUM, "drop_oldest", CF(spool.on_full), 0, 0, e_on_full, 0,
-     "when full: drop the oldest records, or stop reading MQTT"},
-    {"max_age", T_DUR_MS, "7d", CF(spool.max_age), 0, 3650 * 86400000LL, NULL,
-     0, "records older than this expire (counted); 0: never"},
-    {"sync", T_ENUM, "full", CF(spool.sync), 0, 0, e_sync, 0,
-     "full survives power loss; normal survives a crash"},
-    {"commit_delay", T_DUR_MS, "5ms", CF(spool.commit_delay), 0, 1000, NULL, 0,
-     "how long received messages may wait to be committed (and acknowledged) "
-     "together: "
-     "fewer, larger commits write less to flash"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-static const struct key log_keys[] = {
-    {"stats_interval", T_DUR_S, "60", CF(log.stats_interval), 0, 86400, NULL, 0,
-     "seconds between counter log lines; 0: only on shutdown"},
-    {"level", T_CHOICE, "info", CF(log.level), 0, 0, e_level, 0,
-     "log verbosity"},
-    {"status_file", T_STR, "/run/mqtt2kafka/status", CF(log.status_file), 0,
-     4096, NULL, K_EMPTY_OK,
-     "where the daemon keeps its state for `mqtt2kafka status` (tmpfs); empty: "
-     "none"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
-                                        {"envelope", CONF_FORMAT_ENVELOPE},
-                                        {"json", CONF_FORMAT_JSON},
-                                        {NULL, 0}};
-
-/* One line per route key. */
-static const struct key route_keys[] = {
-    {"match", T_STR, NULL, RF(match), 1, 65535, NULL, K_REQUIRED,
-     "MQTT topic pattern; {name} captures a level, a trailing # the rest"},
-    {"topic", T_STR, NULL, RF(topic), 1, 4096, NULL, K_REQUIRED,
-     "Kafka topic template, e.g. iot.sensor.{region}"},
-    {"key", T_STR, NULL, RF(key), 1, 4096, NULL, 0,
-     "Kafka key template (default: no key)"},
-    {"payload", T_STR, "raw", RF(payload), 1, 255, NULL, 0,
-     "raw (no decoding) or the payload's protobuf type, e.g. "
-     "iot.telemetry.v1.SensorReading; "
-     "templates may then name {payload.field}"},
-    {"format", T_ENUM, "raw", RF(format), 0, 0, e_format, 0,
-     "the record value: the payload bytes, an iot.bridge.v1.Envelope, or JSON "
-     "(needs payload)"},
-    {"split", T_STR, NULL, RF(split), 1, 255, NULL, 0,
-     "a repeated message field of the payload: one Kafka record per element"},
-    {"max_payload", T_SIZE, "0", RF(max_payload), 0, 268435455, NULL, 0,
-     "larger payloads on this route dead-letter; 0: mqtt.max_payload applies"},
-    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
-
-struct section {
-    const char *name;
-    const struct key *keys; /* NULL: routes */
-};
-
-static const struct section sections[] = {
-    {"gateway", gateway_keys}, {"mqtt", mqtt_keys}, {"kafka", kafka_keys},
-    {"spool", spool_keys},     {"log", log_keys},   {"routes", NULL},
-};
-#define NSECTIONS (sizeof sections / sizeof sections[0])
-
-/* Property names the bridge owns: the promise depends on them. */
-static const char *const owned_props[][2] = {
-    {"enable.idempotence", "the bridge always enables idempotence"},
-    {"acks", "the bridge always uses acks=all"},
-    {"bootstrap.servers", "use kafka.brokers"},
-    {"metadata.broker.list", "use kafka.brokers"},
-    {"compression.type", "use kafka.compression"},
-    {"compression.codec", "use kafka.compression"},
-};
+#include "bridge/conf_int.h"
+#include "bridge/units.h"
 
 struct ctx {
     const char *name;
@@ -233,82 +48,9 @@ fail(struct ctx *x, yaml_mark_t m, const char *fmt, ...)
     return -EINVAL;
 }
 
-/* ---- units ---------------------------------------------------------- */
-
-struct unit {
-    const char *name;
-    int64_t mult;
-};
-
-static int parse_units(const char *s, const struct unit *u, int64_t plain,
-                       int64_t *out)
+static struct conf_mark mark_of(yaml_mark_t m)
 {
-    int64_t v = 0;
-    const char *p = s;
-    if (!s || *p < '0' || *p > '9')
-        return -EINVAL;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (INT64_MAX - 9) / 10)
-            return -EINVAL;
-        v = v * 10 + (*p - '0');
-    }
-    if (*p == ' ')
-        p++;
-    int64_t mult = *p ? 0 : plain;
-    for (; *p && u->name; u++)
-        if (!strcasecmp(p, u->name))
-            mult = u->mult;
-    if (!mult || v > INT64_MAX / mult)
-        return -EINVAL;
-    *out = v * mult;
-    return 0;
-}
-
-static const struct unit size_units[] = {{"B", 1},
-                                         {"KB", 1000},
-                                         {"MB", 1000000},
-                                         {"GB", 1000000000},
-                                         {"TB", 1000 * 1000000000LL},
-                                         {"KiB", KiB},
-                                         {"MiB", MiB},
-                                         {"GiB", GiB},
-                                         {"TiB", TiB},
-                                         {NULL, 0}};
-static const struct unit dur_units[] = {{"ms", 1},       {"s", 1000},
-                                        {"m", 60000},    {"h", 3600000},
-                                        {"d", 86400000}, {NULL, 0}};
-
-int conf_parse_size(const char *s, int64_t *out)
-{
-    return parse_units(s, size_units, 1, out);
-}
-
-int conf_parse_duration_ms(const char *s, int64_t *out)
-{
-    return parse_units(s, dur_units, 1000, out); /* a plain number is seconds */
-}
-
-static void format_units(int64_t v, const struct unit *u, size_t n, char *buf,
-                         size_t len)
-{
-    for (size_t i = n; i-- > 0;)
-        if (v != 0 && v % u[i].mult == 0) {
-            snprintf(buf, len, "%lld%s", (long long)(v / u[i].mult), u[i].name);
-            return;
-        }
-    snprintf(buf, len, "%lld%s", (long long)v, u[0].name);
-}
-
-void conf_format_size(int64_t bytes, char *buf, size_t len)
-{
-    static const struct unit u[] = {
-        {"B", 1}, {"KiB", KiB}, {"MiB", MiB}, {"GiB", GiB}, {"TiB", TiB}};
-    format_units(bytes, u, 5, buf, len);
-}
-
-void conf_format_duration_ms(int64_t ms, char *buf, size_t len)
-{
-    format_units(ms, dur_units, 5, buf, len);
+    return (struct conf_mark){(int)m.line + 1, (int)m.column + 1};
 }
 
 /* ---- values --------------------------------------------------------- */
@@ -321,15 +63,15 @@ static void store_int(void *p, size_t size, int64_t v)
         *(int *)p = (int)v;
 }
 
-static void range_text(const struct key *k, char *buf, size_t len)
+void conf_range_text(const struct key *k, char *buf, size_t len)
 {
     char a[32], b[32];
     if (k->type == T_SIZE) {
-        conf_format_size(k->min, a, sizeof a);
-        conf_format_size(k->max, b, sizeof b);
+        units_format_size(k->min, a, sizeof a);
+        units_format_size(k->max, b, sizeof b);
     } else if (k->type == T_DUR_MS) {
-        conf_format_duration_ms(k->min, a, sizeof a);
-        conf_format_duration_ms(k->max, b, sizeof b);
+        units_format_duration_ms(k->min, a, sizeof a);
+        units_format_duration_ms(k->max, b, sizeof b);
     } else {
         snprintf(a, sizeof a, "%lld", (long long)k->min);
         snprintf(b, sizeof b, "%lld", (long long)k->max);
@@ -338,7 +80,7 @@ static void range_text(const struct key *k, char *buf, size_t len)
              k->type == T_DUR_S ? " seconds" : "");
 }
 
-static void choices_text(const struct kenum *e, char *buf, size_t len)
+void conf_choices_text(const struct kenum *e, char *buf, size_t len)
 {
     size_t n = 0;
     buf[0] = '\0';
@@ -375,8 +117,8 @@ static int kafka_name_ok(const char *s, char *bad)
 
 /* Converts text for key k and stores it at base+off. On error writes what
  * was expected into why. Used for defaults and for the file alike. */
-static int set_text(const struct key *k, const char *s, void *base, char *why,
-                    size_t wlen)
+int conf_set_text(const struct key *k, const char *s, void *base, char *why,
+                  size_t wlen)
 {
     void *p = (char *)base + k->off;
     int64_t v = 0;
@@ -392,7 +134,7 @@ static int set_text(const struct key *k, const char *s, void *base, char *why,
             while (e->name && strcmp(e->name, s))
                 e++;
             if (!e->name) {
-                choices_text(k->enums, buf, sizeof buf);
+                conf_choices_text(k->enums, buf, sizeof buf);
                 snprintf(why, wlen, "expected one of %s, got \"%.60s\"", buf,
                          s);
                 return -EINVAL;
@@ -432,7 +174,7 @@ static int set_text(const struct key *k, const char *s, void *base, char *why,
                 store_int(p, k->size, e->val);
                 return 0;
             }
-        choices_text(k->enums, buf, sizeof buf);
+        conf_choices_text(k->enums, buf, sizeof buf);
         snprintf(why, wlen, "expected one of %s, got \"%.60s\"", buf, s);
         return -EINVAL;
     case T_INT: {
@@ -444,11 +186,11 @@ static int set_text(const struct key *k, const char *s, void *base, char *why,
         break;
     }
     case T_SIZE:
-        rc = conf_parse_size(s, &v);
+        rc = units_parse_size(s, &v);
         break;
     case T_DUR_S:
     case T_DUR_MS:
-        rc = conf_parse_duration_ms(s, &v);
+        rc = units_parse_duration_ms(s, &v);
         if (rc == 0 && k->type == T_DUR_S) {
             if (v % 1000) {
                 snprintf(why, wlen, "expected whole seconds, got \"%.60s\"", s);
@@ -461,7 +203,7 @@ static int set_text(const struct key *k, const char *s, void *base, char *why,
         snprintf(why, wlen, "internal: no text form");
         return -EINVAL;
     }
-    range_text(k, buf, sizeof buf);
+    conf_range_text(k, buf, sizeof buf);
     if (rc) {
         snprintf(why, wlen, "expected %s from %s, got \"%.60s\"",
                  type_names[k->type], buf, s);
@@ -479,7 +221,7 @@ static int apply_defaults(const struct key *keys, void *base)
 {
     char why[160];
     for (const struct key *k = keys; k->name; k++)
-        if (k->def && set_text(k, k->def, base, why, sizeof why))
+        if (k->def && conf_set_text(k, k->def, base, why, sizeof why))
             return -ENOMEM; /* the defaults are tested: only strdup can fail */
     return 0;
 }
@@ -621,11 +363,11 @@ static int parse_props(struct ctx *x, yaml_node_t *map)
             return fail(x, kn->start_mark,
                         "expected a librdkafka property name, got %s",
                         kind(kn));
-        for (size_t i = 0; i < sizeof owned_props / sizeof owned_props[0]; i++)
-            if (!strcmp(scalar(kn), owned_props[i][0]))
+        for (size_t i = 0; i < conf_nowned_props; i++)
+            if (!strcmp(scalar(kn), conf_owned_props[i][0]))
                 return fail(x, kn->start_mark,
                             "kafka.properties: \"%s\" cannot be set here: %s",
-                            owned_props[i][0], owned_props[i][1]);
+                            conf_owned_props[i][0], conf_owned_props[i][1]);
         for (size_t i = 0; i < c->kafka.nprops; i++)
             if (!strcmp(c->kafka.props[i].name, scalar(kn)))
                 return fail(x, kn->start_mark,
@@ -658,7 +400,7 @@ static int set_node(struct ctx *x, const struct key *k, yaml_node_t *vn,
     if (vn->type != YAML_SCALAR_NODE || is_null(vn)) {
         choices[0] = '\0';
         if (k->enums)
-            choices_text(k->enums, choices, sizeof choices);
+            conf_choices_text(k->enums, choices, sizeof choices);
         const char *hint = "";
         if (vn->type == YAML_MAPPING_NODE && k->type == T_STR)
             hint = " (a value that starts with '{' must be quoted: \"{name}\")";
@@ -666,7 +408,7 @@ static int set_node(struct ctx *x, const struct key *k, yaml_node_t *vn,
                     type_names[k->type], *choices ? " " : "", choices, where,
                     k->name, kind(vn), hint);
     }
-    int rc = set_text(k, scalar(vn), base, why, sizeof why);
+    int rc = conf_set_text(k, scalar(vn), base, why, sizeof why);
     if (rc == -EINVAL)
         return fail(x, vn->start_mark, "%s.%s: %s", where, k->name, why);
     return rc;
@@ -702,245 +444,19 @@ static int apply_mapping(struct ctx *x, yaml_node_t *map,
 
 /* ---- routes --------------------------------------------------------- */
 
-struct caps {
-    size_t n;
-    const char *name[CONF_MAX_CAPTURES];
-    size_t len[CONF_MAX_CAPTURES];
-};
-
-static int ident_ok(const char *s, size_t n)
-{
-    if (n == 0 || !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if (!(s[i] == '_' || (s[i] >= '0' && s[i] <= '9') ||
-              ((s[i] | 32) >= 'a' && (s[i] | 32) <= 'z')))
-            return 0;
-    return 1;
-}
-
-/* Checks a match and writes its filter ({x} → +) into r->filter. */
-static int compile_match(struct ctx *x, struct conf_route *r, int no,
-                         yaml_mark_t m, struct caps *caps)
-{
-    const char *s = r->match;
-    size_t len = strlen(s), o = 0;
-    char *f = malloc(len + 1);
-    if (!f)
-        return -ENOMEM;
-    r->filter = f;
-    caps->n = 0;
-    for (const char *lv = s;;) {
-        const char *end = strchrnul(lv, '/');
-        size_t n = (size_t)(end - lv);
-        if (memchr(lv, '#', n) && (n != 1 || *end))
-            return fail(x, m,
-                        "route %d match \"%.80s\" is not a valid MQTT filter: "
-                        "'#' must be "
-                        "a whole level and the last one",
-                        no, s);
-        if (memchr(lv, '+', n) && n != 1)
-            return fail(x, m,
-                        "route %d match \"%.80s\" is not a valid MQTT filter: "
-                        "'+' must be "
-                        "a whole level",
-                        no, s);
-        if (n >= 2 && lv[0] == '{' && lv[n - 1] == '}') {
-            if (!ident_ok(lv + 1, n - 2))
-                return fail(
-                    x, m,
-                    "route %d match: capture \"%.*s\" is not a valid name "
-                    "(letters, digits and _, not starting with a digit)",
-                    no, (int)n, lv);
-            for (size_t i = 0; i < caps->n; i++)
-                if (caps->len[i] == n - 2 &&
-                    !memcmp(caps->name[i], lv + 1, n - 2))
-                    return fail(x, m, "route %d match captures {%.*s} twice",
-                                no, (int)(n - 2), lv + 1);
-            if (caps->n == CONF_MAX_CAPTURES)
-                return fail(x, m, "route %d match has more than %d captures",
-                            no, CONF_MAX_CAPTURES);
-            caps->name[caps->n] = lv + 1;
-            caps->len[caps->n++] = n - 2;
-            f[o++] = '+';
-        } else if (memchr(lv, '{', n) || memchr(lv, '}', n)) {
-            return fail(
-                x, m,
-                "route %d match \"%.80s\": a capture must be a whole level, "
-                "like sensors/{device}/data",
-                no, s);
-        } else {
-            memcpy(f + o, lv, n);
-            o += n;
-        }
-        if (!*end)
-            break;
-        f[o++] = '/';
-        lv = end + 1;
-    }
-    f[o] = '\0';
-    return 0;
-}
-
-static void caps_text(const struct caps *caps, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-    if (caps->n == 0)
-        snprintf(buf, len, "no captures");
-    for (size_t i = 0; i < caps->n && n < len; i++)
-        n += (size_t)snprintf(buf + n, len - n, "%s%.*s", i ? ", " : "",
-                              (int)caps->len[i], caps->name[i]);
-}
-
-/* The payload type of r (NULL for raw) and, with split, its element type. */
-static const ProtobufCMessageDescriptor *
-payload_types(const struct conf_route *r,
-              const ProtobufCMessageDescriptor **elem)
-{
-    char why[8];
-    const ProtobufCMessageDescriptor *d = pb_type(r->payload);
-    const ProtobufCFieldDescriptor *f =
-        d && r->split ? pb_split_field(d, r->split, why, 1) : NULL;
-    *elem = f ? f->descriptor : NULL;
-    return d;
-}
-
-/* {payload.path} in a template: the route decodes, and the path names a
- * scalar field of the payload (with split: of the element, or else of the
- * whole message, which is where a field missing in an element is taken). */
-static int check_field_ref(struct ctx *x, const struct conf_route *r, int no,
-                           const char *what, const char *path, size_t n,
-                           yaml_mark_t m)
-{
-    char why[256], why2[256];
-    const ProtobufCMessageDescriptor *elem, *d = payload_types(r, &elem);
-    if (!d)
-        return fail(
-            x, m,
-            "route %d %s template names {payload.%.*s}, but the route does not "
-            "decode its payload (set payload: to a message type)",
-            no, what, (int)n, path);
-    if (elem && pb_field_path_check(elem, path, n, why2, sizeof why2) == 0)
-        return 0;
-    if (pb_field_path_check(d, path, n, why, sizeof why) == 0)
-        return 0;
-    return fail(x, m, "route %d %s template {payload.%.*s}: %s", no, what,
-                (int)n, path, elem ? why2 : why);
-}
-
-/* Checks a template: captures exist, braces close, and for a Kafka topic
- * that its literal text could be part of a legal name. */
-static int check_template(struct ctx *x, int no, const char *what,
-                          const char *t, yaml_mark_t m, const struct caps *caps,
-                          int topic, const struct conf_route *r)
-{
-    size_t lit = 0, ncap = 0;
-    char names[256];
-    for (const char *p = t; *p; p++) {
-        if (*p == '{') {
-            const char *e = strchr(p, '}');
-            if (!e)
-                return fail(x, m,
-                            "route %d %s template \"%.80s\": '{' is not closed",
-                            no, what, t);
-            size_t n = (size_t)(e - p - 1), i;
-            if (n > 8 && !memcmp(p + 1, "payload.", 8)) {
-                if (check_field_ref(x, r, no, what, p + 9, n - 8, m))
-                    return -EINVAL;
-                ncap++;
-                p = e;
-                continue;
-            }
-            for (i = 0; i < caps->n; i++)
-                if (caps->len[i] == n && !memcmp(caps->name[i], p + 1, n))
-                    break;
-            if (i == caps->n) {
-                caps_text(caps, names, sizeof names);
-                return fail(
-                    x, m,
-                    "route %d %s template names {%.*s}, but match defines %s",
-                    no, what, (int)n, p + 1, names);
-            }
-            ncap++;
-            p = e;
-            continue;
-        }
-        if (*p == '}')
-            return fail(x, m, "route %d %s template \"%.80s\": '}' without '{'",
-                        no, what, t);
-        lit++;
-        if (topic && !strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW"
-                             "XYZ0123456789._-",
-                             *p)) {
-            if ((unsigned char)*p >= 0x80)
-                return fail(x, m,
-                            "route %d topic template \"%.80s\" can only "
-                            "produce illegal "
-                            "Kafka topic names: non-ASCII characters are not "
-                            "allowed (use only "
-                            "A-Z a-z 0-9 . _ -)",
-                            no, t);
-            return fail(
-                x, m,
-                "route %d topic template \"%.80s\" can only produce illegal "
-                "Kafka "
-                "topic names: '%c' is not allowed (use only A-Z a-z 0-9 . _ -)",
-                no, t, *p);
-        }
-    }
-    size_t max = topic ? 249 : 1024;
-    if (lit > max)
-        return fail(
-            x, m,
-            "route %d %s template is %zu characters long before any capture "
-            "(at most %zu)",
-            no, what, lit, max);
-    if (topic && ncap == 0 && (!strcmp(t, ".") || !strcmp(t, "..")))
-        return fail(x, m,
-                    "route %d topic \"%s\" is not a legal Kafka topic name", no,
-                    t);
-    return 0;
-}
-
-static yaml_mark_t value_mark(struct ctx *x, yaml_node_t *map, const char *name)
+/* Where the value of key name is in mapping map, 1-based; the mapping's own
+ * start when the key is absent. */
+static struct conf_mark value_mark(struct ctx *x, yaml_node_t *map,
+                                   const char *name)
 {
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
          pr < map->data.mapping.pairs.top; pr++) {
         yaml_node_t *kn = yaml_document_get_node(x->doc, pr->key);
         if (kn->type == YAML_SCALAR_NODE && !strcmp(scalar(kn), name))
-            return yaml_document_get_node(x->doc, pr->value)->start_mark;
+            return mark_of(
+                yaml_document_get_node(x->doc, pr->value)->start_mark);
     }
-    return map->start_mark;
-}
-
-/* payload, format and split agree with each other and with the schemas. */
-static int check_payload(struct ctx *x, yaml_node_t *rn, int no,
-                         const struct conf_route *r)
-{
-    char why[256], names[512];
-    const ProtobufCMessageDescriptor *d = NULL;
-    if (strcmp(r->payload, "raw") && !(d = pb_type(r->payload))) {
-        pb_type_names(names, sizeof names);
-        return fail(x, value_mark(x, rn, "payload"),
-                    "route %d payload: unknown message type "
-                    "\"%.80s\"; expected raw or one of: %s",
-                    no, r->payload, names);
-    }
-    if (r->format == CONF_FORMAT_JSON && !d)
-        return fail(x, value_mark(x, rn, "format"),
-                    "route %d: format json needs a payload "
-                    "message type (payload: raw cannot be transcoded)",
-                    no);
-    if (r->split && !d)
-        return fail(x, value_mark(x, rn, "split"),
-                    "route %d: split needs a payload message "
-                    "type to find the field \"%.60s\" in",
-                    no, r->split);
-    if (r->split && !pb_split_field(d, r->split, why, sizeof why))
-        return fail(x, value_mark(x, rn, "split"), "route %d split: %s", no,
-                    why);
-    return 0;
+    return mark_of(map->start_mark);
 }
 
 static int parse_route(struct ctx *x, yaml_node_t *rn, int no,
@@ -948,7 +464,6 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no,
 {
     char where[32];
     unsigned seen;
-    struct caps caps;
     snprintf(where, sizeof where, "route %d", no);
     r->line = (int)rn->start_mark.line + 1;
     r->col = (int)rn->start_mark.column + 1;
@@ -957,26 +472,23 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no,
                     "expected route %d as a mapping with match, topic and "
                     "key, got %s",
                     no, kind(rn));
-    int rc = apply_defaults(route_keys, r);
+    int rc = apply_defaults(conf_route_keys, r);
     if (!rc)
-        rc = apply_mapping(x, rn, route_keys, r, where, &seen);
+        rc = apply_mapping(x, rn, conf_route_keys, r, where, &seen);
     if (rc)
         return rc;
-    for (size_t i = 0; route_keys[i].name; i++)
-        if ((route_keys[i].flags & K_REQUIRED) && !(seen & (1u << i)))
+    for (size_t i = 0; conf_route_keys[i].name; i++)
+        if ((conf_route_keys[i].flags & K_REQUIRED) && !(seen & (1u << i)))
             return fail(x, rn->start_mark,
                         "route %d is missing required key \"%s\" (%s)", no,
-                        route_keys[i].name, route_keys[i].help);
-    rc = compile_match(x, r, no, value_mark(x, rn, "match"), &caps);
-    if (!rc)
-        rc = check_payload(x, rn, no, r);
-    if (!rc)
-        rc = check_template(x, no, "topic", r->topic,
-                            value_mark(x, rn, "topic"), &caps, 1, r);
-    if (!rc && r->key)
-        rc = check_template(x, no, "key", r->key, value_mark(x, rn, "key"),
-                            &caps, 0, r);
-    return rc;
+                        conf_route_keys[i].name, conf_route_keys[i].help);
+    r->at_match = value_mark(x, rn, "match");
+    r->at_topic = value_mark(x, rn, "topic");
+    r->at_key = value_mark(x, rn, "key");
+    r->at_payload = value_mark(x, rn, "payload");
+    r->at_format = value_mark(x, rn, "format");
+    r->at_split = value_mark(x, rn, "split");
+    return 0;
 }
 
 static int parse_routes(struct ctx *x, yaml_node_t *seq)
@@ -1027,28 +539,30 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         if (kn->type != YAML_SCALAR_NODE)
             return fail(x, kn->start_mark, "expected a section name, got %s",
                         kind(kn));
-        while (i < NSECTIONS && strcmp(sections[i].name, scalar(kn)))
+        while (i < conf_nsections && strcmp(conf_sections[i].name, scalar(kn)))
             i++;
-        if (i == NSECTIONS)
+        if (i == conf_nsections)
             return unknown_key(x, kn->start_mark, "the top level", scalar(kn),
-                               &sections[0].name, sizeof sections[0],
-                               NSECTIONS);
+                               &conf_sections[0].name, sizeof conf_sections[0],
+                               conf_nsections);
         if (given & (1u << i))
             return fail(x, kn->start_mark, "duplicate section \"%s\"",
-                        sections[i].name);
+                        conf_sections[i].name);
         given |= 1u << i;
-        int rc = sections[i].keys ? apply_mapping(x, vn, sections[i].keys, c,
-                                                  sections[i].name, &seen)
-                                  : parse_routes(x, vn);
+        int rc = conf_sections[i].keys
+                     ? apply_mapping(x, vn, conf_sections[i].keys, c,
+                                     conf_sections[i].name, &seen)
+                     : parse_routes(x, vn);
         if (rc)
             return rc;
-        if (sections[i].keys == gateway_keys && !(seen & 1u))
+        if (conf_sections[i].keys == conf_gateway_keys && !(seen & 1u))
             return fail(x, is_null(vn) ? kn->start_mark : vn->start_mark,
-                        "gateway.id is required (%s)", gateway_keys[0].help);
+                        "gateway.id is required (%s)",
+                        conf_gateway_keys[0].help);
     }
     if (!c->gateway.id)
         return fail(x, root->start_mark, "missing required key gateway.id (%s)",
-                    gateway_keys[0].help);
+                    conf_gateway_keys[0].help);
     if (!c->nroutes)
         return fail(x, root->start_mark,
                     "missing routes: at least one route is required");
@@ -1108,8 +622,8 @@ int conf_parse(const char *buf, size_t len, const char *name, struct conf *c,
     yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
     if (!(c->path = strdup(x.name)))
         goto fail;
-    for (size_t i = 0; i < NSECTIONS; i++)
-        if (sections[i].keys && apply_defaults(sections[i].keys, c))
+    for (size_t i = 0; i < conf_nsections; i++)
+        if (conf_sections[i].keys && apply_defaults(conf_sections[i].keys, c))
             goto fail;
     if ((rc = load_doc(&x, &p, &doc)))
         goto fail;
@@ -1191,12 +705,11 @@ void conf_fini(struct conf *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < NSECTIONS; i++)
-        if (sections[i].keys)
-            free_strings(sections[i].keys, c);
+    for (size_t i = 0; i < conf_nsections; i++)
+        if (conf_sections[i].keys)
+            free_strings(conf_sections[i].keys, c);
     for (size_t i = 0; i < c->nroutes; i++) {
-        free_strings(route_keys, &c->routes[i]);
-        free(c->routes[i].filter);
+        free_strings(conf_route_keys, &c->routes[i]);
     }
     for (size_t i = 0; i < c->kafka.nprops; i++) {
         free(c->kafka.props[i].name);
@@ -1206,42 +719,4 @@ void conf_fini(struct conf *c)
     free(c->routes);
     free(c->path);
     memset(c, 0, sizeof *c);
-}
-
-static void print_table(FILE *f, const char *prefix, const struct key *keys)
-{
-    char def[64], range[96], name[64];
-    for (const struct key *k = keys; k->name; k++) {
-        const char *t = k->type == T_STR      ? "string"
-                        : k->type == T_INT    ? "integer"
-                        : k->type == T_SIZE   ? "size"
-                        : k->type == T_DUR_S  ? "duration (s)"
-                        : k->type == T_DUR_MS ? "duration"
-                        : k->type == T_PROPS  ? "mapping"
-                                              : "choice";
-        range[0] = '\0';
-        if (k->enums)
-            choices_text(k->enums, range, sizeof range);
-        else if (k->type != T_STR && k->type != T_PROPS)
-            range_text(k, range, sizeof range);
-        snprintf(def, sizeof def, "%s",
-                 k->flags & K_REQUIRED ? "required"
-                 : k->def              ? k->def
-                                       : "-");
-        snprintf(name, sizeof name, "%s%s", prefix, k->name);
-        fprintf(f, "  %-26s %-12s %-14s %s%s%s\n", name, t, def, k->help,
-                *range ? "; " : "", range);
-    }
-}
-
-void conf_print_keys(FILE *f)
-{
-    char prefix[32];
-    fprintf(f, "  %-26s %-12s %-14s %s\n", "key", "type", "default", "meaning");
-    for (size_t i = 0; i < NSECTIONS; i++) {
-        snprintf(prefix, sizeof prefix, "%s%s", sections[i].name,
-                 sections[i].keys ? "." : "[].");
-        print_table(f, prefix,
-                    sections[i].keys ? sections[i].keys : route_keys);
-    }
 }

@@ -2,9 +2,14 @@
  * conf.h — the YAML configuration, loaded through a key table.
  *
  * conf_load() reads a file, conf_parse() a buffer (so a fuzzer can call it).
- * Unknown keys, wrong types, bad values and route templates that can never
- * work are errors that name "file:line:column: what was expected". The
- * keys are a contract with users: extend them, never rename them.
+ * Unknown keys, wrong types and bad values are errors that name
+ * "file:line:column: what was expected". The keys are a contract with
+ * users: extend them, never rename them.
+ *
+ * The loader knows YAML and the key tables, nothing else: what a route's
+ * templates and payload type mean is checked by the route and decode
+ * stages when they are built from the conf (route.h, payload.h), at the
+ * marks kept here, so each grammar lives in one place.
  */
 #ifndef MQTT2KAFKA_CONF_H
 #define MQTT2KAFKA_CONF_H
@@ -22,17 +27,25 @@
 #define CONF_MAX_CAPTURES 16 /* {name} captures in one match */
 
 enum conf_format { CONF_FORMAT_RAW, CONF_FORMAT_ENVELOPE, CONF_FORMAT_JSON };
+enum conf_on_full { CONF_DROP_OLDEST = 0, CONF_BACKPRESSURE };
+enum conf_sync { CONF_SYNC_FULL = 0, CONF_SYNC_NORMAL };
+
+struct conf_mark { /* a place in the file, 1-based, for error messages */
+    int line, col;
+};
 
 struct conf_route {
-    char *match;   /* as written: sensors/{region}/{type}/{device} */
-    char *filter;  /* the MQTT subscription filter: sensors/+/+/+ */
-    char *topic;   /* Kafka topic template: iot.sensor.{region}.{type} */
-    char *key;     /* key template, or NULL for no key */
-    char *payload; /* "raw" or a protobuf message type (checked: pb.h) */
-    int format;    /* enum conf_format */
-    char *split;   /* a repeated message field of payload, or NULL */
+    char *match;         /* as written: sensors/{region}/{type}/{device} */
+    char *topic;         /* Kafka topic template: iot.sensor.{region}.{type} */
+    char *key;           /* key template, or NULL for no key */
+    char *payload;       /* "raw" or a protobuf message type (payload.h) */
+    int format;          /* enum conf_format */
+    char *split;         /* a repeated message field of payload, or NULL */
     int64_t max_payload; /* bytes; 0: mqtt.max_payload */
     int line, col;       /* where the route starts in the file */
+    /* where each value is (the route's start when the key is absent) */
+    struct conf_mark at_match, at_topic, at_key, at_payload, at_format,
+        at_split;
 };
 
 struct conf_prop { /* a librdkafka property, passed through verbatim */
@@ -71,9 +84,9 @@ struct conf {
     struct {
         char *path;
         int64_t max_bytes;
-        int on_full;      /* enum spool_on_full */
+        int on_full;      /* enum conf_on_full */
         int64_t max_age;  /* ms; 0: never */
-        int sync;         /* enum spool_sync */
+        int sync;         /* enum conf_sync */
         int commit_delay; /* ms a burst may wait to grow (group commit) */
     } spool;
     struct {
@@ -93,15 +106,6 @@ int conf_load(const char *path, struct conf *c, char *err, size_t errlen);
 int conf_parse(const char *buf, size_t len, const char *name, struct conf *c,
                char *err, size_t errlen);
 void conf_fini(struct conf *c);
-
-/* Parses "1GiB", "512MB", "1024" into bytes; "7d", "12h", "30m", "45s",
- * "250ms" into ms. 0 or -EINVAL. Shared by the loader and the CLI. */
-int conf_parse_size(const char *s, int64_t *out);
-int conf_parse_duration_ms(const char *s, int64_t *out);
-/* The reverse, for summaries: "1GiB", "300B"; "7d", "250ms". Never fails;
- * truncates to len like snprintf. */
-void conf_format_size(int64_t bytes, char *buf, size_t len);
-void conf_format_duration_ms(int64_t ms, char *buf, size_t len);
 
 /* Writes every key with its type, range, default and help text (for
  * `mqtt2kafka check --keys` and the man page). */

@@ -1,14 +1,18 @@
 /*
- * payload.h — the decode stage: a routed MQTT message on a route that
- * decodes its payload → the Kafka records it becomes.
+ * payload.h — the decode stage: the payload of a routed MQTT message on a
+ * route that decodes it → the values of the Kafka records it becomes.
  *
- * Per route (compiled once from the conf): the payload type, the split
- * field, the format and the content-type header. Per message: decode,
- * take the elements of the split field (or the message itself), render
- * the route's templates with each element's fields, and hand each record
- * to a callback. A payload that cannot become records is reported with a
- * kind and a sentence for the dead-letter topic's error.reason. Uses
- * route.h and pb.h; no I/O.
+ * Per route (compiled and checked once from the conf): the payload type,
+ * the split field, the format and the content-type header. Per message:
+ * payload_decode() decodes it and takes the elements of the split field
+ * (or the message itself); payload_field_text() gives an element's fields
+ * to the route's templates; payload_value() makes an element's record
+ * value in the route's format. A payload that cannot become records is
+ * reported with a kind and a sentence for the dead-letter topic's
+ * error.reason.
+ *
+ * A stage: it knows the protobuf toolkit (pb.h) and the conf types, and no
+ * other stage; no I/O.
  */
 #ifndef MQTT2KAFKA_PAYLOAD_H
 #define MQTT2KAFKA_PAYLOAD_H
@@ -17,7 +21,6 @@
 #include <stdint.h>
 
 #include "bridge/conf.h"
-#include "bridge/route.h"
 
 #define PAYLOAD_SPLIT_MAX                                                      \
     1024 /* records from one message; more: dead letter                        \
@@ -25,54 +28,72 @@
 
 enum payload_error {
     PAYLOAD_OK = 0,
-    PAYLOAD_UNDECODABLE, /* not the route's type, a bad string, nothing to split
-                          */
+    PAYLOAD_UNDECODABLE,   /* not the route's type, a bad string, no elements */
     PAYLOAD_MISSING_FIELD, /* a template's {payload.x} is not set */
     PAYLOAD_BAD_TOPIC,     /* the topic it makes is illegal or too long */
 };
 
 struct payload;
 
-/* Compiles the routes of a loaded (and so checked) conf; borrows it. */
+/* Compiles and checks the routes of a loaded conf (the payload type
+ * exists, format json and split have a type to work on, split names a
+ * repeated message field); borrows c. -EINVAL with "file:line:col: route
+ * N ..." in err, or -ENOMEM. */
 int payload_new(const struct conf *c, struct payload **out, char *err,
                 size_t errlen);
 void payload_free(struct payload *p);
 
-/* 1 if messages on route index go through payload_process(): the route
- * decodes, or its format is not raw. 0 for -1 (no route). */
+/* 1 if messages on route go through payload_decode(): the route decodes,
+ * or its format is not raw. 0 for -1 (no route). */
 int payload_decodes(const struct payload *p, int route);
 /* The most records one message can become: 1 without split routes. */
 size_t payload_max_records(const struct payload *p);
+/* The content-type header of route's records, or NULL for none. */
+const char *payload_content_type(const struct payload *p, int route);
 
-struct payload_msg { /* borrowed for the call */
+/* Checks a template's {payload.path} for route (see route_check_fn): with
+ * split, in the element first, then in the whole message. 0; -ENOENT when
+ * the route does not decode; -EINVAL with why. */
+int payload_field_check(void *p, int route, const char *path, size_t len,
+                        char *why, size_t whylen);
+
+/* Decodes data as route's type. Returns how many records it becomes (1,
+ * or the elements of the split field) or -EINVAL with *kind and why. The
+ * decoded message lives in p until the next payload_decode(). */
+int payload_decode(struct payload *p, int route, const void *data, size_t len,
+                   enum payload_error *kind, char *why, size_t whylen);
+
+/* Element i of the message last decoded, for route_expand()'s field
+ * callback (payload_field_text, with this as its user data). */
+struct payload_elem {
+    const void *elem, *whole; /* ProtobufCMessage; whole: NULL without split */
+};
+void payload_element(const struct payload *p, size_t i,
+                     struct payload_elem *out);
+int payload_field_text(void *elem, const char *path, size_t len, char *buf,
+                       size_t cap, size_t *olen);
+
+struct payload_msg { /* what an Envelope carries besides the body */
     const char *topic;
     const void *data;
     size_t len;
     int qos;
     int64_t arrival_ms;
     const char *gateway_id;
+    const char *key; /* the record's key: the Envelope's device id unless */
+    size_t key_len;  /* the element has a device_id field */
 };
 
-struct payload_rec { /* borrowed until the callback returns */
-    const char *topic;
-    const char *key; /* NULL when has_key is 0 */
-    size_t key_len;
-    int has_key;
-    const void *value;
-    size_t len;
-    const char *content_type; /* NULL: no header (raw bytes, raw format) */
-};
+/* Element i's record value in route's format: borrowed from p until the
+ * next call. 0, or -EINVAL with why (too large, a string that is not
+ * UTF-8 in JSON). */
+int payload_value(struct payload *p, int route, size_t i,
+                  const struct payload_msg *m, const void **value, size_t *len,
+                  char *why, size_t whylen);
 
-typedef int (*payload_emit_fn)(void *ud, const struct payload_rec *r);
-
-/* Turns m into records on route rr (from route_match() with ROUTE_OK; its
- * topic and key are rewritten) and calls emit for each, in order. Returns
- * 0; -EINVAL with *kind and why when the message must dead-letter (emit
- * may have been called for earlier elements: the caller drops those);
- * or what emit returned, if not 0. */
-int payload_process(struct payload *p, const struct route_table *t,
-                    struct route_result *rr, const struct payload_msg *m,
-                    payload_emit_fn emit, void *ud, enum payload_error *kind,
-                    char *why, size_t whylen);
+/* The whole payload as route's type in JSON, for `mqtt2kafka route`;
+ * *type is its type's name. 0, or -EINVAL when it does not decode. */
+int payload_describe(struct payload *p, int route, const void *data, size_t len,
+                     const char **type, const void **json, size_t *jlen);
 
 #endif

@@ -43,7 +43,7 @@ int record_hdr_add_i64(struct record_hdrs *h, const char *name, int64_t v)
     return record_hdr_add(h, name, buf, (size_t)n);
 }
 
-int record_hdrs_decode(const void *blob, size_t len, struct kafka_out_hdr *out,
+int record_hdrs_decode(const void *blob, size_t len, struct record_hdr *out,
                        size_t max, char *names, size_t names_cap)
 {
     const unsigned char *p = blob, *end = p + len;

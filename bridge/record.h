@@ -12,8 +12,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bridge/kafka_out.h"
-
 #define RECORD_MAX_HDRS 48
 
 struct record_hdrs {
@@ -28,9 +26,16 @@ int record_hdr_add_str(struct record_hdrs *h, const char *name,
                        const char *value);
 int record_hdr_add_i64(struct record_hdrs *h, const char *name, int64_t v);
 
-/* Unpacks a blob into out (pointers into blob). Returns the count, or
- * -EINVAL for a malformed blob. */
-int record_hdrs_decode(const void *blob, size_t len, struct kafka_out_hdr *out,
+struct record_hdr {   /* one header unpacked: pointers into the blob */
+    const char *name; /* NUL-terminated, in the caller's names area */
+    const void *value;
+    size_t len;
+};
+
+/* Unpacks a blob into out (at most max headers; names are copied into
+ * names, with terminators). Returns the count, or -EINVAL for a malformed
+ * blob or one that does not fit. */
+int record_hdrs_decode(const void *blob, size_t len, struct record_hdr *out,
                        size_t max, char *names, size_t names_cap);
 
 #endif

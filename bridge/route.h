@@ -18,12 +18,28 @@
 
 struct route_table;
 
-/* Compiles the routes of a loaded conf. The table borrows c->routes: keep
- * the conf alive while the table is. Errors are "file:line:col: msg" (the
- * loader already checks templates, so this fails only on ENOMEM). */
+/* Checks and compiles the routes of a loaded conf: a match is a valid MQTT
+ * filter with whole-level {name} captures; templates name only captures the
+ * match defines (or {payload.x}); a Kafka topic template's literal text
+ * could make a legal name. The table borrows c: keep the conf alive while
+ * the table is. -EINVAL with "file:line:col: route N ..." in err, or
+ * -ENOMEM. */
 int route_table_new(const struct conf *c, struct route_table **out, char *err,
                     size_t errlen);
 void route_table_free(struct route_table *t);
+
+/* Checks a {payload.path} a template names against route's payload type:
+ * 0; -ENOENT when the route does not decode its payload; -EINVAL with why
+ * when the path is not a single value of the type. */
+typedef int (*route_check_fn)(void *ud, int route, const char *path, size_t len,
+                              char *why, size_t whylen);
+/* Calls fn for every {payload.x} of every template, in route order; the
+ * first failure is "file:line:col: route N topic|key template ...". */
+int route_table_check_fields(const struct route_table *t, route_check_fn fn,
+                             void *ud, char *err, size_t errlen);
+
+/* Route i's MQTT subscription filter ({x} -> +), or NULL. */
+const char *route_filter(const struct route_table *t, size_t i);
 
 /* The subscription filters, one per route, duplicates and filters covered
  * by another (a/# covers a/b) removed. Borrowed from the table. */

@@ -128,8 +128,7 @@ static void test_pool_full_is_enobufs(void **state)
     (void)state;
     struct kafka_out *k = open_out(&r, "127.0.0.1:1", 0, 10);
     int i, rc = 0;
-    for (i = 0; i < 100000 && (rc = produce(k, (1LL << 33) + i, "t")) == 0;
-         i++)
+    for (i = 0; i < 100000 && (rc = produce(k, (1LL << 33) + i, "t")) == 0; i++)
         ;
     assert_int_equal(rc, -ENOBUFS);
     assert_int_equal(i, 2000);
@@ -180,10 +179,8 @@ static void test_spool_to_kafka_ids_above_2_32(void **state)
 
     struct spool_rec recs[8];
     for (int i = 0; i < 8; i++)
-        recs[i] = (struct spool_rec){.topic = "big-ids",
-                                     .payload = "p",
-                                     .payload_len = 1,
-                                     .recv_ms = 1};
+        recs[i] = (struct spool_rec){
+            .topic = "big-ids", .payload = "p", .payload_len = 1, .recv_ms = 1};
     assert_int_equal(spool_put(sp, recs, 8), 0);
     assert_true(recs[7].id == (1LL << 32) + 5);
 

@@ -249,14 +249,89 @@ static void test_kafka_names(void **state)
     assert_false(route_kafka_topic_ok(s));
 }
 
+#define G "gateway:\n  id: gw-1\n"
+
+/* The config loads (the YAML is fine) but the route stage refuses it: the
+ * error starts with "t.yaml:LINE:COL: " and contains msg. */
+static void expect_error(const char *yaml, int line, int col, const char *msg)
+{
+    struct conf c;
+    struct route_table *t = NULL;
+    char err[1024], where[64];
+    if (conf_parse(yaml, strlen(yaml), "t.yaml", &c, err, sizeof err))
+        fail_msg("the loader refused:\n%s\n%s", yaml, err);
+    int rc = route_table_new(&c, &t, err, sizeof err);
+    conf_fini(&c);
+    if (rc != -EINVAL)
+        fail_msg("expected -EINVAL for:\n%s\ngot %d (%s)", yaml, rc, err);
+    assert_null(t);
+    snprintf(where, sizeof where, "t.yaml:%d:%d: ", line, col);
+    if (strncmp(err, where, strlen(where)) || !strstr(err, msg))
+        fail_msg("expected \"%s...%s\"\n     got \"%s\"", where, msg, err);
+}
+
+static void test_route_errors(void **state)
+{
+    (void)state;
+    expect_error(
+        G "routes:\n  - match: a/{x}\n    topic: t\n    key: \"{devce}\"\n", 6,
+        10, "route 1 key template names {devce}, but match defines x");
+    expect_error(
+        G
+        "routes:\n  - match: s/{region}/{type}/{device}\n    topic: t.{typ}\n",
+        5, 12,
+        "route 1 topic template names {typ}, but match defines region, type, "
+        "device");
+    expect_error(
+        G "routes:\n  - match: a/b\n    topic: t.{x}\n", 5, 12,
+        "route 1 topic template names {x}, but match defines no captures");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: iot/sensor/{x}\n", 5,
+                 12,
+                 "route 1 topic template \"iot/sensor/{x}\" can only produce "
+                 "illegal Kafka "
+                 "topic names: '/' is not allowed");
+    expect_error(G "routes:\n  - match: a\n    topic: \"t\xc3\xbc\"\n", 5, 12,
+                 "non-ASCII characters are not allowed");
+    expect_error(G "routes:\n  - match: a/#/b\n    topic: t\n", 4, 12,
+                 "route 1 match \"a/#/b\" is not a valid MQTT filter: '#' must "
+                 "be a whole "
+                 "level and the last one");
+    expect_error(G "routes:\n  - match: a/b#\n    topic: t\n", 4, 12,
+                 "'#' must be a whole");
+    expect_error(G "routes:\n  - match: a/+b\n    topic: t\n", 4, 12,
+                 "is not a valid MQTT filter: '+' must be a whole level");
+    expect_error(G "routes:\n  - match: a/x{y}\n    topic: t\n", 4, 12,
+                 "a capture must be a whole level");
+    expect_error(G "routes:\n  - match: a/{1x}\n    topic: t\n", 4, 12,
+                 "capture \"{1x}\" is not a valid name");
+    expect_error(G "routes:\n  - match: a/{x}/{x}\n    topic: t\n", 4, 12,
+                 "route 1 match captures {x} twice");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: t.{x\n", 5, 12,
+                 "'{' is not closed");
+    expect_error(G "routes:\n  - match: a/{x}\n    topic: t}\n", 5, 12,
+                 "'}' without '{'");
+    expect_error(G "routes:\n  - match: a\n    topic: ..\n", 5, 12,
+                 "route 1 topic \"..\" is not a legal Kafka topic name");
+
+    char y[1024], lit[300];
+    memset(lit, 'a', 250);
+    lit[250] = '\0';
+    snprintf(y, sizeof y, G "routes:\n  - match: a/{x}\n    topic: %s{x}\n",
+             lit);
+    expect_error(
+        y, 5, 12,
+        "route 1 topic template is 250 characters long before any capture "
+        "(at most 249)");
+}
+
 static void test_bad_conf(void **state)
 {
     /* A hand-built conf the loader never checked: refused, not crashed. */
     struct conf_route r = {.match = "a/{x}",
-                           .filter = "a/+",
                            .topic = "t.{y}",
                            .line = 3,
-                           .col = 5};
+                           .col = 5,
+                           .at_topic = {4, 12}};
     struct conf c = {0};
     struct route_table *t = (struct route_table *)&c;
     char err[256];
@@ -267,7 +342,8 @@ static void test_bad_conf(void **state)
     assert_int_equal(route_table_new(&c, &t, err, sizeof err), -EINVAL);
     assert_null(t);
     assert_non_null(
-        strstr(err, "h.yaml:3:5: route 1: template \"t.{y}\" names a capture"));
+        strstr(err, "h.yaml:4:12: route 1 topic template names {y}, but match "
+                    "defines x"));
     route_table_free(NULL);
 }
 
@@ -282,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_too_long_limits),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_kafka_names),
+        cmocka_unit_test(test_route_errors),
         cmocka_unit_test(test_bad_conf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

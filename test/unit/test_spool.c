@@ -728,8 +728,7 @@ static void set_last_id(const char *path, int64_t last)
 static void test_ids_above_2_32(void **state)
 {
     struct fx *f = *state;
-    const int64_t bases[] = {(1LL << 31) - 5, (1LL << 32) - 5,
-                             (1LL << 53) - 5};
+    const int64_t bases[] = {(1LL << 31) - 5, (1LL << 32) - 5, (1LL << 53) - 5};
     for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
         struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
         spool_close(sp);

@@ -1,9 +1,8 @@
 /*
- * test_decode.c — payload decoding: JSON compared with protobuf's reference
+ * test_pb.c — the protobuf toolkit: JSON compared with protobuf's reference
  * printer (fixtures/json_cases.txt, from make_json_fixtures.py), pack and
- * unpack round trips, envelopes, split elements, template field text, bad
- * payloads; and the payload stage on top of routes: keys and topics from
- * payload fields, split batches, formats, dead-letter reasons.
+ * unpack round trips, envelopes, split elements, template field text and
+ * the checks of field paths, bad payloads, a batch of thousands.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,11 +16,8 @@
 #include <cmocka.h>
 
 #include "alltypes.pb-c.h"
-#include "bridge/conf.h"
 #include "bridge/pb.h"
 #include "bridge/pb_json.h"
-#include "bridge/payload.h"
-#include "bridge/route.h"
 #include "envelope.pb-c.h"
 #include "telemetry.pb-c.h"
 
@@ -148,16 +144,15 @@ static void bad_payloads(void **state)
                      -EINVAL);
     /* unknown fields are kept, not an error */
     static const unsigned char unk[] = {0x0a, 0x01, 'd', 0xf8, 0x07, 0x05};
-    assert_int_equal(pb_unpack(dc, d, unk, sizeof unk, &m, why, sizeof why),
-                     0);
+    assert_int_equal(pb_unpack(dc, d, unk, sizeof unk, &m, why, sizeof why), 0);
     const void *p;
     size_t pl;
     assert_int_equal(pb_pack(dc, m, &p, &pl), 0);
     assert_int_equal(pl, sizeof unk);
     /* a string that is not UTF-8 fails JSON, with the field's name */
     static const unsigned char bad8[] = {0x0a, 0x02, 0xc3, 0x28};
-    assert_int_equal(
-        pb_unpack(dc, d, bad8, sizeof bad8, &m, why, sizeof why), 0);
+    assert_int_equal(pb_unpack(dc, d, bad8, sizeof bad8, &m, why, sizeof why),
+                     0);
     assert_int_equal(pb_json(dc, m, &p, &pl, why, sizeof why), -EINVAL);
     assert_non_null(strstr(why, "device_id"));
     char t[64];
@@ -200,7 +195,7 @@ static void field_text(void **state)
 #define TEXT(path, want)                                                       \
     do {                                                                       \
         assert_int_equal(                                                      \
-            pb_field_text(m, path, strlen(path), t, sizeof t, &tl), 0);    \
+            pb_field_text(m, path, strlen(path), t, sizeof t, &tl), 0);        \
         assert_int_equal(tl, strlen(want));                                    \
         assert_memory_equal(t, want, tl);                                      \
     } while (0)
@@ -208,10 +203,8 @@ static void field_text(void **state)
     TEXT("seq", "42");
     TEXT("value", "20.5");
     TEXT("timestamp_ms", "1700000000000");
-    assert_int_equal(pb_field_text(m, "unit", 4, t, sizeof t, &tl),
-                     -ENOENT);
-    assert_int_equal(pb_field_text(m, "nope", 4, t, sizeof t, &tl),
-                     -EINVAL);
+    assert_int_equal(pb_field_text(m, "unit", 4, t, sizeof t, &tl), -ENOENT);
+    assert_int_equal(pb_field_text(m, "nope", 4, t, sizeof t, &tl), -EINVAL);
     assert_int_equal(pb_field_text(m, "device_id", 9, t, 3, &tl), -ENOSPC);
 
     /* paths through messages, enums, oneofs */
@@ -231,14 +224,12 @@ static void field_text(void **state)
     TEXT("color", "GREEN");
     TEXT("c_num", "0");
     TEXT("flag", "false");
-    assert_int_equal(pb_field_text(m, "c_text", 6, t, sizeof t, &tl),
-                     -ENOENT);
+    assert_int_equal(pb_field_text(m, "c_text", 6, t, sizeof t, &tl), -ENOENT);
 
     /* what the config loader accepts in templates */
     const ProtobufCMessageDescriptor *ad =
         &m2k__test__v1__all_types__descriptor;
-    assert_int_equal(pb_field_path_check(ad, "inner.n", 7, why, sizeof why),
-                     0);
+    assert_int_equal(pb_field_path_check(ad, "inner.n", 7, why, sizeof why), 0);
     assert_int_equal(pb_field_path_check(ad, "r_i32", 5, why, sizeof why),
                      -EINVAL);
     assert_non_null(strstr(why, "repeated"));
@@ -296,13 +287,13 @@ static void envelope_and_elements(void **state)
         assert_int_equal(r->seq, i + 1);
         iot__telemetry__v1__sensor_reading__free_unpacked(r, NULL);
         struct pb_envelope de = {.device_id = "dev-b",
-                                     .gateway_id = "gw-1",
-                                     .mqtt_topic = "s/t",
-                                     .content_type = el[i]->descriptor->name,
-                                     .arrival_ms = 1234,
-                                     .qos = 1,
-                                     .payload = p,
-                                     .len = pl};
+                                 .gateway_id = "gw-1",
+                                 .mqtt_topic = "s/t",
+                                 .content_type = el[i]->descriptor->name,
+                                 .arrival_ms = 1234,
+                                 .qos = 1,
+                                 .payload = p,
+                                 .len = pl};
         assert_int_equal(pb_envelope(dc, &de, &e, &el_len), 0);
         Envelope *env = iot__bridge__v1__envelope__unpack(NULL, el_len, e);
         assert_non_null(env);
@@ -324,231 +315,6 @@ static void envelope_and_elements(void **state)
         iot__bridge__v1__envelope__free_unpacked(env, NULL);
     }
     pb_free(dc);
-}
-
-/* ---- the payload stage: routes + decode -------------------------------- */
-
-struct got {
-    int n;
-    char topic[8][256], key[8][256], ctype[8][128];
-    unsigned char value[8][1024];
-    size_t len[8];
-    int has_key[8];
-};
-
-static int collect(void *ud, const struct payload_rec *r)
-{
-    struct got *g = ud;
-    if (g->n == 8)
-        return -ENOSPC;
-    snprintf(g->topic[g->n], 256, "%s", r->topic);
-    snprintf(g->key[g->n], 256, "%.*s", (int)r->key_len, r->key ? r->key : "");
-    snprintf(g->ctype[g->n], 128, "%s", r->content_type ? r->content_type : "");
-    g->has_key[g->n] = r->has_key;
-    memcpy(g->value[g->n], r->value, r->len < 1024 ? r->len : 1024);
-    g->len[g->n] = r->len;
-    g->n++;
-    return 0;
-}
-
-struct stage {
-    struct conf c;
-    struct route_table *t;
-    struct payload *p;
-};
-
-static void stage_load(struct stage *s, const char *routes)
-{
-    char y[4096], err[512];
-    snprintf(y, sizeof y, "gateway: {id: gw}\nroutes:\n%s", routes);
-    if (conf_parse(y, strlen(y), "t.yaml", &s->c, err, sizeof err))
-        fail_msg("conf: %s", err);
-    if (route_table_new(&s->c, &s->t, err, sizeof err))
-        fail_msg("route: %s", err);
-    if (payload_new(&s->c, &s->p, err, sizeof err))
-        fail_msg("payload: %s", err);
-}
-
-static void stage_free(struct stage *s)
-{
-    payload_free(s->p);
-    route_table_free(s->t);
-    conf_fini(&s->c);
-}
-
-/* Routes and processes one message; returns payload_process's result. */
-static int run(struct stage *s, const char *topic, const void *data, size_t len,
-               struct got *g, enum payload_error *kind, char *why,
-               size_t whylen)
-{
-    struct route_result rr;
-    memset(g, 0, sizeof *g);
-    assert_int_equal(route_match(s->t, topic, &rr), ROUTE_OK);
-    struct payload_msg pm = {.topic = topic,
-                             .data = data,
-                             .len = len,
-                             .qos = 1,
-                             .arrival_ms = 99,
-                             .gateway_id = "gw"};
-    return payload_process(s->p, s->t, &rr, &pm, collect, g, kind, why, whylen);
-}
-
-static void stage_keys_split_formats(void **state)
-{
-    (void)state;
-    struct stage s;
-    struct got g;
-    enum payload_error kind;
-    char why[256];
-    unsigned char buf[1024];
-    stage_load(&s, "  - match: r/{region}/{device}\n"
-                   "    topic: t.{region}.{payload.metric}\n"
-                   "    payload: iot.telemetry.v1.SensorReading\n"
-                   "    key: \"{payload.device_id}/{payload.seq}\"\n"
-                   "    format: json\n"
-                   "  - match: b/{device}\n"
-                   "    topic: batches\n"
-                   "    payload: iot.telemetry.v1.ReadingBatch\n"
-                   "    split: readings\n"
-                   "    key: \"{payload.device_id}\"\n"
-                   "    format: envelope\n"
-                   "  - match: raw/{device}\n"
-                   "    topic: raw\n"
-                   "    key: \"{device}\"\n"
-                   "    format: envelope\n");
-    assert_false(payload_decodes(s.p, -1));
-    size_t n = pack_reading(buf, "dev-3", 5, 1.5);
-    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why), 0);
-    assert_int_equal(g.n, 1);
-    assert_string_equal(g.topic[0], "t.eu.temperature");
-    assert_string_equal(g.key[0], "dev-3/5");
-    assert_string_equal(
-        g.ctype[0],
-        "application/json; messageType=iot.telemetry.v1.SensorReading");
-    assert_int_equal(
-        g.len[0],
-        strlen("{\"deviceId\":\"dev-3\",\"timestampMs\":\"1700000000000\","
-               "\"metric\":\"temperature\",\"value\":1.5,\"seq\":\"5\"}"));
-
-    /* a missing template field dead-letters, with the field named */
-    Reading r;
-    iot__telemetry__v1__sensor_reading__init(&r);
-    r.device_id = (char *)"dev-4";
-    n = iot__telemetry__v1__sensor_reading__pack(&r, buf);
-    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why),
-                     -EINVAL);
-    assert_int_equal(kind, PAYLOAD_MISSING_FIELD);
-    assert_non_null(strstr(why, "metric"));
-    /* a field that puts an illegal character into the topic */
-    r.metric = (char *)"temp/x";
-    n = iot__telemetry__v1__sensor_reading__pack(&r, buf);
-    assert_int_equal(run(&s, "r/eu/x", buf, n, &g, &kind, why, sizeof why),
-                     -EINVAL);
-    assert_int_equal(kind, PAYLOAD_BAD_TOPIC);
-    /* not a SensorReading at all */
-    assert_int_equal(
-        run(&s, "r/eu/x", "\xff\xff", 2, &g, &kind, why, sizeof why), -EINVAL);
-    assert_int_equal(kind, PAYLOAD_UNDECODABLE);
-
-    /* split: one record per reading, key from the reading or the batch */
-    Reading rs[3], *rp[3];
-    Batch b;
-    iot__telemetry__v1__reading_batch__init(&b);
-    for (int i = 0; i < 3; i++) {
-        iot__telemetry__v1__sensor_reading__init(&rs[i]);
-        rs[i].seq = (uint64_t)i + 1;
-        rs[i].device_id = (char *)(i == 1 ? "" : "dev-x");
-        rp[i] = &rs[i];
-    }
-    b.device_id = (char *)"dev-batch";
-    b.n_readings = 3;
-    b.readings = rp;
-    n = iot__telemetry__v1__reading_batch__pack(&b, buf);
-    assert_int_equal(run(&s, "b/d", buf, n, &g, &kind, why, sizeof why), 0);
-    assert_int_equal(g.n, 3);
-    assert_string_equal(g.key[0], "dev-x");
-    assert_string_equal(g.key[1], "dev-batch"); /* the reading has none */
-    assert_string_equal(g.key[2], "dev-x");
-    for (int i = 0; i < 3; i++) {
-        assert_string_equal(g.topic[i], "batches");
-        assert_string_equal(g.ctype[i],
-                            "application/x-protobuf; "
-                            "messageType=iot.bridge.v1.Envelope; "
-                            "payloadType=iot.telemetry.v1.SensorReading");
-        Envelope *e =
-            iot__bridge__v1__envelope__unpack(NULL, g.len[i], g.value[i]);
-        assert_non_null(e);
-        assert_string_equal(e->device_id, i == 1 ? "dev-batch" : "dev-x");
-        assert_string_equal(e->mqtt_topic, "b/d");
-        assert_string_equal(e->gateway_id, "gw");
-        assert_int_equal(e->arrival_ms, 99);
-        Reading *rr = iot__telemetry__v1__sensor_reading__unpack(
-            NULL, e->payload.len, e->payload.data);
-        assert_non_null(rr);
-        assert_int_equal(rr->seq, (uint64_t)i + 1);
-        iot__telemetry__v1__sensor_reading__free_unpacked(rr, NULL);
-        iot__bridge__v1__envelope__free_unpacked(e, NULL);
-    }
-    /* an empty batch has nothing to split: dead letter, not silence */
-    b.n_readings = 0;
-    n = iot__telemetry__v1__reading_batch__pack(&b, buf);
-    assert_int_equal(run(&s, "b/d", buf, n, &g, &kind, why, sizeof why),
-                     -EINVAL);
-    assert_int_equal(kind, PAYLOAD_UNDECODABLE);
-    assert_non_null(strstr(why, "readings"));
-
-    /* raw payload in an envelope: bytes kept as they are */
-    assert_int_equal(run(&s, "raw/d7", "hello", 5, &g, &kind, why, sizeof why),
-                     0);
-    assert_int_equal(g.n, 1);
-    assert_string_equal(g.key[0], "d7");
-    Envelope *e = iot__bridge__v1__envelope__unpack(NULL, g.len[0], g.value[0]);
-    assert_non_null(e);
-    assert_int_equal(e->payload.len, 5);
-    assert_memory_equal(e->payload.data, "hello", 5);
-    assert_string_equal(e->content_type, "");
-    assert_string_equal(
-        g.ctype[0],
-        "application/x-protobuf; messageType=iot.bridge.v1.Envelope");
-    iot__bridge__v1__envelope__free_unpacked(e, NULL);
-    stage_free(&s);
-}
-
-static void conf_errors(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *routes, *want;
-    } bad[] = {
-        {"  - {match: a, topic: t, payload: iot.Nope}\n",
-         "unknown message type"},
-        {"  - {match: a, topic: t, format: json}\n", "format json needs"},
-        {"  - {match: a, topic: t, split: readings}\n", "split needs"},
-        {"  - {match: a, topic: t, payload: iot.telemetry.v1.ReadingBatch, "
-         "split: device_id}\n",
-         "not a repeated message field"},
-        {"  - {match: a, topic: t, key: \"{payload.seq}\"}\n", "payload"},
-        {"  - {match: a, topic: t, payload: iot.telemetry.v1.SensorReading, "
-         "key: \"{payload.nope}\"}\n",
-         "has no field \"nope\""},
-        {"  - {match: a, topic: t, payload: iot.telemetry.v1.SensorReading, "
-         "key: \"{payload.labels}\"}\n",
-         "repeated"},
-        {"  - {match: a, topic: t, format: xml}\n",
-         "expected one of raw | envelope | json"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char y[1024], err[512];
-        struct conf c;
-        snprintf(y, sizeof y, "gateway: {id: gw}\nroutes:\n%s", bad[i].routes);
-        if (conf_parse(y, strlen(y), "t.yaml", &c, err, sizeof err) == 0) {
-            conf_fini(&c);
-            fail_msg("accepted: %s", bad[i].routes);
-        }
-        if (!strstr(err, bad[i].want) || strncmp(err, "t.yaml:3:", 9))
-            fail_msg("%s: error \"%s\" lacks \"%s\"", bad[i].routes, err,
-                     bad[i].want);
-    }
 }
 
 /* A batch of thousands of readings fits the arena easily. Once, every
@@ -582,8 +348,8 @@ static void big_batch_fits_arena(void **state)
     const ProtobufCMessage *m;
     char why[256] = "";
     assert_int_equal(pb_new(&dc), 0);
-    int rc = pb_unpack(dc, &iot__telemetry__v1__reading_batch__descriptor,
-                           buf, len, &m, why, sizeof why);
+    int rc = pb_unpack(dc, &iot__telemetry__v1__reading_batch__descriptor, buf,
+                       len, &m, why, sizeof why);
     if (rc)
         fprintf(stderr, "%s\n", why);
     assert_int_equal(rc, 0);
@@ -603,8 +369,6 @@ int main(void)
         cmocka_unit_test(bad_payloads),
         cmocka_unit_test(field_text),
         cmocka_unit_test(envelope_and_elements),
-        cmocka_unit_test(stage_keys_split_formats),
-        cmocka_unit_test(conf_errors),
         cmocka_unit_test(big_batch_fits_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,194 @@
+/*
+ * conf_keys.c — every configuration key: name, type, default, range and
+ * help, one table per section and one for a route, in the manner of Fluent
+ * Bit's config maps. conf.c walks the YAML document against these tables,
+ * so a key that is not here is an error, and `check --keys` prints them.
+ * Defaults are written as text and go through the same converters as the
+ * file, so what the help says is what the loader does. The names are a
+ * contract with users: extend, never rename.
+ */
+#include "bridge/conf_int.h"
+
+#include <stdio.h>
+
+#include "bridge/units.h"
+
+#define CF(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
+#define RF(f)                                                                  \
+    offsetof(struct conf_route, f), sizeof(((struct conf_route *)0)->f)
+
+static const struct kenum e_protocol[] = {
+    {"5", 5}, {"3.1.1", 4}, {"311", 4}, {NULL, 0}};
+static const struct kenum e_on_full[] = {{"drop_oldest", CONF_DROP_OLDEST},
+                                         {"backpressure", CONF_BACKPRESSURE},
+                                         {NULL, 0}};
+static const struct kenum e_sync[] = {
+    {"full", CONF_SYNC_FULL}, {"normal", CONF_SYNC_NORMAL}, {NULL, 0}};
+static const struct kenum e_compression[] = {{"none", 0},   {"gzip", 0},
+                                             {"snappy", 0}, {"lz4", 0},
+                                             {"zstd", 0},   {NULL, 0}};
+static const struct kenum e_level[] = {
+    {"error", 0}, {"warn", 0}, {"info", 0}, {"debug", 0}, {NULL, 0}};
+
+const struct key conf_gateway_keys[] = {
+    {"id", T_STR, NULL, CF(gateway.id), 1, 128, NULL, K_REQUIRED,
+     "this gateway's unique name; sent as the gateway.id Kafka header"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key mqtt_keys[] = {
+    {"host", T_STR, "127.0.0.1", CF(mqtt.host), 1, 255, NULL, 0,
+     "the local MQTT broker"},
+    {"port", T_INT, "1883", CF(mqtt.port), 1, 65535, NULL, 0, "its TCP port"},
+    {"client_id", T_STR, NULL, CF(mqtt.client_id), 1, 65535, NULL, 0,
+     "fixed client id, so the broker keeps our session while we are away "
+     "(default mqtt2kafka-<gateway.id>)"},
+    {"protocol", T_ENUM, "5", CF(mqtt.protocol), 0, 0, e_protocol, 0,
+     "MQTT protocol version"},
+    /* Not 2: libmosquitto 2.0 sends PUBREC before it hands the message over,
+     * so a crash in between loses it. At 1, QoS 2 publishes reach us at 1. */
+    {"qos", T_INT, "1", CF(mqtt.qos), 0, 1, NULL, 0,
+     "subscription QoS: 1 (at least once; QoS 2 publishes arrive at 1) or 0 "
+     "(may lose)"},
+    {"keepalive", T_DUR_S, "30", CF(mqtt.keepalive), 5, 65535, NULL, 0,
+     "seconds between pings when idle"},
+    {"session_expiry", T_DUR_S, "86400", CF(mqtt.session_expiry), 0,
+     4294967295LL, NULL, 0,
+     "seconds the broker keeps our session and queued messages (MQTT 5)"},
+    {"reconnect_max", T_DUR_S, "30", CF(mqtt.reconnect_max), 1, 3600, NULL, 0,
+     "cap of the reconnect backoff, in seconds"},
+    {"username", T_STR, NULL, CF(mqtt.username), 0, 65535, NULL, K_EMPTY_OK,
+     "optional"},
+    {"password", T_STR, NULL, CF(mqtt.password), 0, 65535, NULL, K_EMPTY_OK,
+     "optional"},
+    {"max_payload", T_SIZE, "256KiB", CF(mqtt.max_payload), 1, 268435455, NULL,
+     0, "larger payloads go to the dead-letter topic"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key kafka_keys[] = {
+    {"brokers", T_STR, "127.0.0.1:9092", CF(kafka.brokers), 1, 4096, NULL, 0,
+     "bootstrap brokers, host:port[,host:port...]"},
+    {"compression", T_CHOICE, "lz4", CF(kafka.compression), 0, 0, e_compression,
+     0, "compression of record batches"},
+    {"dead_letter_topic", T_STR, "mqtt2kafka.dead-letter",
+     CF(kafka.dead_letter_topic), 1, 249, NULL, K_TOPIC,
+     "where messages the bridge rejects go, with an error.reason header"},
+    {"inflight_records", T_INT, "10000", CF(kafka.inflight_records), 1, 1000000,
+     NULL, 0, "at most this many records awaiting delivery"},
+    {"inflight_bytes", T_SIZE, "16MiB", CF(kafka.inflight_bytes), 64 * KiB,
+     1 * GiB, NULL, 0, "at most this many bytes awaiting delivery"},
+    {"shutdown_timeout", T_DUR_MS, "10s", CF(kafka.shutdown_timeout), 0, 600000,
+     NULL, 0, "how long to wait for deliveries on exit"},
+    {"properties", T_PROPS, NULL, 0, 0, 0, 0, NULL, 0,
+     "any librdkafka property, passed through verbatim"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key spool_keys[] = {
+    {"path", T_STR, "/var/lib/mqtt2kafka/spool.db", CF(spool.path), 1, 4096,
+     NULL, 0, "the SQLite spool file"},
+    {"max_bytes", T_SIZE, "1GiB", CF(spool.max_bytes), 0, 16 * TiB, NULL, 0,
+     "cap on the spool's files on disk; 0: no cap"},
+    {"on_full", T_ENUM, "drop_oldest", CF(spool.on_full), 0, 0, e_on_full, 0,
+     "when full: drop the oldest records, or stop reading MQTT"},
+    {"max_age", T_DUR_MS, "7d", CF(spool.max_age), 0, 3650 * 86400000LL, NULL,
+     0, "records older than this expire (counted); 0: never"},
+    {"sync", T_ENUM, "full", CF(spool.sync), 0, 0, e_sync, 0,
+     "full survives power loss; normal survives a crash"},
+    {"commit_delay", T_DUR_MS, "5ms", CF(spool.commit_delay), 0, 1000, NULL, 0,
+     "how long received messages may wait to be committed (and acknowledged) "
+     "together: "
+     "fewer, larger commits write less to flash"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key log_keys[] = {
+    {"stats_interval", T_DUR_S, "60", CF(log.stats_interval), 0, 86400, NULL, 0,
+     "seconds between counter log lines; 0: only on shutdown"},
+    {"level", T_CHOICE, "info", CF(log.level), 0, 0, e_level, 0,
+     "log verbosity"},
+    {"status_file", T_STR, "/run/mqtt2kafka/status", CF(log.status_file), 0,
+     4096, NULL, K_EMPTY_OK,
+     "where the daemon keeps its state for `mqtt2kafka status` (tmpfs); empty: "
+     "none"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
+                                        {"envelope", CONF_FORMAT_ENVELOPE},
+                                        {"json", CONF_FORMAT_JSON},
+                                        {NULL, 0}};
+
+/* One line per route key. */
+const struct key conf_route_keys[] = {
+    {"match", T_STR, NULL, RF(match), 1, 65535, NULL, K_REQUIRED,
+     "MQTT topic pattern; {name} captures a level, a trailing # the rest"},
+    {"topic", T_STR, NULL, RF(topic), 1, 4096, NULL, K_REQUIRED,
+     "Kafka topic template, e.g. iot.sensor.{region}"},
+    {"key", T_STR, NULL, RF(key), 1, 4096, NULL, 0,
+     "Kafka key template (default: no key)"},
+    {"payload", T_STR, "raw", RF(payload), 1, 255, NULL, 0,
+     "raw (no decoding) or the payload's protobuf type, e.g. "
+     "iot.telemetry.v1.SensorReading; "
+     "templates may then name {payload.field}"},
+    {"format", T_ENUM, "raw", RF(format), 0, 0, e_format, 0,
+     "the record value: the payload bytes, an iot.bridge.v1.Envelope, or JSON "
+     "(needs payload)"},
+    {"split", T_STR, NULL, RF(split), 1, 255, NULL, 0,
+     "a repeated message field of the payload: one Kafka record per element"},
+    {"max_payload", T_SIZE, "0", RF(max_payload), 0, 268435455, NULL, 0,
+     "larger payloads on this route dead-letter; 0: mqtt.max_payload applies"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+const struct section conf_sections[] = {
+    {"gateway", conf_gateway_keys}, {"mqtt", mqtt_keys}, {"kafka", kafka_keys},
+    {"spool", spool_keys},          {"log", log_keys},   {"routes", NULL},
+};
+const size_t conf_nsections = sizeof conf_sections / sizeof conf_sections[0];
+
+/* Property names the bridge owns: the promise depends on them. */
+const char *const conf_owned_props[][2] = {
+    {"enable.idempotence", "the bridge always enables idempotence"},
+    {"acks", "the bridge always uses acks=all"},
+    {"bootstrap.servers", "use kafka.brokers"},
+    {"metadata.broker.list", "use kafka.brokers"},
+    {"compression.type", "use kafka.compression"},
+    {"compression.codec", "use kafka.compression"},
+};
+const size_t conf_nowned_props =
+    sizeof conf_owned_props / sizeof conf_owned_props[0];
+
+static void print_table(FILE *f, const char *prefix, const struct key *keys)
+{
+    char def[64], range[96], name[64];
+    for (const struct key *k = keys; k->name; k++) {
+        const char *t = k->type == T_STR      ? "string"
+                        : k->type == T_INT    ? "integer"
+                        : k->type == T_SIZE   ? "size"
+                        : k->type == T_DUR_S  ? "duration (s)"
+                        : k->type == T_DUR_MS ? "duration"
+                        : k->type == T_PROPS  ? "mapping"
+                                              : "choice";
+        range[0] = '\0';
+        if (k->enums)
+            conf_choices_text(k->enums, range, sizeof range);
+        else if (k->type != T_STR && k->type != T_PROPS)
+            conf_range_text(k, range, sizeof range);
+        snprintf(def, sizeof def, "%s",
+                 k->flags & K_REQUIRED ? "required"
+                 : k->def              ? k->def
+                                       : "-");
+        snprintf(name, sizeof name, "%s%s", prefix, k->name);
+        fprintf(f, "  %-26s %-12s %-14s %s%s%s\n", name, t, def, k->help,
+                *range ? "; " : "", range);
+    }
+}
+
+void conf_print_keys(FILE *f)
+{
+    char prefix[32];
+    fprintf(f, "  %-26s %-12s %-14s %s\n", "key", "type", "default", "meaning");
+    for (size_t i = 0; i < conf_nsections; i++) {
+        snprintf(prefix, sizeof prefix, "%s%s", conf_sections[i].name,
+                 conf_sections[i].keys ? "." : "[].");
+        print_table(f, prefix,
+                    conf_sections[i].keys ? conf_sections[i].keys
+                                          : conf_route_keys);
+    }
+}

@@ -1,0 +1,257 @@
+/*
+ * outbox.c — spool → Kafka, and delivery reports → spool (see outbox.h).
+ *
+ * The spool is never called from inside a delivery report: reports only
+ * fill the pending lists, and outbox_flush() applies them, so a peek's
+ * pointers are never invalidated under drain's feet. A failed ack keeps
+ * its ids for the next flush; should they fill up, everything in flight is
+ * made eligible again (Kafka gets duplicates, the spool loses nothing). A
+ * failed dead-letter move sends the record round again.
+ */
+#include "bridge/outbox.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/log.h"
+#include "bridge/record.h"
+
+#define PEEK_MAX          512
+#define HDRS_CAP          16384 /* header names of one record */
+#define ACK_EVERY_MS      20    /* delivered records are acked in groups */
+#define RETRY_HOLD_MIN_MS 500
+#define RETRY_HOLD_MAX_MS 30000
+#define DEAD_MAX          64
+
+struct outbox {
+    struct spool *sp;
+    struct kafka_out *k;
+    struct outbox_opts o;
+    struct outbox_counters n;
+    int64_t inflight, inflight_bytes;
+    /* delivery outcomes waiting to be applied to the spool */
+    int64_t *acks, *retry;
+    size_t nacks, nretry, cap;
+    int64_t dead_ids[DEAD_MAX];
+    char dead_why[DEAD_MAX][96];
+    size_t ndead;
+    int64_t last_flush;
+    int64_t hold_until; /* no draining before (after transient errors) */
+    int64_t hold_ms;
+};
+
+int outbox_new(struct spool *sp, const struct outbox_opts *o,
+               struct outbox **out)
+{
+    struct outbox *ob = calloc(1, sizeof *ob);
+    *out = NULL;
+    if (!ob)
+        return -ENOMEM;
+    ob->sp = sp;
+    ob->o = *o;
+    ob->cap = (size_t)o->inflight_records + 1;
+    ob->acks = calloc(ob->cap, sizeof(int64_t));
+    ob->retry = calloc(ob->cap, sizeof(int64_t));
+    if (!ob->acks || !ob->retry) {
+        outbox_free(ob);
+        return -ENOMEM;
+    }
+    *out = ob;
+    return 0;
+}
+
+void outbox_free(struct outbox *ob)
+{
+    if (!ob)
+        return;
+    free(ob->acks);
+    free(ob->retry);
+    free(ob);
+}
+
+void outbox_set_producer(struct outbox *ob, struct kafka_out *k)
+{
+    ob->k = k;
+}
+
+static void apply(struct outbox *ob)
+{
+    if (ob->nacks) {
+        if (spool_ack(ob->sp, ob->acks, ob->nacks) == 0) {
+            ob->n.delivered += (int64_t)ob->nacks;
+            ob->nacks = 0;
+        } else if (ob->nacks == ob->cap) {
+            log_error("spool: acks keep failing (%s); %zu delivered records "
+                      "will be sent again",
+                      spool_errmsg(ob->sp), ob->nacks);
+            ob->nacks = 0;
+            spool_rewind(ob->sp);
+        } else {
+            log_error("spool: ack failed, retrying: %s", spool_errmsg(ob->sp));
+        }
+    }
+    for (size_t i = 0; i < ob->ndead; i++) {
+        log_error("kafka refused record %" PRId64 " for good: %s",
+                  ob->dead_ids[i], ob->dead_why[i]);
+        if (spool_dead(ob->sp, ob->dead_ids[i], ob->dead_why[i]) == 0)
+            ob->n.kafka_refused++;
+        else
+            spool_nack(ob->sp, &ob->dead_ids[i], 1);
+    }
+    ob->ndead = 0;
+    if (ob->nretry) {
+        spool_nack(ob->sp, ob->retry, ob->nretry);
+        ob->nretry = 0;
+    }
+}
+
+void outbox_flush(struct outbox *ob, int64_t now, int force)
+{
+    /* Acks are a transaction too: apply them in groups, every ACK_EVERY_MS
+     * (or sooner when many wait, or anything else does). */
+    if (force || now - ob->last_flush >= ACK_EVERY_MS ||
+        ob->nacks >= ob->cap / 2 || ob->ndead || ob->nretry) {
+        apply(ob);
+        ob->last_flush = now;
+    }
+}
+
+void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
+                      const char *reason, size_t bytes)
+{
+    ob->inflight--;
+    ob->inflight_bytes -= (int64_t)bytes;
+    if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
+        apply(ob);
+    switch (o) {
+    case KAFKA_OUT_OK:
+        ob->acks[ob->nacks++] = id;
+        ob->hold_ms = 0;
+        break;
+    case KAFKA_OUT_RETRY:
+        ob->retry[ob->nretry++] = id;
+        ob->n.retries++;
+        /* Back off before sending them again, doubling up to a cap. */
+        ob->hold_ms = ob->hold_ms ? ob->hold_ms * 2 : RETRY_HOLD_MIN_MS;
+        if (ob->hold_ms > RETRY_HOLD_MAX_MS)
+            ob->hold_ms = RETRY_HOLD_MAX_MS;
+        ob->hold_until = log_now_ms() + ob->hold_ms;
+        break;
+    case KAFKA_OUT_DEAD:
+        ob->dead_ids[ob->ndead] = id;
+        snprintf(ob->dead_why[ob->ndead], sizeof(ob->dead_why[0]), "%s",
+                 reason ? reason : "refused");
+        ob->ndead++;
+        break;
+    }
+}
+
+/* One peeked record to the producer: 0 (in flight), -EINVAL (refused for
+ * good, why set) or another error (put back). */
+static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
+                   size_t whylen)
+{
+    struct record_hdr rh[RECORD_MAX_HDRS];
+    struct kafka_out_hdr hdrs[RECORD_MAX_HDRS + 1];
+    char names[HDRS_CAP], idbuf[48];
+    int nh = record_hdrs_decode(r->headers, r->headers_len, rh, RECORD_MAX_HDRS,
+                                names, sizeof(names));
+    if (nh < 0)
+        nh = 0; /* cannot happen for blobs we wrote; send bare */
+    for (int i = 0; i < nh; i++)
+        hdrs[i] = (struct kafka_out_hdr){rh[i].name, rh[i].value, rh[i].len};
+    spool_id_str(ob->sp, r->id, idbuf, sizeof(idbuf));
+    hdrs[nh++] = (struct kafka_out_hdr){"m2k.id", idbuf, strlen(idbuf)};
+    struct kafka_out_msg km = {
+        .id = r->id,
+        .topic = r->topic,
+        .key = r->key_len ? r->key : NULL,
+        .key_len = r->key_len,
+        .value = r->payload,
+        .len = r->payload_len,
+        .hdrs = hdrs,
+        .nhdrs = (size_t)nh,
+        .timestamp_ms = r->recv_ms,
+    };
+    int rc = kafka_out_produce(ob->k, &km, why, whylen);
+    if (rc == 0) {
+        ob->inflight++;
+        ob->inflight_bytes += (int64_t)(r->key_len + r->payload_len);
+    }
+    return rc;
+}
+
+void outbox_drain(struct outbox *ob, int64_t now)
+{
+    struct spool_rec recs[PEEK_MAX];
+    int64_t refused[8], putback[PEEK_MAX];
+    char refused_why[8][256], why[256];
+    size_t nrefused = 0, nputback = 0;
+
+    if (!ob->k || now < ob->hold_until)
+        return;
+    while (ob->inflight < ob->o.inflight_records &&
+           ob->inflight_bytes < ob->o.inflight_bytes) {
+        int64_t room = ob->o.inflight_records - ob->inflight;
+        int n = spool_peek(ob->sp, recs,
+                           (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
+                           (size_t)(ob->o.inflight_bytes - ob->inflight_bytes));
+        if (n <= 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            struct spool_rec *r = &recs[i];
+            if (nputback) { /* nothing overtakes a record put back */
+                putback[nputback++] = r->id;
+                continue;
+            }
+            int rc = produce(ob, r, why, sizeof(why));
+            if (rc == -EINVAL && nrefused < 8) {
+                snprintf(refused_why[nrefused], sizeof(refused_why[0]), "%s",
+                         why);
+                refused[nrefused++] = r->id;
+                log_error("kafka refused record %" PRId64 " to %s: %s", r->id,
+                          r->topic, why);
+            } else if (rc) {
+                putback[nputback++] = r->id; /* queue full: later */
+            }
+        }
+        if (nputback || nrefused)
+            break;
+    }
+    /* The peeked records are gone now: the spool may be called again. */
+    for (size_t i = 0; i < nrefused; i++)
+        if (spool_dead(ob->sp, refused[i], refused_why[i]) == 0)
+            ob->n.kafka_refused++;
+    if (nputback)
+        spool_nack(ob->sp, putback, nputback);
+}
+
+void outbox_reset(struct outbox *ob)
+{
+    apply(ob);
+    spool_rewind(ob->sp);
+    ob->inflight = ob->inflight_bytes = 0;
+}
+
+int64_t outbox_inflight(const struct outbox *ob)
+{
+    return ob->inflight;
+}
+
+int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
+{
+    int wait = max;
+    if (ob->hold_until > now && ob->hold_until - now < wait)
+        wait = (int)(ob->hold_until - now);
+    if (ob->nacks && wait > ACK_EVERY_MS)
+        wait = ACK_EVERY_MS; /* pending acks are applied soon */
+    return wait;
+}
+
+const struct outbox_counters *outbox_counters(const struct outbox *ob)
+{
+    return &ob->n;
+}

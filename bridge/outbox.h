@@ -1,0 +1,62 @@
+/*
+ * outbox.h — the Kafka half of the wiring: the spool drains into the
+ * producer, and delivery outcomes flow back to the spool.
+ *
+ * Delivery reports arrive one record at a time (outbox_delivered, from
+ * kafka_out's callback); their outcomes are kept and applied to the spool
+ * in groups (outbox_flush): a success deletes the row, a transient error
+ * makes it eligible again after a backoff, a permanent one moves it to the
+ * dead-letter table. outbox_drain() hands the oldest spooled records to
+ * the producer, within a window of records and bytes in flight. Nothing
+ * overtakes a record put back, so order per partition holds.
+ *
+ * Knows spool.h, kafka_out.h and record.h; single-threaded (the loop's).
+ */
+#ifndef MQTT2KAFKA_OUTBOX_H
+#define MQTT2KAFKA_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/kafka_out.h"
+#include "spool/spool.h"
+
+struct outbox;
+
+struct outbox_opts {
+    int64_t inflight_records; /* window: records handed to Kafka */
+    int64_t inflight_bytes;   /* window: their key + value bytes */
+};
+
+struct outbox_counters {   /* only ever grow, on success */
+    int64_t delivered;     /* acked in the spool after Kafka confirmed */
+    int64_t retries;       /* transient delivery failures */
+    int64_t kafka_refused; /* moved to the spool's dead-letter table */
+};
+
+/* Borrows sp. 0 or -ENOMEM. */
+int outbox_new(struct spool *sp, const struct outbox_opts *o,
+               struct outbox **out);
+void outbox_free(struct outbox *ob); /* NULL is fine */
+
+/* The producer records go to (NULL: none, nothing is drained). */
+void outbox_set_producer(struct outbox *ob, struct kafka_out *k);
+
+/* kafka_out's delivered callback. */
+void outbox_delivered(struct outbox *ob, int64_t id,
+                      enum kafka_out_outcome outcome, const char *reason,
+                      size_t bytes);
+/* Applies kept outcomes to the spool when due (force: now). */
+void outbox_flush(struct outbox *ob, int64_t now_ms, int force);
+/* Hands spooled records to the producer, within the window. */
+void outbox_drain(struct outbox *ob, int64_t now_ms);
+/* The producer is gone (every record in it was reported): applies what
+ * was kept and makes everything in flight eligible again. */
+void outbox_reset(struct outbox *ob);
+
+int64_t outbox_inflight(const struct outbox *ob);
+/* ms until outbox_flush or outbox_drain have work again, at most max. */
+int outbox_wait_ms(const struct outbox *ob, int64_t now_ms, int max);
+const struct outbox_counters *outbox_counters(const struct outbox *ob);
+
+#endif

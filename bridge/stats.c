@@ -1,0 +1,88 @@
+/*
+ * stats.c — the counters as text (see stats.h). The names are a contract
+ * (tests, `mqtt2kafka status`, operators' scripts): extend, never rename.
+ */
+#include "bridge/stats.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static const char *uplink_name(int up)
+{
+    return up == 1 ? "up" : up == 0 ? "down" : "unknown";
+}
+
+void stats_format(const struct stats *n, const struct stats_gauges *g,
+                  char *buf, size_t len, char sep)
+{
+    const struct {
+        const char *name;
+        int64_t v;
+    } kv[] = {
+        {"received", n->received},
+        {"spooled", n->spooled},
+        {"delivered", n->delivered},
+        {"dead_lettered", n->dead_lettered},
+        {"unrouted", n->unrouted},
+        {"bad_topic", n->bad_topic},
+        {"oversized", n->oversized},
+        {"empty", n->empty},
+        {"bad_payload", n->bad_payload},
+        {"missing_field", n->missing_field},
+        {"kafka_refused", n->kafka_refused},
+        {"dropped_full", g->dropped_full},
+        {"expired", g->expired},
+        {"retries", n->retries},
+        {"spool_errors", n->spool_errors},
+        {"broker_dropped", n->broker_dropped},
+        {"redelivered", n->redelivered},
+        {"backlog", g->backlog},
+        {"backlog_bytes", g->backlog_bytes},
+        {"oldest_s", g->oldest_s},
+        {"dead_in_spool", g->dead_in_spool},
+        {"spool_file_bytes", g->spool_file_bytes},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]) && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s=%" PRId64 "%c",
+                                kv[i].name, kv[i].v, sep);
+    if (off < len)
+        snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s",
+                 uplink_name(g->uplink), sep,
+                 g->mqtt ? "connected" : "disconnected");
+}
+
+void stats_status_line(const struct stats_gauges *g, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "%suplink %s, mqtt %s, spool %" PRId64 " records, %" PRId64
+             " dead letters",
+             g->backpressure ? "backpressure (spool full), " : "",
+             uplink_name(g->uplink), g->mqtt ? "connected" : "disconnected",
+             g->backlog, g->dead_in_spool);
+}
+
+int stats_write_file(const char *path, const struct stats_ident *id,
+                     const struct stats *n, const struct stats_gauges *g)
+{
+    char tmp[4200], body[1200];
+    int rc = 0;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    stats_format(n, g, body, sizeof(body), '\n');
+    fprintf(f,
+            "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
+            "gateway=%s\n%s\n",
+            id->state, id->pid, id->now_ms, id->version, id->gateway, body);
+    if (fclose(f) != 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/*
+ * stats.h — the daemon's counters and how they are shown: the log's
+ * counter line, the status file `mqtt2kafka status` reads, and the short
+ * line for `systemctl status`. One format for all, so they never disagree.
+ * Pure but for stats_write_file(); libc only.
+ */
+#ifndef MQTT2KAFKA_STATS_H
+#define MQTT2KAFKA_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct stats {
+    int64_t received;       /* messages handed over by the broker */
+    int64_t spooled;        /* committed to the spool */
+    int64_t delivered;      /* acknowledged by Kafka and acked in the spool */
+    int64_t dead_lettered;  /* routed to kafka.dead_letter_topic */
+    int64_t unrouted;       /*   of those: no route matched */
+    int64_t bad_topic;      /*   of those: illegal Kafka topic from captures */
+    int64_t oversized;      /*   of those: payload over mqtt.max_payload */
+    int64_t empty;          /*   of those: empty payload */
+    int64_t bad_payload;    /*   of those: not the route's payload type */
+    int64_t missing_field;  /*   of those: a template's payload field unset */
+    int64_t kafka_refused;  /* moved to the spool's dead-letter table */
+    int64_t retries;        /* transient delivery failures */
+    int64_t spool_errors;   /* batches the spool refused (acks withheld) */
+    int64_t broker_dropped; /* the broker's own drop counter went up by */
+    int64_t reconnects;
+    int64_t redelivered; /* broker redeliveries of committed messages */
+};
+
+struct stats_gauges { /* the state now, from the spool and the links */
+    int64_t dropped_full, expired; /* since the spool file was made */
+    int64_t backlog, backlog_bytes, oldest_s, dead_in_spool, spool_file_bytes;
+    int uplink;       /* -1 unknown, 0 down, 1 up */
+    int mqtt;         /* 1 connected */
+    int backpressure; /* not reading MQTT: the spool is full */
+};
+
+/* "name=value" pairs separated by sep, then uplink= and mqtt=. Truncates
+ * to len like snprintf. */
+void stats_format(const struct stats *n, const struct stats_gauges *g,
+                  char *buf, size_t len, char sep);
+/* "uplink up, mqtt connected, spool 3 records, 0 dead letters". */
+void stats_status_line(const struct stats_gauges *g, char *buf, size_t len);
+
+struct stats_ident { /* who writes the status file */
+    const char *state, *version, *gateway;
+    int pid;
+    int64_t now_ms;
+};
+
+/* Replaces the status file atomically (a temporary file, then rename), so
+ * a reader never sees half of it: the identity lines, then the counters
+ * one per line. 0, or -errno. */
+int stats_write_file(const char *path, const struct stats_ident *id,
+                     const struct stats *n, const struct stats_gauges *g);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * test_mqtt_in.c — the MQTT side's contract against a real Mosquitto that
+ * the test starts on a free loopback port (skipped where the broker is not
+ * installed, as in the package build): messages reach the callback with
+ * their QoS, packet id and user properties; nothing is acknowledged until
+ * mqtt_in_write(), so after mqtt_in_abort() the broker sends the same
+ * messages again on the resumed session, and after a write it does not.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge/log.h"
+#include "bridge/mqtt_in.h"
+
+#define MOSQUITTO "/usr/sbin/mosquitto"
+
+struct fx {
+    pid_t broker;
+    int port;
+    char dir[64];
+};
+
+struct got {
+    int n, connected, resumed, props;
+    int committed; /* messages the test made "durable": writes may go */
+    int mids[64];
+    char payload[64][32];
+};
+
+static void on_message(void *ud, const struct mqtt_in_msg *m)
+{
+    struct got *g = ud;
+    if (g->n < 64) {
+        g->mids[g->n] = m->mid;
+        snprintf(g->payload[g->n], 32, "%.*s", (int)m->len,
+                 (const char *)m->payload);
+    }
+    g->n++;
+    for (size_t i = 0; i < m->nprops; i++)
+        if (!strcmp(m->props[i].name, "site") &&
+            !strcmp(m->props[i].value, "north"))
+            g->props++;
+}
+
+static void on_state(void *ud, int connected, int session, const char *why)
+{
+    struct got *g = ud;
+    (void)why;
+    g->connected = connected;
+    if (connected)
+        g->resumed = session;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    char conf[128];
+    if (access(MOSQUITTO, X_OK) != 0) {
+        free(f);
+        *state = NULL;
+        return 0;
+    }
+    snprintf(f->dir, sizeof f->dir, "/tmp/m2k-mqtt-in-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    f->port = free_port();
+    snprintf(conf, sizeof conf, "%s/m.conf", f->dir);
+    FILE *c = fopen(conf, "w");
+    fprintf(c, "listener %d 127.0.0.1\nallow_anonymous true\n", f->port);
+    fclose(c);
+    f->broker = fork();
+    if (f->broker == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(MOSQUITTO, MOSQUITTO, "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100; i++) { /* ready when it accepts */
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)f->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (ok)
+            break;
+        usleep(50000);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char p[128];
+    if (!f)
+        return 0;
+    kill(f->broker, SIGTERM);
+    waitpid(f->broker, NULL, 0);
+    snprintf(p, sizeof p, "%s/m.conf", f->dir);
+    unlink(p);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Publishes n QoS 1 messages "m<i>" with a user property, and waits for
+ * the broker's acknowledgements. */
+static void publish(int port, const char *topic, int n)
+{
+    struct mosquitto *p = mosquitto_new(NULL, true, NULL);
+    mosquitto_property *props = NULL;
+    char msg[32];
+    mosquitto_int_option(p, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    assert_int_equal(mosquitto_connect(p, "127.0.0.1", port, 10), 0);
+    mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site",
+                                       "north");
+    for (int i = 0; i < n; i++) {
+        snprintf(msg, sizeof msg, "m%d", i);
+        assert_int_equal(mosquitto_publish_v5(p, NULL, topic, (int)strlen(msg),
+                                              msg, 1, false, props),
+                         0);
+    }
+    for (int i = 0; i < 50; i++)
+        mosquitto_loop(p, 20, 1);
+    mosquitto_property_free_all(&props);
+    mosquitto_disconnect(p);
+    mosquitto_loop(p, 20, 1);
+    mosquitto_destroy(p);
+}
+
+/* Turns the client's loop as the daemon does, until want messages arrived
+ * and it is connected, or ms passed. Queued packets (CONNECT, SUBSCRIBE,
+ * PINGREQ) are written only while every message received is "committed",
+ * as the daemon writes only after a commit: a PUBACK never leaves early. */
+static void pump_for(struct mqtt_in *in, struct got *g, int want, int ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        mqtt_in_tick(in, log_now_ms(), 0);
+        if (g->n == g->committed && mqtt_in_want_write(in))
+            mqtt_in_write(in);
+        int fd = mqtt_in_fd(in);
+        if (fd >= 0) {
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            if (poll(&pf, 1, 20) > 0)
+                mqtt_in_read(in, 64);
+        } else {
+            usleep(20000);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((g->n < want || !g->connected) &&
+             (t.tv_sec - t0.tv_sec) * 1000 +
+                     (t.tv_nsec - t0.tv_nsec) / 1000000 <
+                 ms);
+}
+
+static void pump(struct mqtt_in *in, struct got *g, int want)
+{
+    pump_for(in, g, want, 5000);
+}
+
+static struct mqtt_in *client(struct fx *f, struct got *g, const char **filters)
+{
+    struct mqtt_in_opts o = {.host = "127.0.0.1",
+                             .port = f->port,
+                             .client_id = "m2k-unit",
+                             .protocol = 5,
+                             .qos = 1,
+                             .keepalive = 10,
+                             .session_expiry = 600,
+                             .reconnect_max = 1,
+                             .filters = filters,
+                             .nfilters = 1};
+    struct mqtt_in_cb cb = {.message = on_message, .state = on_state};
+    struct mqtt_in *in;
+    char err[256];
+    assert_int_equal(mqtt_in_new(&o, &cb, g, &in, err, sizeof err), 0);
+    return in;
+}
+
+static void test_acks_only_on_write(void **state)
+{
+    struct fx *f = *state;
+    const char *filters[] = {"unit/#"};
+    struct got g = {0};
+    if (!f)
+        skip(); /* no broker installed */
+    struct mqtt_in *in = client(f, &g, filters);
+    pump(in, &g, 0); /* connect and subscribe */
+    assert_int_equal(g.connected, 1);
+    pump_for(in, &g, 1, 300); /* the SUBSCRIBE goes out */
+    publish(f->port, "unit/a", 5);
+    pump(in, &g, 5);
+    assert_int_equal(g.n, 5);
+    assert_int_equal(g.props, 5);
+    assert_string_equal(g.payload[0], "m0");
+    assert_true(g.mids[0] > 0);
+    /* not durable: drop the connection with the PUBACKs unsent */
+    mqtt_in_abort(in, "test");
+    assert_int_equal(g.connected, 0);
+    memset(&g, 0, sizeof g);
+    pump(in, &g, 5); /* reconnects: the session resumes, all 5 again */
+    assert_int_equal(g.resumed, 1);
+    assert_int_equal(g.n, 5);
+    assert_string_equal(g.payload[4], "m4");
+    /* durable now: acknowledge, and a reconnect brings nothing back */
+    g.committed = g.n;
+    assert_int_equal(mqtt_in_write(in), 0);
+    pump_for(in, &g, 99, 300);
+    mqtt_in_abort(in, "test");
+    memset(&g, 0, sizeof g);
+    pump(in, &g, 0);
+    assert_int_equal(g.connected, 1);
+    pump_for(in, &g, 99, 1500);
+    assert_int_equal(g.n, 0);
+    mqtt_in_close(in);
+    mqtt_in_free(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_acks_only_on_write, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

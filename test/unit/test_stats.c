@@ -1,0 +1,92 @@
+/*
+ * test_stats.c — the counter line, the status file and the systemd status
+ * line: names and values as operators' scripts and `mqtt2kafka status`
+ * read them, and the file replaced whole.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge/stats.h"
+
+static void test_line(void **state)
+{
+    struct stats n = {.received = 10,
+                      .spooled = 9,
+                      .delivered = 8,
+                      .dead_lettered = 1,
+                      .unrouted = 1,
+                      .redelivered = 2};
+    struct stats_gauges g = {.dropped_full = 3,
+                             .backlog = 4,
+                             .spool_file_bytes = 4096,
+                             .uplink = 1,
+                             .mqtt = 1};
+    char buf[1024];
+    (void)state;
+    stats_format(&n, &g, buf, sizeof buf, ' ');
+    assert_non_null(strstr(buf, "received=10 spooled=9 delivered=8 "
+                                "dead_lettered=1 unrouted=1 bad_topic=0 "));
+    assert_non_null(strstr(buf, " dropped_full=3 expired=0 "));
+    assert_non_null(strstr(buf, " redelivered=2 backlog=4 "));
+    assert_non_null(
+        strstr(buf, " spool_file_bytes=4096 uplink=up mqtt=connected"));
+    g.uplink = -1;
+    g.mqtt = 0;
+    stats_format(&n, &g, buf, sizeof buf, '\n');
+    assert_non_null(strstr(buf, "\nuplink=unknown\nmqtt=disconnected"));
+    /* truncation is safe */
+    stats_format(&n, &g, buf, 20, ' ');
+    assert_int_equal(strlen(buf), 19);
+
+    stats_status_line(&g, buf, sizeof buf);
+    assert_string_equal(buf, "uplink unknown, mqtt disconnected, spool 4 "
+                             "records, 0 dead letters");
+    g.backpressure = 1;
+    g.uplink = 0;
+    stats_status_line(&g, buf, sizeof buf);
+    assert_string_equal(buf, "backpressure (spool full), uplink down, mqtt "
+                             "disconnected, spool 4 records, 0 dead letters");
+}
+
+static void test_file(void **state)
+{
+    char path[] = "/tmp/m2k-stats-XXXXXX", tmp[64], text[2048];
+    struct stats n = {.received = 5};
+    struct stats_gauges g = {.uplink = 0};
+    struct stats_ident id = {"running", "9.9", "gw-1", 1234, 1700000000000};
+    (void)state;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(stats_write_file(path, &id, &n, &g), 0);
+    FILE *f = fopen(path, "r");
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    assert_non_null(strstr(text, "state=running\npid=1234\n"
+                                 "updated_ms=1700000000000\nversion=9.9\n"
+                                 "gateway=gw-1\nreceived=5\n"));
+    assert_non_null(strstr(text, "\nuplink=down\nmqtt=disconnected\n"));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(access(tmp, F_OK), -1); /* renamed into place */
+    unlink(path);
+    assert_true(stats_write_file("/nonexistent/dir/status", &id, &n, &g) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line),
+        cmocka_unit_test(test_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
