@@ -13,7 +13,8 @@
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
-PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd
+PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
+             libmicrohttpd
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -82,7 +83,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK),yes)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS))." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -99,6 +100,8 @@ UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
+UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
+UNIT_DEPS_test_prom   := bridge/prom.o
 BENCH_DEPS_spool_bench := spool/spool.o
 BENCH_DEPS_decode_bench := bridge/decode.o
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
@@ -159,8 +162,10 @@ $(B)/unit/%: $(B)/test/unit/%.o $$(call objs_for,UNIT_DEPS_$$*)
 
 # --- tests ---------------------------------------------------------------
 # Unit tests: each cmocka binary runs on its own; one line sums them up.
+# test_prom checks its output with promtool (Debian's prometheus, from
+# test/stack/deps.sh test); here a missing promtool fails rather than skips.
 unit: check-deps $(UNIT_BIN) $(B)/mqtt2kafka
-	@test/run-unit $(UNIT_BIN)
+	@M2K_REQUIRE_PROMTOOL=1 test/run-unit $(UNIT_BIN)
 
 # Integration tests against a real Mosquitto and a real Kafka broker that
 # test/stack/ starts on loopback (or the brokers named by MQTT2KAFKA_TEST_*).
