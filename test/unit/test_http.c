@@ -104,18 +104,30 @@ struct srv {
     uint64_t runs;
 };
 
-static int64_t max_run_all_us;
+/* Wall time includes being preempted (the machine may be busy); CPU
+ * time is the work itself. */
+static int64_t max_run_all_us, max_cpu_all_us;
+
+static int64_t cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void run(struct srv *s)
 {
-    int64_t t0 = now_us(), dt;
+    int64_t t0 = now_us(), c0 = cpu_us(), dt, dc;
     http_run(s->h);
     dt = now_us() - t0;
+    dc = cpu_us() - c0;
     s->runs++;
     if (dt > s->max_run_us)
         s->max_run_us = dt;
     if (dt > max_run_all_us)
         max_run_all_us = dt;
+    if (dc > max_cpu_all_us)
+        max_cpu_all_us = dc;
 }
 
 static void pump(struct client *c)
@@ -865,9 +877,10 @@ static void test_flood(void **state)
 static int report(void **state)
 {
     (void)state;
-    print_message("test_http: longest http_run() in all tests: %lld us; "
-                  "RSS %ld KiB\n",
-                  (long long)max_run_all_us, rss_kib());
+    print_message("test_http: longest http_run() in all tests: %lld us "
+                  "(%lld us of CPU); RSS %ld KiB\n",
+                  (long long)max_run_all_us, (long long)max_cpu_all_us,
+                  rss_kib());
     return 0;
 }
 
