@@ -13,7 +13,8 @@
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
-PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd
+PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
+             libmicrohttpd
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -83,7 +84,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK),yes)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS))." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -111,6 +112,8 @@ UNIT_DEPS_test_redeliver := bridge/redeliver.o
 UNIT_DEPS_test_stats  := bridge/stats.o
 UNIT_DEPS_test_record := bridge/record.o
 UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
+UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
+UNIT_DEPS_test_prom   := bridge/prom.o
 BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
@@ -171,8 +174,10 @@ $(B)/unit/%: $(B)/test/unit/%.o $$(call objs_for,UNIT_DEPS_$$*)
 
 # --- tests ---------------------------------------------------------------
 # Unit tests: each cmocka binary runs on its own; one line sums them up.
+# test_prom checks its output with promtool (Debian's prometheus, from
+# test/stack/deps.sh test); here a missing promtool fails rather than skips.
 unit: check-deps $(UNIT_BIN) $(B)/mqtt2kafka
-	@test/run-unit $(UNIT_BIN)
+	@M2K_REQUIRE_PROMTOOL=1 test/run-unit $(UNIT_BIN)
 
 # Integration tests against a real Mosquitto and a real Kafka broker that
 # test/stack/ starts on loopback (or the brokers named by MQTT2KAFKA_TEST_*).

@@ -11,9 +11,9 @@ set -euo pipefail
 host=$(dpkg --print-architecture)
 want=(make gcc pkg-config dpkg-dev debhelper fakeroot lintian debootstrap
       protobuf-c-compiler libmosquitto-dev librdkafka-dev libprotobuf-c-dev
-      libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev)
+      libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
 libs=(libmosquitto-dev librdkafka-dev libprotobuf-c-dev libsqlite3-dev
-      libyaml-dev libsystemd-dev libcmocka-dev)
+      libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
 foreign=()
 for a in "$@"; do
     [ "$a" = "$host" ] && continue
