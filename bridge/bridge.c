@@ -567,8 +567,9 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     }
     int wait = mqtt_in_tick(br->in, now, br->backpressure);
     if (now >= *next_expire) {
-        spool_expire(br->sp, log_wall_ms());
-        *next_expire = now + EXPIRE_EVERY_MS;
+        /* A slice per turn: after a long outage millions may be due. */
+        int k = spool_expire(br->sp);
+        *next_expire = k >= SPOOL_EXPIRE_MAX ? now : now + EXPIRE_EVERY_MS;
     }
     if (now >= br->next_status) {
         write_status(br, br->backpressure ? "backpressure" : "running");
@@ -613,10 +614,9 @@ static void shutdown_gracefully(struct bridge *br)
 
 /* --- start ---------------------------------------------------------------- */
 
-static int open_spool(struct bridge *br, char *err, size_t errlen)
+void bridge_spool_opts(const struct conf *c, struct spool_opts *so)
 {
-    const struct conf *c = br->c;
-    struct spool_opts so = {
+    *so = (struct spool_opts){
         .path = c->spool.path,
         .max_bytes = c->spool.max_bytes,
         .max_age_ms = c->spool.max_age,
@@ -624,11 +624,28 @@ static int open_spool(struct bridge *br, char *err, size_t errlen)
                                                          : SPOOL_DROP_OLDEST,
         .sync = c->spool.sync == CONF_SYNC_NORMAL ? SPOOL_SYNC_NORMAL
                                                   : SPOOL_SYNC_FULL,
+        .dead_max_records = c->spool.dead_max_records,
+        .dead_max_bytes = c->spool.dead_max_bytes,
+        .dead_max_age_ms = c->spool.dead_max_age,
     };
+}
+
+static int open_spool(struct bridge *br, char *err, size_t errlen)
+{
+    const struct conf *c = br->c;
+    struct spool_opts so;
+    bridge_spool_opts(c, &so);
     if (spool_open(&so, &br->sp, err, errlen) < 0)
         return -1;
     struct spool_stats st = {0};
     spool_stats(br->sp, &st);
+    if (!c->spool.max_bytes || st.max_bytes < c->spool.max_bytes)
+        log_warn("spool: the filesystem holding %s has room for %" PRId64
+                 " bytes%s; the spool keeps under that (and leaves a "
+                 "%" PRId64 "-byte reserve for deletes)",
+                 c->spool.path, st.max_bytes,
+                 c->spool.max_bytes ? ", less than spool.max_bytes" : "",
+                 st.reserve_bytes);
     if (st.recovered)
         log_error("spool: %s was corrupt; it was set aside and a fresh "
                   "spool started",

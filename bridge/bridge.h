@@ -33,4 +33,8 @@ int bridge_spool(const struct conf *c, const char *what, const char *sub);
  * not running. */
 int bridge_status(const struct conf *c);
 
+/* The spool's options from the conf (the daemon and the tools alike). */
+struct spool_opts;
+void bridge_spool_opts(const struct conf *c, struct spool_opts *so);
+
 #endif

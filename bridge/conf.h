@@ -88,6 +88,7 @@ struct conf {
         int64_t max_age;  /* ms; 0: never */
         int sync;         /* enum conf_sync */
         int commit_delay; /* ms a burst may wait to grow (group commit) */
+        int64_t dead_max_records, dead_max_bytes, dead_max_age; /* ms */
     } spool;
     struct {
         int stats_interval; /* seconds between counter log lines */

@@ -97,6 +97,17 @@ static const struct key spool_keys[] = {
      "how long received messages may wait to be committed (and acknowledged) "
      "together: "
      "fewer, larger commits write less to flash"},
+    {"dead_max_records", T_INT, "100000", CF(spool.dead_max_records), 0,
+     1000000000, NULL, 0,
+     "records Kafka refused for good kept in the spool's dead-letter table; "
+     "beyond it the oldest are dropped (counted); 0: no limit"},
+    {"dead_max_bytes", T_SIZE, "64MiB", CF(spool.dead_max_bytes), 0, 16 * TiB,
+     NULL, 0,
+     "bytes the dead-letter table may hold; the oldest beyond it are dropped "
+     "(counted); 0: no limit"},
+    {"dead_max_age", T_DUR_MS, "30d", CF(spool.dead_max_age), 0,
+     3650 * 86400000LL, NULL, 0,
+     "dead letters older than this are dropped (counted); 0: never"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 static const struct key log_keys[] = {

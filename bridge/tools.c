@@ -361,12 +361,8 @@ int bridge_spool(const struct conf *c, const char *what, const char *sub)
     struct spool *sp = NULL;
     char err[512];
     int rc;
-    struct spool_opts so = {
-        c->spool.path, c->spool.max_bytes, c->spool.max_age,
-        c->spool.on_full == CONF_BACKPRESSURE ? SPOOL_BACKPRESSURE
-                                              : SPOOL_DROP_OLDEST,
-        c->spool.sync == CONF_SYNC_NORMAL ? SPOOL_SYNC_NORMAL
-                                          : SPOOL_SYNC_FULL};
+    struct spool_opts so;
+    bridge_spool_opts(c, &so);
     if (access(c->spool.path, F_OK)) {
         fprintf(stderr,
                 "mqtt2kafka: no spool at %s (the bridge creates it when it "

@@ -7,17 +7,22 @@
  * the rest of the module:
  *
  *   spool_open.c   open, check, set a corrupt file aside, migrate, load
- *   spool_dead.c   the dead-letter table: move, list, replay, purge
+ *   spool_dead.c   the dead-letter table: move, bound, list, replay, purge
  *   spool_txn.c    prepared statements, begin/commit/rollback, range deletes
+ *   spool_disk.c   the filesystem: the cap in effect, the reserve
+ *   spool_clock.c  the spool clock that ages are measured on
  *   idset.c        the in-flight id set (pure)
  *   spool_int.h    the handle, shared by these files only
  *
  * THE FILE
  *
- * One SQLite database in WAL mode, page size 4096, user_version 2:
+ * One SQLite database in WAL mode, page size 4096, user_version 3:
  *
  *   state(one=1, epoch, created_ms, last_id, put_total, acked_total,
- *         dropped_full, dropped_expired, dead_purged, rows, bytes)
+ *         dropped_full, dropped_expired, dead_purged, rows, bytes,
+ *         clock_ms, clock_wall_ms, dead_dropped_full, dead_dropped_expired)
+ *   clock(id INTEGER PRIMARY KEY, off)          (schema 3, see TIME)
+ *   tags(id INTEGER PRIMARY KEY, tag)           (schema 2)
  *   rec(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
  *       payload, tag)
  *   dead(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
@@ -52,6 +57,9 @@
  *     flight are never dropped or expired: they may yet be delivered
  *   dead letter --replay--> queued under a NEW id (a new attempt: newest)
  *   dead letter --purge--> (deleted, counted as dead_purged)
+ *   dead letter --dead_max_records/bytes, dead_max_age--> (deleted, the
+ *     oldest first, counted as dead_full / dead_expired): a route Kafka
+ *     refuses for good cannot fill the spool and stall the others
  *
  * "In flight" is memory only (a hash set of ids plus the highest id handed
  * out since the last rewind, and a sorted list of nacked ids below it). A
@@ -103,14 +111,46 @@
  *                           never grows while free pages exist.
  *   temp_store=MEMORY       no temp files on flash.
  *
- * SIZE CAP. Before each put the needed pages are estimated; if the used
- * pages (page_count - freelist_count) plus those exceed max_page_count,
- * drop_oldest deletes the oldest rows not yet handed out by peek (rows in
- * flight to Kafka may still be delivered: they are not "dropped") in one
- * range delete, freeing the
- * shortfall plus 1/32 of the cap so that the next puts are plain inserts;
- * backpressure refuses the put. If SQLite still hits the cap (the estimate
- * was short), the put is rolled back and retried with a bigger room.
+ * SIZE CAP. The cap in effect is max_bytes, or what the filesystem can hold
+ * at open when that is less (free space plus the spool's own files, less a
+ * slack of 1% of the filesystem, 64 KiB to 64 MiB, left to others); 0 means
+ * the filesystem alone. Out of it come the WAL's budget (an eighth, 256 KiB
+ * to 8 MiB) and a reserve of the same size (see A FULL DISK); the rest is
+ * max_page_count. Before each put the needed pages are estimated; if the
+ * used pages (page_count - freelist_count) plus those exceed the cap now
+ * (max_page_count, or less when the disk has less room left: the slack,
+ * the WAL's growth and the reserve stay free), drop_oldest deletes the
+ * oldest rows not yet handed out by peek (rows in flight to Kafka may
+ * still be delivered: they are not "dropped") in one range delete, freeing
+ * the shortfall plus 1/32 of the cap so that the next puts are plain
+ * inserts; backpressure refuses the put. If SQLite still hits a cap (the
+ * estimate was short, or the disk filled under us), the put is rolled back
+ * and retried with a bigger room. One put holds at most half the WAL
+ * budget (spool_fits, spool_max_record).
+ *
+ * A FULL DISK. The filesystem is shared (logs, the broker's persistence), so
+ * it can fill before the cap. Deletes need WAL space too, and a spool that
+ * cannot delete delivered rows cannot recover. So a reserve file
+ * "<path>-reserve", the size of the WAL budget, is held; when an ack, a
+ * dead-letter move or an expiry fails for want of disk, the reserve is
+ * removed and the delete retried: it fits in what the reserve held. While
+ * the reserve is missing the database does not grow; it is made again (at
+ * most once a second) when the disk has room for it. Under drop_oldest a
+ * full disk drops the oldest queued rows to make room for new ones; under
+ * backpressure spool_full() says full.
+ *
+ * TIME. Ages (max_age, dead_max_age, stats.oldest_age_ms) are measured on
+ * the spool clock, not the wall clock: while the spool is open it advances
+ * with the monotonic clock, so a wall-clock step (a gateway without a
+ * real-time clock syncs NTP and jumps by months, or boots back in time)
+ * neither expires fresh rows nor keeps stale ones. Across a restart it
+ * advances by the wall-clock time between its last write (state.clock_ms
+ * at state.clock_wall_ms) and the open, or by nothing when the wall clock
+ * went back. Rows keep their wall-clock receive time (Kafka's timestamp);
+ * the clock table maps it: rows from id on were put when the spool clock
+ * read recv_ms + off. A put whose wall clock has moved more than
+ * CLOCK_JUMP_MS from the spool clock since the last segment starts a new
+ * one (one row, in the put's transaction).
  *
  * STARTUP. PRAGMA quick_check; SQLITE_CORRUPT/NOTADB or a failed check ->
  * the file (and its WAL) are renamed to "<path>.corrupt-<time>" (never
@@ -157,22 +197,29 @@ static int64_t used_pages(struct spool *sp)
     return sp_pragma_int(sp, S_PAGES) - sp_pragma_int(sp, S_FREE);
 }
 
+/* The database's page cap now (max_bytes, or the disk's room). */
+static int64_t cap_now(struct spool *sp)
+{
+    return sp_cap_pages(sp, sp_pragma_int(sp, S_PAGES));
+}
+
 /* Inside the put's transaction: make need pages fit under the cap. */
 static int make_room(struct spool *sp, int64_t need)
 {
     for (int tries = 0; tries < 16; tries++) {
-        int64_t used = used_pages(sp), cut, n, k;
+        int64_t used = used_pages(sp), cap = cap_now(sp), cut, n, k;
         if (used < 0)
             return sp_sqerr(sp, SQLITE_ERROR, "page count");
-        if (used + need <= sp->max_pages)
+        if (used + need <= cap)
             return 0;
         if (sp->o.on_full == SPOOL_BACKPRESSURE)
-            return sp_fail(sp, -ENOSPC,
-                           "spool %s is full (max_bytes %" PRId64
-                           "): backpressure",
-                           sp->path, sp->o.max_bytes);
-        int64_t want =
-            (used + need - sp->max_pages + sp->max_pages / 32 + 1) * PAGE;
+            return sp_fail(
+                sp, -ENOSPC,
+                "spool %s is full (%s %" PRId64 " bytes): backpressure",
+                sp->path,
+                cap < sp->max_pages ? "the disk has room for" : "max_bytes",
+                cap < sp->max_pages ? cap * PAGE : sp->max_bytes);
+        int64_t want = (used + need - cap + cap / 32 + 1) * PAGE;
         /* Records already handed to Kafka are not dropped: they may well
          * be delivered, and counting them as lost would be a lie. The
          * oldest of the rest go. */
@@ -225,13 +272,7 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
     return 0;
 }
 
-/* After an SQLITE_FULL: was it our cap (1) or the disk (0)? */
-static int hit_cap(struct spool *sp, int64_t need)
-{
-    return sp->max_pages && used_pages(sp) + need > sp->max_pages - 2;
-}
-
-static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
+static int check_recs(struct spool *sp, const struct spool_rec *recs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (!recs[i].topic || (!recs[i].payload && recs[i].payload_len) ||
@@ -241,45 +282,75 @@ static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
                            "spool_put: record %zu is"
                            " malformed (NULL with a length)",
                            i);
+    return 0;
+}
+
+/* One attempt: make room, insert, note a clock jump, commit. */
+static int put_once(struct spool *sp, struct spool_rec *recs, size_t n,
+                    int64_t need)
+{
+    int rc = sp_begin(sp);
+    if (rc == 0)
+        rc = make_room(sp, need);
+    if (rc == 0)
+        rc = sp_clock_note(sp, sp->c.last_id + 1);
+    if (rc == 0)
+        rc = insert_all(sp, recs, n);
+    if (rc == 0)
+        rc = sp_commit(sp);
+    sp_clock_commit(sp, rc == 0);
+    if (rc)
+        sp_rollback(sp);
+    return rc;
+}
+
+static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
+{
+    int rc = check_recs(sp, recs, n);
+    if (rc)
+        return rc;
     int64_t need = estimate_pages(recs, n);
-    if (sp->max_pages && need > sp->batch_pages)
+    if (need > sp->batch_pages)
         return sp_fail(sp, -EINVAL,
                        "spool_put: a batch of %zu records (~%" PRId64
                        " pages) is larger than one put may be under "
-                       "max_bytes %" PRId64 " (%" PRId64 " pages); split it",
-                       n, need, sp->o.max_bytes, sp->batch_pages);
-    int rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
+                       "the cap of %" PRId64 " bytes (%" PRId64
+                       " pages); split it",
+                       n, need, sp->max_bytes, sp->batch_pages);
+    sp_reserve_restore(sp);
+    rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
     for (int attempt = 0; rc == 0; attempt++) {
-        int64_t extra = attempt * (sp->max_pages / 16 + 4);
-        rc = sp_begin(sp);
-        if (rc == 0 && sp->max_pages)
-            rc = make_room(sp, need + extra);
-        if (rc == 0)
-            rc = insert_all(sp, recs, n);
-        if (rc == 0)
-            rc = sp_commit(sp);
-        if (rc == 0)
+        rc = put_once(sp, recs, n, need + attempt * (sp->max_pages / 16 + 4));
+        if (rc != -ENOSPC)
             break;
-        if (rc != -ENOSPC) {
-            sp_rollback(sp);
-            return rc;
-        }
-        int cap = hit_cap(sp, need);
-        sp_rollback(sp);
-        if (!cap)
-            return sp_fail(sp, -ENOSPC,
-                           "spool %s: the disk is full; nothing of this "
-                           "batch was stored, nothing stored is lost",
-                           sp->path);
+        /* SQLite hit a cap the estimate missed (or the disk filled under
+         * us): drop_oldest makes more room and tries again. */
         if (sp->o.on_full == SPOOL_BACKPRESSURE || attempt >= 3)
             return sp_fail(sp, -ENOSPC,
-                           "spool %s is full (max_bytes %" PRId64 ")", sp->path,
-                           sp->o.max_bytes);
+                           "spool %s is full (%" PRId64
+                           " bytes in effect); nothing of this batch was "
+                           "stored, nothing stored is lost",
+                           sp->path, sp->max_bytes);
         rc = 0;
     }
+    if (rc)
+        return rc;
     for (size_t i = 0; i < n; i++)
         recs[i].id = sp->c.last_id - (int64_t)(n - 1 - i);
     return 0;
+}
+
+int spool_fits(struct spool *sp, const struct spool_rec *recs, size_t n)
+{
+    return estimate_pages(recs, n) <= sp->batch_pages;
+}
+
+size_t spool_max_record(struct spool *sp)
+{
+    /* estimate_pages() of one record of b bytes is at most
+     * 3 + (b + PAGE - 9) / (PAGE - 8) + 1 */
+    int64_t b = (sp->batch_pages - 5) * (PAGE - 8) - ROW_OVERHEAD;
+    return b > 0 ? (size_t)b : 0;
 }
 
 int spool_put(struct spool *sp, struct spool_rec *recs, size_t n)
@@ -312,9 +383,10 @@ int spool_full(struct spool *sp)
 {
     int full = 0;
     pthread_mutex_lock(&sp->mu);
-    if (sp->max_pages && sp->o.on_full == SPOOL_BACKPRESSURE) {
+    if (sp->o.on_full == SPOOL_BACKPRESSURE) {
         int64_t headroom = sp->max_pages / 64 > 8 ? sp->max_pages / 64 : 8;
-        full = used_pages(sp) + headroom > sp->max_pages;
+        sp_reserve_restore(sp);
+        full = used_pages(sp) + headroom > cap_now(sp);
     }
     pthread_mutex_unlock(&sp->mu);
     return full;
@@ -532,6 +604,8 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
         rc = ack_ranges(sp, k, 1);
     if (rc == -EAGAIN)
         rc = ack_ranges(sp, k, 0);
+    if (rc == -ENOSPC && sp_reserve_release(sp)) /* the disk filled up */
+        rc = ack_ranges(sp, k, 0);
     for (size_t i = 0; rc == 0 && i < k; i++)
         idset_del(&sp->inflight, sp->scratch[i]);
     return rc;
@@ -590,50 +664,75 @@ void spool_rewind(struct spool *sp)
     pthread_mutex_unlock(&sp->mu);
 }
 
-static int expire_locked(struct spool *sp, int64_t now)
+/* The last id of the oldest rows of table `from_sql` (after id `after`)
+ * put before cutoff on the spool clock, at most max rows. */
+static int scan_old(struct spool *sp, sqlite3_stmt *st, int64_t after,
+                    int64_t cutoff, int64_t max, int64_t *cut, int64_t *n)
 {
-    int64_t total = 0, cut, n, k;
-    if (!sp->o.max_age_ms)
-        return 0;
-    int rc = sp_set_sync(sp, 0);
-    do {
-        if (rc == 0)
-            /* Like drop_oldest, expiry leaves what is in flight alone: it
-             * may yet be delivered (or comes back by nack, and expires). */
-            rc = sp_scan_prefix(sp, sp->hi, 0, now - sp->o.max_age_ms,
-                                EXPIRE_CHUNK, &cut, &n);
-        if (rc || n == 0)
+    int rc;
+    *cut = 0;
+    *n = 0;
+    sqlite3_bind_int64(st, 1, after);
+    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (sp_row_time(sp, id, sqlite3_column_int64(st, 1)) >= cutoff)
             break;
-        rc = sp_begin(sp);
-        if (rc == 0)
-            rc = sp_del_range(sp, sp->hi + 1, cut, &k);
-        if (rc == 0) {
-            sp->c.dropped[SPOOL_DROP_EXPIRED] += k;
-            rc = sp_commit(sp);
-        } else {
-            sp_rollback(sp);
-        }
-        if (rc == 0) {
-            total += k;
-        }
-    } while (rc == 0 && n == EXPIRE_CHUNK && total < INT32_MAX - EXPIRE_CHUNK);
-    return rc ? rc : (int)total;
+        *cut = id;
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "expiry scan");
+    return 0;
 }
 
-int spool_expire(struct spool *sp, int64_t now_ms_)
+/* Queued rows older than max_age. Like drop_oldest, expiry leaves what is
+ * in flight alone: it may yet be delivered (or comes back by nack, and
+ * expires then). */
+static int expire_rows(struct spool *sp, int64_t now, int64_t max)
+{
+    int64_t cut, n, k = 0;
+    if (!sp->o.max_age_ms || max <= 0)
+        return 0;
+    int rc = scan_old(sp, sp->st[S_SCAN], sp->hi, now - sp->o.max_age_ms, max,
+                      &cut, &n);
+    if (rc || n == 0)
+        return rc;
+    rc = sp_begin(sp);
+    if (rc == 0)
+        rc = sp_del_range(sp, sp->hi + 1, cut, &k);
+    if (rc == 0) {
+        sp->c.dropped[SPOOL_DROP_EXPIRED] += k;
+        rc = sp_commit(sp);
+    } else {
+        sp_rollback(sp);
+    }
+    return rc ? rc : (int)k;
+}
+
+static int expire_locked(struct spool *sp)
+{
+    int64_t now = sp_clock(sp);
+    int rc = sp_set_sync(sp, 0);
+    if (rc)
+        return rc;
+    int a = expire_rows(sp, now, SPOOL_EXPIRE_MAX);
+    if (a == -ENOSPC && sp_reserve_release(sp))
+        a = expire_rows(sp, now, SPOOL_EXPIRE_MAX);
+    if (a < 0)
+        return a;
+    int b = sp_dead_expire(sp, now, SPOOL_EXPIRE_MAX - a);
+    if (b == -ENOSPC && sp_reserve_release(sp))
+        b = sp_dead_expire(sp, now, SPOOL_EXPIRE_MAX - a);
+    return b < 0 ? b : a + b;
+}
+
+int spool_expire(struct spool *sp)
 {
     pthread_mutex_lock(&sp->mu);
-    int rc = expire_locked(sp, now_ms_);
+    int rc = expire_locked(sp);
     pthread_mutex_unlock(&sp->mu);
     return rc;
-}
-
-static int64_t file_size(const char *path, const char *suffix)
-{
-    char p[4200];
-    struct stat sb;
-    snprintf(p, sizeof(p), "%s%s", path, suffix);
-    return stat(p, &sb) == 0 ? (int64_t)sb.st_size : 0;
 }
 
 int spool_stats(struct spool *sp, struct spool_stats *st)
@@ -650,12 +749,25 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
     st->acked_total = c->acked_total;
     st->dead_purged = c->purged;
     st->recovered = sp->recovered;
-    st->file_bytes = file_size(sp->path, "") + file_size(sp->path, "-wal");
+    st->file_bytes =
+        sp_file_size(sp->path, "") + sp_file_size(sp->path, "-wal");
+    st->dead_bytes = c->dead_bytes;
+    st->max_bytes = sp->max_bytes;
+    st->reserve_bytes = sp->reserve_bytes;
+    st->reserve_held = sp->reserve_held;
+    st->clock_jumps = sp->jumps;
+    int64_t pages = sp_pragma_int(sp, S_PAGES);
+    int64_t room = sp_cap_pages(sp, pages) - used_pages(sp);
+    st->room_bytes = room > 0 ? room * PAGE : 0;
     sqlite3_stmt *q = sp->st[S_SCAN];
     sqlite3_bind_int64(q, 1, 0);
     int rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
         st->oldest_ms = sqlite3_column_int64(q, 1);
+        st->oldest_age_ms =
+            sp_clock(sp) -
+            sp_row_time(sp, sqlite3_column_int64(q, 0), st->oldest_ms);
+    }
     sqlite3_reset(q);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         rc = sp_sqerr(sp, rc, "stats");
@@ -672,6 +784,10 @@ const char *spool_reason_name(enum spool_reason r)
         return "full";
     case SPOOL_DROP_EXPIRED:
         return "expired";
+    case SPOOL_DROP_DEAD_FULL:
+        return "dead_full";
+    case SPOOL_DROP_DEAD_EXPIRED:
+        return "dead_expired";
     default:
         return "unknown";
     }

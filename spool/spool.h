@@ -36,12 +36,26 @@ enum spool_on_full {
     SPOOL_BACKPRESSURE,    /* refuse new records with -ENOSPC */
 };
 
+/* The clocks the spool reads; NULL in spool_opts: the system's. Tests
+ * inject their own to move time and to jump the wall clock. */
+struct spool_clock {
+    int64_t (*wall_ms)(void *ud); /* ms since the epoch; may jump */
+    int64_t (*mono_ms)(void *ud); /* ms, only moves forward, never jumps */
+    void *ud;
+};
+
 struct spool_opts {
     const char *path;
-    int64_t max_bytes;  /* cap on the files, WAL included; 0: no cap */
+    int64_t max_bytes;  /* cap on the files, WAL included; 0: no cap (the
+                         * filesystem's room is a cap in any case) */
     int64_t max_age_ms; /* records older than this expire; 0: never */
     enum spool_on_full on_full;
     enum spool_sync sync;
+    /* The dead-letter table's own bounds (0: none): beyond them its oldest
+     * rows are dropped and counted, so a route Kafka refuses for good
+     * cannot fill the spool. */
+    int64_t dead_max_records, dead_max_bytes, dead_max_age_ms;
+    const struct spool_clock *clock;
 };
 
 /*
@@ -67,8 +81,10 @@ struct spool_rec {
 
 /* Why records left the spool without being delivered. */
 enum spool_reason {
-    SPOOL_DROP_FULL = 0, /* dropped by drop_oldest to stay under max_bytes */
-    SPOOL_DROP_EXPIRED,  /* older than max_age */
+    SPOOL_DROP_FULL = 0,     /* dropped by drop_oldest to stay under the cap */
+    SPOOL_DROP_EXPIRED,      /* older than max_age */
+    SPOOL_DROP_DEAD_FULL,    /* dead letters beyond dead_max_records/bytes */
+    SPOOL_DROP_DEAD_EXPIRED, /* dead letters older than dead_max_age */
     SPOOL_DROP__COUNT
 };
 
@@ -79,11 +95,20 @@ struct spool_stats {
     int64_t oldest_ms; /* recv_ms of the oldest waiting row; 0: none */
     int64_t dead;      /* rows in the dead-letter table */
     int64_t dropped[SPOOL_DROP__COUNT]; /* since the file was created */
-    int64_t put_total;   /* records put since the file was created */
-    int64_t acked_total; /* records acked since the file was created */
-    int64_t file_bytes;  /* database + WAL on disk */
-    int recovered;       /* 1 if open found a corrupt file and set it aside */
-    int64_t dead_purged; /* dead letters deleted by spool_dead_purge */
+    int64_t put_total;     /* records put since the file was created */
+    int64_t acked_total;   /* records acked since the file was created */
+    int64_t file_bytes;    /* database + WAL on disk */
+    int recovered;         /* 1 if open found a corrupt file and set it aside */
+    int64_t dead_purged;   /* dead letters deleted by spool_dead_purge */
+    int64_t dead_bytes;    /* key+headers+payload bytes of the dead letters */
+    int64_t oldest_age_ms; /* the oldest waiting row's age (spool clock) */
+    int64_t max_bytes;     /* the cap in effect: max_bytes, or less when the
+                            * filesystem could not hold that much at open */
+    int64_t room_bytes;    /* what may still be put before the cap or the
+                            * disk is reached (free pages included) */
+    int64_t reserve_bytes; /* the disk reserve that keeps deletes possible */
+    int reserve_held;      /* 0: released (the disk filled up) */
+    int clock_jumps;       /* wall-clock jumps seen since open */
 };
 
 /*
@@ -146,13 +171,26 @@ int spool_dead_list(struct spool *sp, struct spool_dead_rec *out, size_t max);
 int spool_dead_replay(struct spool *sp); /* returns how many, or < 0 */
 int spool_dead_purge(struct spool *sp);  /* returns how many, or < 0 */
 
-/* Deletes records older than max_age (counted as expired). Cheap when there
- * is nothing to do; the bridge calls it from a timer. Returns how many. */
-int spool_expire(struct spool *sp, int64_t now_ms);
+/* Deletes records older than max_age, and dead letters older than
+ * dead_max_age (counted as expired), at most SPOOL_EXPIRE_MAX rows per
+ * call, so a long outage or a clock jump never stalls the caller: call
+ * again while it returns SPOOL_EXPIRE_MAX. Ages are measured on the spool
+ * clock (spool.c, "TIME"), which a wall-clock jump does not move. Cheap
+ * when there is nothing to do. Returns how many, or < 0. */
+#define SPOOL_EXPIRE_MAX 5000
+int spool_expire(struct spool *sp);
+
+/* 1 if one spool_put() can hold these records (its limit under the cap's
+ * WAL budget), 0 if they must be split or refused. */
+int spool_fits(struct spool *sp, const struct spool_rec *recs, size_t n);
+/* The record size (key+headers+payload+topic) one put holds at least, alone:
+ * a record this large or smaller always fits. SIZE_MAX without a cap. */
+size_t spool_max_record(struct spool *sp);
 
 int spool_stats(struct spool *sp, struct spool_stats *st);
 
-/* A short name for a drop reason ("full", "expired"), for logs and metrics. */
+/* A short name for a drop reason ("full", "expired", "dead_full",
+ * "dead_expired"), for logs and metrics. */
 const char *spool_reason_name(enum spool_reason r);
 
 /* The newest rows that carry a tag, newest first: up to max (id, tag)

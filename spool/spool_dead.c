@@ -39,32 +39,125 @@ static int exec_bind(struct spool *sp, const char *sql, int64_t a, int64_t b,
     return 0;
 }
 
-static int dead_locked(struct spool *sp, int64_t id, const char *reason)
+/* Inside a transaction: the oldest dead letters beyond the table's bounds
+ * go, counted as dead_full. */
+static int bound_dead(struct spool *sp)
 {
-    int64_t moved = 0, gone = 0;
-    int rc = sp_set_sync(sp, 0);
-    if (rc == 0)
-        rc = sp_begin(sp);
+    int64_t over_n =
+        sp->o.dead_max_records && sp->c.dead > sp->o.dead_max_records
+            ? sp->c.dead - sp->o.dead_max_records
+            : 0;
+    int64_t over_b =
+        sp->o.dead_max_bytes && sp->c.dead_bytes > sp->o.dead_max_bytes
+            ? sp->c.dead_bytes - sp->o.dead_max_bytes
+            : 0;
+    int64_t k = 0, b = 0, cut = 0;
+    int rc = SQLITE_DONE;
+    sqlite3_stmt *st;
+    if (!over_n && !over_b)
+        return 0;
+    if (sqlite3_prepare_v2(sp->db, "SELECT id,size FROM dead ORDER BY id", -1,
+                           &st, NULL) != SQLITE_OK)
+        return sp_sqerr(sp, SQLITE_ERROR, "dead bound");
+    while ((k < over_n || b < over_b) &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cut = sqlite3_column_int64(st, 0);
+        b += sqlite3_column_int64(st, 1);
+        k++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "dead bound");
+    rc = exec_bind(sp, "DELETE FROM dead WHERE id<=?1", cut, 0, NULL, NULL);
+    if (rc == 0) {
+        sp->c.dead -= k;
+        sp->c.dead_bytes -= b;
+        sp->c.dropped[SPOOL_DROP_DEAD_FULL] += k;
+        sp->state_dirty = 1;
+    }
+    return rc;
+}
+
+static int dead_once(struct spool *sp, int64_t id, const char *reason)
+{
+    int64_t moved = 0, gone = 0, size = 0;
+    int rc = sp_begin(sp);
     if (rc == 0)
         rc = exec_bind(sp,
                        "INSERT INTO dead(id,recv_ms,route,size,topic,key,"
                        "headers,payload,dead_ms,reason) SELECT id,recv_ms,"
                        "route,size,topic,key,headers,payload,?2,?3 FROM rec"
                        " WHERE id=?1",
-                       id, sp_now_ms(), reason ? reason : "unknown", &moved);
+                       id, sp_wall(sp), reason ? reason : "unknown", &moved);
     if (rc == 0 && moved == 0)
         rc = sp_fail(sp, -ENOENT, "spool_dead: no record %" PRId64, id);
+    if (rc == 0)
+        rc = exec_bind(sp, "SELECT size FROM dead WHERE id=?1", id, 0, NULL,
+                       &size);
     if (rc == 0)
         rc = sp_del_range(sp, id, id, &gone);
     if (rc == 0) {
         sp->c.dead++;
+        sp->c.dead_bytes += size;
+        rc = bound_dead(sp);
+    }
+    if (rc == 0)
+        rc = sp_commit(sp);
+    else
+        sp_rollback(sp);
+    return rc;
+}
+
+static int dead_locked(struct spool *sp, int64_t id, const char *reason)
+{
+    int rc = sp_set_sync(sp, 0);
+    if (rc == 0)
+        rc = dead_once(sp, id, reason);
+    if (rc == -ENOSPC && sp_reserve_release(sp)) /* the disk filled up */
+        rc = dead_once(sp, id, reason);
+    if (rc == 0)
+        idset_del(&sp->inflight, id);
+    return rc;
+}
+
+int sp_dead_expire(struct spool *sp, int64_t now, int64_t max)
+{
+    sqlite3_stmt *st;
+    int64_t k = 0, b = 0, cut = 0;
+    int rc = SQLITE_DONE;
+    if (!sp->o.dead_max_age_ms || max <= 0 || sp->c.dead == 0)
+        return 0;
+    if (sqlite3_prepare_v2(sp->db,
+                           "SELECT id,recv_ms,size FROM dead ORDER BY id", -1,
+                           &st, NULL) != SQLITE_OK)
+        return sp_sqerr(sp, SQLITE_ERROR, "dead expiry");
+    while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (sp_row_time(sp, id, sqlite3_column_int64(st, 1)) >=
+            now - sp->o.dead_max_age_ms)
+            break;
+        cut = id;
+        b += sqlite3_column_int64(st, 2);
+        k++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "dead expiry");
+    if (k == 0)
+        return 0;
+    rc = sp_begin(sp);
+    if (rc == 0)
+        rc = exec_bind(sp, "DELETE FROM dead WHERE id<=?1", cut, 0, NULL, NULL);
+    if (rc == 0) {
+        sp->c.dead -= k;
+        sp->c.dead_bytes -= b;
+        sp->c.dropped[SPOOL_DROP_DEAD_EXPIRED] += k;
+        sp->state_dirty = 1;
         rc = sp_commit(sp);
     } else {
         sp_rollback(sp);
     }
-    if (rc == 0)
-        idset_del(&sp->inflight, id);
-    return rc;
+    return rc ? rc : (int)k;
 }
 
 int spool_dead(struct spool *sp, int64_t id, const char *reason)
@@ -155,6 +248,7 @@ static int replay_locked(struct spool *sp)
         sp->c.rows += k;
         sp->c.bytes += bytes;
         sp->c.dead = 0;
+        sp->c.dead_bytes = 0;
         sp->state_dirty = 1;
         rc = sp_commit(sp);
     } else {
@@ -187,6 +281,7 @@ static int purge_locked(struct spool *sp)
     if (rc == 0) {
         sp->c.purged += k;
         sp->c.dead = 0;
+        sp->c.dead_bytes = 0;
         sp->state_dirty = 1;
         rc = sp_commit(sp);
     } else {

@@ -17,16 +17,17 @@
 #include "spool/idset.h"
 #include "spool/spool.h"
 
-#define SPOOL_SCHEMA 2
-#define PAGE         4096
-#define FRAME        (PAGE + 24)  /* a WAL frame: header + page */
-#define ROW_OVERHEAD 40           /* record header + small columns, bytes */
-#define MIN_BYTES    (1 << 20)    /* smallest max_bytes accepted */
-#define INFLIGHT_MAX (1 << 20)    /* cap on records in flight */
-#define ARENA_MAX    (256u << 20) /* cap on one peek's copied bytes */
-#define ACK_MAX      (1 << 20)    /* cap on ids in one ack/nack call */
-#define EXPIRE_CHUNK 50000        /* rows per expiry transaction */
-#define TAGS_KEEP    8192         /* ids back whose tags outlive their ack */
+#define SPOOL_SCHEMA  3
+#define PAGE          4096
+#define FRAME         (PAGE + 24)  /* a WAL frame: header + page */
+#define ROW_OVERHEAD  40           /* record header + small columns, bytes */
+#define MIN_BYTES     (1 << 20)    /* smallest max_bytes accepted */
+#define INFLIGHT_MAX  (1 << 20)    /* cap on records in flight */
+#define ARENA_MAX     (256u << 20) /* cap on one peek's copied bytes */
+#define ACK_MAX       (1 << 20)    /* cap on ids in one ack/nack call */
+#define CLOCK_JUMP_MS 2000 /* a wall-clock step larger than this is a jump */
+#define SEG_MAX       4096 /* clock segments kept in memory */
+#define TAGS_KEEP     8192 /* ids back whose tags outlive their ack */
 
 enum {
     S_BEGIN,
@@ -56,7 +57,14 @@ extern const char *const sp_sql[S__COUNT];
  * copy inside a transaction, saved the committed one. */
 struct counters {
     int64_t last_id, put_total, acked_total, purged, rows, bytes, dead;
+    int64_t dead_bytes; /* not in the state row: summed from dead at open */
     int64_t dropped[SPOOL_DROP__COUNT];
+};
+
+/* A clock segment: rows from id on were put when the spool clock read
+ * recv_ms + off (see "TIME" in spool.c). */
+struct seg {
+    int64_t id, off;
 };
 
 struct spool {
@@ -67,10 +75,25 @@ struct spool {
     char *path;
     char epoch[17];
     struct counters c, saved;
-    int state_dirty;       /* this transaction deleted rows: write state */
-    int sync_now;          /* -1 unknown, else the synchronous level set */
-    int64_t max_pages;     /* 0: no cap */
-    int64_t batch_pages;   /* most pages one put may need (WAL half) */
+    int state_dirty;     /* this transaction deleted rows: write state */
+    int sync_now;        /* -1 unknown, else the synchronous level set */
+    int64_t max_pages;   /* the cap on the database file, in pages */
+    int64_t batch_pages; /* most pages one put may need (WAL half) */
+    /* the disk (spool_disk.c) */
+    int64_t max_bytes;      /* the cap in effect on database + WAL */
+    int64_t wal_budget;     /* bytes the WAL may take */
+    int64_t slack;          /* bytes of the filesystem left to others */
+    int64_t reserve_bytes;  /* the reserve file's size */
+    int reserve_held;       /* the reserve file exists at full size */
+    char *reserve_path;     /* <path>-reserve */
+    int64_t reserve_try_ms; /* monotonic: when to try to restore it */
+    /* the spool clock (spool_clock.c) */
+    int64_t clk_base, mono_base; /* clock = clk_base + mono - mono_base */
+    int64_t last_wall, last_mono;
+    struct seg *segs;
+    size_t nseg;
+    struct seg seg_pending; /* written by the open put; id 0: none */
+    int jumps;
     struct idset inflight; /* ids handed out by peek */
     int64_t hi;            /* highest id handed out since the last rewind */
     int64_t *nacked;       /* sorted eligible ids below hi */
@@ -111,5 +134,40 @@ int sp_scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
                    int64_t *n);
 /* Grows a copy arena to hold need bytes, up to ARENA_MAX; 0 or -ENOMEM. */
 int sp_arena_fit(unsigned char **a, size_t *cap, size_t need);
+int64_t sp_file_size(const char *path, const char *suffix);
+
+/* Dead letters older than max age (on the spool clock now), at most max:
+ * deleted and counted (spool_dead.c). Returns how many, or < 0. */
+int sp_dead_expire(struct spool *sp, int64_t now, int64_t max);
+
+/* The disk (spool_disk.c). sp_disk_plan() sets the cap in effect, the WAL
+ * budget, the reserve's size and the page limits from opts.max_bytes and
+ * what the filesystem can hold, before the PRAGMAs are set. -ENOSPC with
+ * why when the filesystem cannot hold even MIN_BYTES. */
+int sp_disk_plan(struct spool *sp);
+/* The database's page cap right now: the configured one, or less when the
+ * filesystem has less room (leaving the slack, the WAL's growth and the
+ * reserve). page_count: the file's current size in pages. */
+int64_t sp_cap_pages(struct spool *sp, int64_t page_count);
+/* Makes the reserve file when it is missing and the disk has room for it
+ * (tried at most once a second). */
+void sp_reserve_restore(struct spool *sp);
+/* The disk filled up: removes the reserve so deletes can proceed. 1 if
+ * there was one to remove. */
+int sp_reserve_release(struct spool *sp);
+
+/* The spool clock (spool_clock.c): ms that only advance with time passing;
+ * a wall-clock jump does not move it. */
+int64_t sp_wall(struct spool *sp);
+int64_t sp_clock(struct spool *sp);
+/* At open: the clock from the state row (and the time the spool was shut
+ * down, when the wall clock did not go back since), the segments. */
+int sp_clock_load(struct spool *sp, int64_t clock_ms, int64_t clock_wall_ms);
+/* In a put's transaction: a new segment when the wall clock jumped since
+ * the last one (from id first_id on). sp_clock_commit() after the commit. */
+int sp_clock_note(struct spool *sp, int64_t first_id);
+void sp_clock_commit(struct spool *sp, int ok);
+/* The spool-clock time at which row id (received at recv_ms) was put. */
+int64_t sp_row_time(const struct spool *sp, int64_t id, int64_t recv_ms);
 
 #endif

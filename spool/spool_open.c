@@ -39,6 +39,16 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " dead_ms INTEGER NOT NULL);",
     /* 1 -> 2: the tags of recently acked rows (see spool_recent) */
     "CREATE TABLE tags(id INTEGER PRIMARY KEY, tag INTEGER NOT NULL);",
+    /* 2 -> 3: the spool clock and its segments (see "TIME" in spool.c),
+     * dead letters dropped by their own bounds */
+    "CREATE TABLE clock(id INTEGER PRIMARY KEY, off INTEGER NOT NULL);"
+    "INSERT INTO clock(id,off) VALUES(0,0);"
+    "ALTER TABLE state ADD COLUMN clock_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE state ADD COLUMN clock_wall_ms INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE state ADD COLUMN dead_dropped_full INTEGER NOT NULL"
+    " DEFAULT 0;"
+    "ALTER TABLE state ADD COLUMN dead_dropped_expired INTEGER NOT NULL"
+    " DEFAULT 0;",
 };
 
 static int is_corrupt(int rc)
@@ -174,27 +184,21 @@ static void set_aside(struct spool *sp, const char *why)
     fprintf(stderr, "mqtt2kafka: %s\n", sp->err);
 }
 
+/* The PRAGMAs that follow from the cap in effect (sp_disk_plan), and the
+ * prepared statements. */
 static int setup(struct spool *sp)
 {
-    int64_t budget = 8 << 20, ckpt = 1000;
+    int64_t ckpt = (sp->wal_budget / FRAME - 8) / 2;
     char sql[512];
-    if (sp->o.max_bytes) {
-        budget = sp->o.max_bytes / 8;
-        budget = budget < (256 << 10) ? (256 << 10)
-                 : budget > (8 << 20) ? (8 << 20)
-                                      : budget;
-        ckpt = (budget / FRAME - 8) / 2;
-        sp->max_pages = (sp->o.max_bytes - budget) / PAGE;
-        sp->batch_pages = ckpt - 4;
-    }
     snprintf(sql, sizeof(sql),
              "PRAGMA secure_delete=OFF; PRAGMA temp_store=MEMORY;"
              "PRAGMA auto_vacuum=NONE; PRAGMA wal_autocheckpoint=%" PRId64 ";"
              "PRAGMA journal_size_limit=%" PRId64 "; PRAGMA synchronous=%s;",
-             ckpt, budget, sp->o.sync == SPOOL_SYNC_FULL ? "FULL" : "NORMAL");
+             ckpt, sp->wal_budget,
+             sp->o.sync == SPOOL_SYNC_FULL ? "FULL" : "NORMAL");
     int rc = sqlite3_exec(sp->db, sql, NULL, NULL, NULL);
     sp->sync_now = sp->o.sync == SPOOL_SYNC_FULL;
-    if (rc == SQLITE_OK && sp->max_pages) {
+    if (rc == SQLITE_OK) {
         snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%" PRId64,
                  sp->max_pages);
         rc = query1(sp->db, sql, NULL, NULL, 0);
@@ -212,11 +216,14 @@ static int load_state(struct spool *sp)
 {
     struct counters *c = &sp->saved;
     sqlite3_stmt *st = NULL;
+    int64_t clock_ms = 0, clock_wall_ms = 0;
     int rc = sqlite3_prepare_v2(
         sp->db,
         "SELECT epoch,last_id,put_total,acked_total,dropped_full,"
         "dropped_expired,dead_purged,rows,bytes,"
-        "(SELECT count(*) FROM dead) FROM state",
+        "(SELECT count(*) FROM dead),(SELECT total(size) FROM dead),"
+        "dead_dropped_full,dead_dropped_expired,clock_ms,clock_wall_ms"
+        " FROM state",
         -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         snprintf(sp->epoch, sizeof(sp->epoch), "%s",
@@ -230,6 +237,11 @@ static int load_state(struct spool *sp)
         c->rows = sqlite3_column_int64(st, 7);
         c->bytes = sqlite3_column_int64(st, 8);
         c->dead = sqlite3_column_int64(st, 9);
+        c->dead_bytes = (int64_t)sqlite3_column_double(st, 10);
+        c->dropped[SPOOL_DROP_DEAD_FULL] = sqlite3_column_int64(st, 11);
+        c->dropped[SPOOL_DROP_DEAD_EXPIRED] = sqlite3_column_int64(st, 12);
+        clock_ms = sqlite3_column_int64(st, 13);
+        clock_wall_ms = sqlite3_column_int64(st, 14);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_CORRUPT; /* the state row is gone */
@@ -255,6 +267,8 @@ static int load_state(struct spool *sp)
     }
     sqlite3_finalize(st);
     sp->c = sp->saved;
+    if (rc == SQLITE_OK)
+        rc = sp_clock_load(sp, clock_ms, clock_wall_ms);
     if (rc)
         return sp_sqerr(sp, rc, "loading state"), rc;
     return SQLITE_OK;
@@ -275,8 +289,12 @@ static int try_open(struct spool *sp)
     int rc = open_db(sp);
     if (rc == SQLITE_OK)
         rc = load_state(sp);
+    if (rc == SQLITE_OK && sp_disk_plan(sp))
+        rc = SQLITE_FULL;
     if (rc == SQLITE_OK)
         rc = setup(sp) ? SQLITE_ERROR : SQLITE_OK;
+    if (rc == SQLITE_OK)
+        sp_reserve_restore(sp);
     return rc;
 }
 
@@ -296,7 +314,8 @@ int spool_open(const struct spool_opts *opts, struct spool **out, char *err,
         return -EINVAL;
     }
     sp = calloc(1, sizeof(*sp));
-    if (!sp || !(sp->path = strdup(opts->path))) {
+    if (!sp || !(sp->path = strdup(opts->path)) ||
+        asprintf(&sp->reserve_path, "%s-reserve", opts->path) < 0) {
         rc = -ENOMEM;
         snprintf(err, errlen, "spool: out of memory");
         goto fail;
@@ -339,6 +358,13 @@ void spool_close(struct spool *sp)
 {
     if (!sp)
         return;
+    if (sp->db && sp->st[S_STATE]) { /* keep the clock for the next start */
+        if (sp_begin(sp) == 0) {
+            sp->state_dirty = 1;
+            if (sp_commit(sp))
+                sp_rollback(sp);
+        }
+    }
     if (sp->db)
         close_db(sp);
     pthread_mutex_destroy(&sp->mu);
@@ -347,7 +373,9 @@ void spool_close(struct spool *sp)
     free(sp->scratch);
     free(sp->arena);
     free(sp->dead_arena);
+    free(sp->segs);
     free(sp->path);
+    free(sp->reserve_path);
     free(sp);
 }
 

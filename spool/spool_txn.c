@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 const char *const sp_sql[S__COUNT] = {
@@ -32,6 +33,8 @@ const char *const sp_sql[S__COUNT] = {
                " ORDER BY id",
     [S_STATE] = "UPDATE state SET last_id=?1,put_total=?2,acked_total=?3,"
                 "dropped_full=?4,dropped_expired=?5,dead_purged=?6,rows=?7,"
+                "dead_dropped_full=?9,dead_dropped_expired=?10,clock_ms=?11,"
+                "clock_wall_ms=?12,"
                 "bytes=?8",
     [S_PAGES] = "PRAGMA page_count",
     [S_FREE] = "PRAGMA freelist_count",
@@ -143,6 +146,10 @@ int sp_commit(struct spool *sp)
         sqlite3_bind_int64(st, 6, sp->c.purged);
         sqlite3_bind_int64(st, 7, sp->c.rows);
         sqlite3_bind_int64(st, 8, sp->c.bytes);
+        sqlite3_bind_int64(st, 9, sp->c.dropped[SPOOL_DROP_DEAD_FULL]);
+        sqlite3_bind_int64(st, 10, sp->c.dropped[SPOOL_DROP_DEAD_EXPIRED]);
+        sqlite3_bind_int64(st, 11, sp_clock(sp));
+        sqlite3_bind_int64(st, 12, sp_wall(sp));
         rc = sp_run(sp, S_STATE);
     }
     if (rc == 0)
@@ -231,4 +238,12 @@ int sp_arena_fit(unsigned char **a, size_t *cap, size_t need)
     *a = p;
     *cap = c;
     return 0;
+}
+
+int64_t sp_file_size(const char *path, const char *suffix)
+{
+    char p[4200];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s%s", path, suffix);
+    return stat(p, &sb) == 0 ? (int64_t)sb.st_size : 0;
 }

@@ -102,7 +102,7 @@ static int run(const char *dir, enum spool_sync sync, int batch, int64_t n,
 {
     char path[512], err[512];
     snprintf(path, sizeof(path), "%s/spool-bench-%d.db", dir, (int)getpid());
-    struct spool_opts o = {path, 0, 0, SPOOL_DROP_OLDEST, sync};
+    struct spool_opts o = {.path = path, .on_full = SPOOL_DROP_OLDEST, .sync = sync};
     struct spool *sp;
     int rc = spool_open(&o, &sp, err, sizeof(err));
     if (rc) {

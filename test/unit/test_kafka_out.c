@@ -164,7 +164,7 @@ static void test_spool_to_kafka_ids_above_2_32(void **state)
              tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/spool.db", dir);
-    struct spool_opts so = {path, 0, 0, SPOOL_DROP_OLDEST, SPOOL_SYNC_NORMAL};
+    struct spool_opts so = {.path = path, .sync = SPOOL_SYNC_NORMAL};
     struct spool *sp;
     char err[512];
     assert_int_equal(spool_open(&so, &sp, err, sizeof(err)), 0);

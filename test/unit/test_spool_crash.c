@@ -65,7 +65,7 @@ static int64_t mono_ms(void)
 static void child(const char *path, enum spool_sync sync, int run, int fd)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    struct spool_opts o = {path, 0, 0, SPOOL_DROP_OLDEST, sync};
+    struct spool_opts o = {.path = path, .sync = sync};
     struct spool *sp;
     char err[256];
     if (spool_open(&o, &sp, err, sizeof(err)))
@@ -163,7 +163,7 @@ static void pump(int fd, struct state *s, int64_t deadline)
 /* Reopens the spool and checks what the user would see. */
 static void verify(const char *path, enum spool_sync sync, struct state *s)
 {
-    struct spool_opts o = {path, 0, 0, SPOOL_DROP_OLDEST, sync};
+    struct spool_opts o = {.path = path, .sync = sync};
     struct spool *sp;
     char err[256];
     assert_int_equal(spool_open(&o, &sp, err, sizeof(err)), 0);
