@@ -26,12 +26,13 @@ int batch_init(struct batch *b, size_t max, size_t base, size_t limit)
     if (base > limit)
         base = limit;
     b->ents = calloc(max ? max : 1, sizeof *b->ents);
+    b->msgs = calloc(max ? max : 1, sizeof *b->msgs);
     b->buf = malloc(base ? base : 1);
-    if (!b->ents || !b->buf) {
+    if (!b->ents || !b->msgs || !b->buf) {
         batch_fini(b);
         return -ENOMEM;
     }
-    b->max = max;
+    b->max = b->max_msgs = max;
     b->cap = b->base = base;
     b->limit = limit;
     return 0;
@@ -40,6 +41,7 @@ int batch_init(struct batch *b, size_t max, size_t base, size_t limit)
 void batch_fini(struct batch *b)
 {
     free(b->ents);
+    free(b->msgs);
     free(b->buf);
     memset(b, 0, sizeof *b);
 }
@@ -115,22 +117,65 @@ void batch_get(const struct batch *b, size_t i, struct batch_rec *out)
     out->tag = e->tag;
 }
 
+static size_t owned(const struct batch *b)
+{
+    if (!b->nmsgs)
+        return 0;
+    const struct batch_msg *last = &b->msgs[b->nmsgs - 1];
+    return last->first + last->n;
+}
+
+size_t batch_open_records(const struct batch *b)
+{
+    return b->n - owned(b);
+}
+
+int batch_end_msg(struct batch *b, const struct batch_msg *m)
+{
+    if (b->nmsgs >= b->max_msgs)
+        return -ENOSPC;
+    size_t first = owned(b);
+    struct batch_msg *e = &b->msgs[b->nmsgs++];
+    *e = *m;
+    e->first = first;
+    e->n = b->n - first;
+    return 0;
+}
+
+size_t batch_part(const struct batch *b, size_t from, batch_fits_fn fits,
+                  void *ud)
+{
+    size_t k = from;
+    if (from >= b->nmsgs)
+        return from;
+    size_t first = b->msgs[from].first;
+    do {
+        const struct batch_msg *m = &b->msgs[k];
+        if (k > from && m->n && !fits(ud, first, m->first + m->n - first))
+            break;
+        k++;
+    } while (k < b->nmsgs);
+    return k;
+}
+
 struct batch_mark batch_mark(const struct batch *b)
 {
-    return (struct batch_mark){b->n, b->used};
+    return (struct batch_mark){b->n, b->used, b->nmsgs};
 }
 
 void batch_rewind(struct batch *b, struct batch_mark m)
 {
-    if (m.n <= b->n && m.used <= b->used) {
+    if (m.n <= b->n && m.used <= b->used && m.nmsgs <= b->nmsgs) {
         b->n = m.n;
         b->used = m.used;
+        b->nmsgs = m.nmsgs;
     }
 }
 
 void batch_clear(struct batch *b)
 {
     b->n = 0;
+    b->nmsgs = 0;
     b->used = 0;
     b->failed = 0;
     if (b->cap > b->base) { /* a burst of big messages is over: give it back */

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "bridge/log.h"
+#include "bridge/secret.h"
 
 #define MAX_HDRS 64
 
@@ -34,6 +35,7 @@
  * creation: as many slots as librdkafka's queue may hold records. */
 struct slot {
     int64_t id;
+    size_t bytes;
     struct slot *next;
 };
 
@@ -95,18 +97,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     struct kafka_out *k = opaque;
     struct slot *sl = m->_private;
     int64_t id = sl->id;
+    size_t bytes = sl->bytes;
     (void)rk;
     sl->next = k->free_slots;
     k->free_slots = sl;
     k->inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         set_uplink(k, 1, NULL);
-        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, m->len + m->key_len);
+        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, bytes);
         return;
     }
     k->cb.delivered(k->ud, id,
                     permanent(m->err) ? KAFKA_OUT_DEAD : KAFKA_OUT_RETRY,
-                    rd_kafka_err2str(m->err), m->len + m->key_len);
+                    rd_kafka_err2str(m->err), bytes);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -150,7 +153,8 @@ static int set(rd_kafka_conf_t *conf, const char *name, const char *value,
     if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) ==
         RD_KAFKA_CONF_OK)
         return 0;
-    snprintf(err, errlen, "kafka property %s=%s: %s", name, value, why);
+    snprintf(err, errlen, "kafka property %s=%s: %s", name,
+             secret_name(name) ? SECRET_SHOWN : value, why);
     return -EINVAL;
 }
 
@@ -265,6 +269,7 @@ int kafka_out_produce(struct kafka_out *k, const struct kafka_out_msg *m,
     if (!sl)
         return -ENOBUFS; /* as many in flight as librdkafka's queue holds */
     sl->id = m->id;
+    sl->bytes = m->bytes;
     rd_kafka_headers_t *h = rd_kafka_headers_new(m->nhdrs);
     for (size_t i = 0; i < m->nhdrs; i++)
         rd_kafka_header_add(h, m->hdrs[i].name, -1, m->hdrs[i].value,

@@ -43,6 +43,7 @@ struct kafka_out_msg {
     const struct kafka_out_hdr *hdrs;
     size_t nhdrs;
     int64_t timestamp_ms; /* record timestamp (CreateTime) */
+    size_t bytes; /* the caller's size of it, given back in the report */
 };
 
 enum kafka_out_outcome {
@@ -53,7 +54,8 @@ enum kafka_out_outcome {
 
 struct kafka_out_cb {
     /* One call per produced record; reason is NULL on success; bytes is
-     * the record's key + value size, for the caller's window. */
+     * the size the caller gave with it (kafka_out_msg.bytes), for its
+     * window. */
     void (*delivered)(void *ud, int64_t id, enum kafka_out_outcome outcome,
                       const char *reason, size_t bytes);
     /* The uplink changed: up = 1 after a success, 0 when brokers are down. */

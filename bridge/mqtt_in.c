@@ -22,6 +22,9 @@
 #include <inttypes.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +36,10 @@
 #define CONNECT_TIMEOUT_MS 15000
 #define BACKOFF_BASE_MS    500
 
-enum conn_state { DISCONNECTED, CONNECTING, CONNECTED };
+/* DIALING: a thread of its own resolves the host and connects (both can
+ * block for minutes on a broken network); nothing else touches the client
+ * meanwhile. CONNECTING: the CONNECT is queued, no CONNACK yet. */
+enum conn_state { DISCONNECTED, DIALING, CONNECTING, CONNECTED };
 
 struct mqtt_in {
     struct mosquitto *mosq;
@@ -47,6 +53,13 @@ struct mqtt_in {
     int64_t sys_dropped; /* last value of the broker's counter, -1 unknown */
     size_t delivered;    /* messages handed to the callback */
     int sub_mid;         /* the SUBSCRIBE carrying the route filters */
+    /* the dialing thread: it writes dial_rc and dial_errno, then dial_done;
+     * the loop reads them after joining it */
+    pthread_t dialer;
+    atomic_int dial_done;
+    int dial_rc, dial_errno;
+    mosquitto_property *dial_props;
+    int warned_slow; /* the slow dial was said once */
 };
 
 static int lib_refs;
@@ -56,7 +69,7 @@ static void schedule_retry(struct mqtt_in *m);
 static void set_state(struct mqtt_in *m, enum conn_state s, int session,
                       const char *why)
 {
-    static const char *const names[] = {"disconnected", "connecting",
+    static const char *const names[] = {"disconnected", "dialing", "connecting",
                                         "connected"};
     if (m->state == s)
         return;
@@ -246,6 +259,15 @@ void mqtt_in_free(struct mqtt_in *m)
 {
     if (!m)
         return;
+    if (m->state == DIALING && !atomic_load(&m->dial_done)) {
+        /* The dialing thread may hang in connect() for minutes: let it
+         * finish on its own; the process is on its way out. */
+        pthread_detach(m->dialer);
+        return;
+    }
+    if (m->state == DIALING)
+        pthread_join(m->dialer, NULL);
+    mosquitto_property_free_all(&m->dial_props);
     if (m->mosq)
         mosquitto_destroy(m->mosq);
     if (--lib_refs == 0)
@@ -253,14 +275,19 @@ void mqtt_in_free(struct mqtt_in *m)
     free(m);
 }
 
+static int live(const struct mqtt_in *m)
+{
+    return m->state == CONNECTING || m->state == CONNECTED;
+}
+
 int mqtt_in_fd(const struct mqtt_in *m)
 {
-    return m->state == DISCONNECTED ? -1 : mosquitto_socket(m->mosq);
+    return live(m) ? mosquitto_socket(m->mosq) : -1;
 }
 
 int mqtt_in_want_write(const struct mqtt_in *m)
 {
-    return m->state != DISCONNECTED && mosquitto_want_write(m->mosq);
+    return live(m) && mosquitto_want_write(m->mosq);
 }
 
 int mqtt_in_connected(const struct mqtt_in *m)
@@ -271,7 +298,7 @@ int mqtt_in_connected(const struct mqtt_in *m)
 int mqtt_in_read(struct mqtt_in *m, size_t max)
 {
     size_t before = m->delivered;
-    if (m->state == DISCONNECTED)
+    if (!live(m))
         return -ENOTCONN;
     while (m->delivered - before < max) {
         /* loop_read returns after each packet or on EAGAIN; errno tells
@@ -290,7 +317,7 @@ int mqtt_in_read(struct mqtt_in *m, size_t max)
 
 int mqtt_in_write(struct mqtt_in *m)
 {
-    if (m->state == DISCONNECTED || !mosquitto_want_write(m->mosq))
+    if (!live(m) || !mosquitto_want_write(m->mosq))
         return 0;
     int rc = mosquitto_loop_write(m->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(m->mosq) < 0) {
@@ -302,8 +329,10 @@ int mqtt_in_write(struct mqtt_in *m)
 
 void mqtt_in_abort(struct mqtt_in *m, const char *why)
 {
+    if (!live(m))
+        return;
     int fd = mosquitto_socket(m->mosq);
-    if (m->state == DISCONNECTED || fd < 0)
+    if (fd < 0)
         return;
     log_warn("mqtt: dropping the connection unacknowledged: %s", why);
     /* Shut the socket before libmosquitto can write what it queued; the next
@@ -313,33 +342,62 @@ void mqtt_in_abort(struct mqtt_in *m, const char *why)
     set_state(m, DISCONNECTED, 0, why);
 }
 
+static void *dial(void *arg)
+{
+    struct mqtt_in *m = arg;
+    /* Name lookup, TCP connect and the start of TLS: blocking, but in this
+     * thread only. The CONNECT packet is only queued (threaded mode). */
+    m->dial_rc = mosquitto_connect_bind_v5(m->mosq, m->o.host, m->o.port,
+                                           m->o.keepalive, NULL, m->dial_props);
+    m->dial_errno = errno;
+    atomic_store(&m->dial_done, 1);
+    return NULL;
+}
+
 static void try_connect(struct mqtt_in *m, int64_t now_ms)
 {
-    mosquitto_property *props = NULL;
-    int rc;
+    mosquitto_property_free_all(&m->dial_props);
     if (m->o.protocol == 5 && m->o.session_expiry > 0) {
         uint32_t se = m->o.session_expiry > UINT32_MAX
                           ? UINT32_MAX
                           : (uint32_t)m->o.session_expiry;
-        mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
-                                     se);
+        mosquitto_property_add_int32(&m->dial_props,
+                                     MQTT_PROP_SESSION_EXPIRY_INTERVAL, se);
     }
-    /* A blocking TCP connect: the broker is the gateway's own, on loopback
-     * or the LAN. The CONNECT packet itself is only queued (threaded mode). */
-    rc = mosquitto_connect_bind_v5(m->mosq, m->o.host, m->o.port,
-                                   m->o.keepalive, NULL, props);
-    mosquitto_property_free_all(&props);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        if (m->attempts == 0 || m->attempts % 10 == 0)
-            log_warn("mqtt: cannot connect to %s:%d: %s (retrying)", m->o.host,
-                     m->o.port,
-                     rc == MOSQ_ERR_ERRNO ? strerror(errno)
-                                          : mosquitto_strerror(rc));
+    /* The broker never sends us a packet larger than this: a 256 MiB
+     * publish is not read into memory to be cut. */
+    if (m->o.protocol == 5 && m->o.max_packet)
+        mosquitto_property_add_int32(
+            &m->dial_props, MQTT_PROP_MAXIMUM_PACKET_SIZE, m->o.max_packet);
+    atomic_store(&m->dial_done, 0);
+    m->connect_ms = now_ms;
+    m->warned_slow = 0;
+    if (pthread_create(&m->dialer, NULL, dial, m) != 0) {
+        log_error("mqtt: cannot start a thread to connect: %s",
+                  strerror(errno));
         schedule_retry(m);
         return;
     }
-    m->connect_ms = now_ms;
-    set_state(m, CONNECTING, 0, NULL);
+    set_state(m, DIALING, 0, NULL);
+}
+
+/* The dialing thread is done: connected (the CONNECT waits to be written)
+ * or not. */
+static void dialed(struct mqtt_in *m)
+{
+    int rc = m->dial_rc;
+    pthread_join(m->dialer, NULL);
+    if (rc == MOSQ_ERR_SUCCESS) {
+        set_state(m, CONNECTING, 0, NULL);
+        return;
+    }
+    if (m->attempts == 0 || m->attempts % 10 == 0)
+        log_warn("mqtt: cannot connect to %s:%d: %s (retrying)", m->o.host,
+                 m->o.port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(m->dial_errno)
+                 : rc == MOSQ_ERR_EAI ? gai_strerror(m->dial_errno)
+                                      : mosquitto_strerror(rc));
+    set_state(m, DISCONNECTED, 0, NULL); /* and the next try is scheduled */
 }
 
 int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
@@ -352,6 +410,17 @@ int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
             try_connect(m, now_ms);
         if (m->state == DISCONNECTED)
             return (int)(m->next_try_ms - now_ms);
+        return 100;
+    case DIALING:
+        if (atomic_load(&m->dial_done)) {
+            dialed(m);
+            return 0;
+        }
+        if (now_ms - m->connect_ms > CONNECT_TIMEOUT_MS && !m->warned_slow++)
+            log_warn("mqtt: connecting to %s:%d has not finished in %d s "
+                     "(the name lookup or the TCP connect hangs); still "
+                     "trying",
+                     m->o.host, m->o.port, CONNECT_TIMEOUT_MS / 1000);
         return 100;
     case CONNECTING:
         if (now_ms - m->connect_ms > CONNECT_TIMEOUT_MS) {
@@ -369,7 +438,7 @@ int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
 
 void mqtt_in_close(struct mqtt_in *m)
 {
-    if (m->state == DISCONNECTED)
+    if (!live(m))
         return;
     m->state = DISCONNECTED; /* ours: not a lost connection */
     mosquitto_disconnect(m->mosq);

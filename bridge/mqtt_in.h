@@ -25,6 +25,7 @@ struct mqtt_in_opts {
     int64_t session_expiry; /* s, MQTT 5 */
     int reconnect_max;      /* s, cap of the backoff */
     const char *username, *password;
+    uint32_t max_packet; /* MQTT 5 maximum packet size we accept; 0: none */
     const char *const *filters; /* subscriptions, renewed on every connect */
     size_t nfilters;
     int watch_sys_drops; /* also subscribe to the broker's drop counter */
@@ -84,8 +85,10 @@ int mqtt_in_write(struct mqtt_in *m);
 /* Drops the connection without sending what is queued. */
 void mqtt_in_abort(struct mqtt_in *m, const char *why);
 /* Keepalive and reconnect with capped exponential backoff and jitter.
- * paused: do not reconnect (backpressure). Returns ms until it wants to be
- * called again. */
+ * paused: do not reconnect (backpressure). The name lookup and TCP connect
+ * run in a short-lived thread of their own, so a broker host that does not
+ * answer never blocks the caller. Returns ms until it wants to be called
+ * again. */
 int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused);
 /* Sends DISCONNECT (after what is queued) and closes, for shutdown. */
 void mqtt_in_close(struct mqtt_in *m);

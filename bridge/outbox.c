@@ -39,7 +39,8 @@ struct outbox {
     char dead_why[DEAD_MAX][96];
     size_t ndead;
     int64_t last_flush;
-    int64_t hold_until; /* no draining before (after transient errors) */
+    int64_t ack_failures; /* acks failed in a row */
+    int64_t hold_until;   /* no draining before (after transient errors) */
     int64_t hold_ms;
 };
 
@@ -81,16 +82,16 @@ static void apply(struct outbox *ob)
 {
     if (ob->nacks) {
         if (spool_ack(ob->sp, ob->acks, ob->nacks) == 0) {
+            if (ob->ack_failures)
+                log_info("spool: acks work again (%" PRId64 " failed)",
+                         ob->ack_failures);
             ob->n.delivered += (int64_t)ob->nacks;
             ob->nacks = 0;
-        } else if (ob->nacks == ob->cap) {
-            log_error("spool: acks keep failing (%s); %zu delivered records "
-                      "will be sent again",
-                      spool_errmsg(ob->sp), ob->nacks);
-            ob->nacks = 0;
-            spool_rewind(ob->sp);
-        } else {
-            log_error("spool: ack failed, retrying: %s", spool_errmsg(ob->sp));
+            ob->ack_failures = 0;
+        } else if (ob->ack_failures++ % 500 == 0) {
+            log_error("spool: cannot delete %zu delivered records, retrying "
+                      "(draining waits): %s",
+                      ob->nacks, spool_errmsg(ob->sp));
         }
     }
     for (size_t i = 0; i < ob->ndead; i++) {
@@ -165,6 +166,7 @@ static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
         hdrs[i] = (struct kafka_out_hdr){rh[i].name, rh[i].value, rh[i].len};
     spool_id_str(ob->sp, r->id, idbuf, sizeof(idbuf));
     hdrs[nh++] = (struct kafka_out_hdr){"m2k.id", idbuf, strlen(idbuf)};
+    /* The window counts what librdkafka holds: key, value and headers. */
     struct kafka_out_msg km = {
         .id = r->id,
         .topic = r->topic,
@@ -175,11 +177,12 @@ static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
         .hdrs = hdrs,
         .nhdrs = (size_t)nh,
         .timestamp_ms = r->recv_ms,
+        .bytes = r->key_len + r->payload_len + r->headers_len + strlen(idbuf),
     };
     int rc = kafka_out_produce(ob->k, &km, why, whylen);
     if (rc == 0) {
         ob->inflight++;
-        ob->inflight_bytes += (int64_t)(r->key_len + r->payload_len);
+        ob->inflight_bytes += (int64_t)km.bytes;
     }
     return rc;
 }
@@ -191,11 +194,14 @@ void outbox_drain(struct outbox *ob, int64_t now)
     char refused_why[8][256], why[256];
     size_t nrefused = 0, nputback = 0;
 
-    if (!ob->k || now < ob->hold_until)
+    if (!ob->k || now < ob->hold_until || ob->ack_failures)
         return;
-    while (ob->inflight < ob->o.inflight_records &&
+    /* Records in flight and delivered ones whose acks wait both count
+     * against the window. */
+    while (ob->inflight + (int64_t)ob->nacks < ob->o.inflight_records &&
            ob->inflight_bytes < ob->o.inflight_bytes) {
-        int64_t room = ob->o.inflight_records - ob->inflight;
+        int64_t room =
+            ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
         int n = spool_peek(ob->sp, recs,
                            (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
                            (size_t)(ob->o.inflight_bytes - ob->inflight_bytes));
@@ -225,6 +231,10 @@ void outbox_drain(struct outbox *ob, int64_t now)
     for (size_t i = 0; i < nrefused; i++)
         if (spool_dead(ob->sp, refused[i], refused_why[i]) == 0)
             ob->n.kafka_refused++;
+        else { /* in line again, in order, after a pause */
+            spool_nack(ob->sp, &refused[i], 1);
+            ob->hold_until = now + RETRY_HOLD_MIN_MS;
+        }
     if (nputback)
         spool_nack(ob->sp, putback, nputback);
 }

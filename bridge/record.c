@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 int record_hdr_add(struct record_hdrs *h, const char *name, const void *value,
                    size_t len)
@@ -68,4 +69,31 @@ int record_hdrs_decode(const void *blob, size_t len, struct record_hdr *out,
         n++;
     }
     return (int)n;
+}
+
+int record_reserved_name(const char *name)
+{
+    static const char *const prefixes[] = {"m2k.", "mqtt.", "error.",
+                                           "gateway.", "kafka."};
+    static const char *const names[] = {"received.ms", "content-type"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (!strncasecmp(name, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcasecmp(name, names[i]))
+            return 1;
+    return 0;
+}
+
+int record_hdr_add_user(struct record_hdrs *h, const char *name,
+                        const char *value, int64_t *renamed)
+{
+    char buf[256];
+    if (!record_reserved_name(name))
+        return record_hdr_add_str(h, name, value);
+    int n = snprintf(buf, sizeof(buf), RECORD_USER_PREFIX "%s", name);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return -ENOSPC;
+    (*renamed)++;
+    return record_hdr_add_str(h, buf, value);
 }

@@ -32,6 +32,17 @@ struct record_hdr {   /* one header unpacked: pointers into the blob */
     size_t len;
 };
 
+/* Names the bridge writes are reserved: a device's MQTT 5 user property
+ * named like one (case-insensitively: m2k.*, mqtt.*, error.*, gateway.*,
+ * kafka.*, received.ms, content-type) cannot forge it. */
+#define RECORD_USER_PREFIX "user."
+int record_reserved_name(const char *name);
+/* Appends a device's property: under its own name, or as "user.<name>"
+ * when the name is reserved (*renamed is then incremented). As
+ * record_hdr_add(). */
+int record_hdr_add_user(struct record_hdrs *h, const char *name,
+                        const char *value, int64_t *renamed);
+
 /* Unpacks a blob into out (at most max headers; names are copied into
  * names, with terminators). Returns the count, or -EINVAL for a malformed
  * blob or one that does not fit. */

@@ -26,7 +26,9 @@ struct stats {
     int64_t spool_errors;   /* batches the spool refused (acks withheld) */
     int64_t broker_dropped; /* the broker's own drop counter went up by */
     int64_t reconnects;
-    int64_t redelivered; /* broker redeliveries of committed messages */
+    int64_t redelivered;   /* broker redeliveries of committed messages */
+    int64_t dropped_qos0;  /* QoS 0 messages lost: their commit failed */
+    int64_t props_renamed; /* device properties named like the bridge's */
 };
 
 struct stats_gauges { /* the state now, from the spool and the links */

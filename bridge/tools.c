@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bridge/convert.h"
+#include "bridge/secret.h"
 #include "bridge/units.h"
 #include "spool/spool.h"
 
@@ -95,7 +96,8 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            (long long)c->kafka.inflight_records, a, b);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,
-               c->kafka.props[i].value);
+               secret_name(c->kafka.props[i].name) ? SECRET_SHOWN
+                                                   : c->kafka.props[i].value);
     units_format_size(c->spool.max_bytes, a, sizeof a);
     units_format_duration_ms(c->spool.max_age, b, sizeof b);
     printf("spool    %s  max_bytes %s  on_full %s  max_age %s  sync %s\n",

@@ -250,9 +250,57 @@ static void test_acks_only_on_write(void **state)
     mqtt_in_free(in);
 }
 
+/* A broker host that drops SYNs (here: a listener whose accept queue is
+ * full, so the kernel drops new SYNs): connect() would block for about
+ * two minutes. The loop must keep turning meanwhile. Once, the connect ran
+ * in the loop's thread and stalled everything past the watchdog. */
+static void test_connect_never_blocks(void **state)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    const char *filters[] = {"unit/#"};
+    struct got g = {0};
+    (void)state;
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(ls, 0), 0);
+    getsockname(ls, (struct sockaddr *)&a, &alen);
+    int fill[3];
+    for (int i = 0; i < 3; i++) { /* fill the accept queue */
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(100000);
+    struct fx f = {.port = ntohs(a.sin_port)};
+    struct mqtt_in *in = client(&f, &g, filters);
+    struct timespec t0, t1;
+    int64_t worst = 0;
+    for (int i = 0; i < 30; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        mqtt_in_tick(in, log_now_ms(), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int64_t us = (t1.tv_sec - t0.tv_sec) * 1000000 +
+                     (t1.tv_nsec - t0.tv_nsec) / 1000;
+        if (us > worst)
+            worst = us;
+        usleep(10000);
+    }
+    print_message("longest mqtt_in_tick while the connect hangs: %lld us\n",
+                  (long long)worst);
+    assert_true(worst < 200000);
+    assert_int_equal(g.connected, 0);
+    assert_int_equal(mqtt_in_fd(in), -1);
+    mqtt_in_free(in); /* the dialing thread is left to give up alone */
+    for (int i = 0; i < 3; i++)
+        close(fill[i]);
+    close(ls);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connect_never_blocks),
         cmocka_unit_test_setup_teardown(test_acks_only_on_write, setup,
                                         teardown),
     };

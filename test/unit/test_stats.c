@@ -36,7 +36,8 @@ static void test_line(void **state)
     assert_non_null(strstr(buf, "received=10 spooled=9 delivered=8 "
                                 "dead_lettered=1 unrouted=1 bad_topic=0 "));
     assert_non_null(strstr(buf, " dropped_full=3 expired=0 "));
-    assert_non_null(strstr(buf, " redelivered=2 backlog=4 "));
+    assert_non_null(strstr(
+        buf, " redelivered=2 dropped_qos0=0 props_renamed=0 backlog=4 "));
     assert_non_null(
         strstr(buf, " spool_file_bytes=4096 uplink=up mqtt=connected"));
     g.uplink = -1;

@@ -1,0 +1,67 @@
+/*
+ * bridge_int.h — the daemon's state, shared by its two files and nothing
+ * else: bridge.c (the data path: MQTT in -> convert -> spool, delivery
+ * reports -> outbox) and daemon.c (start, the loop, status, stop).
+ */
+#ifndef MQTT2KAFKA_BRIDGE_INT_H
+#define MQTT2KAFKA_BRIDGE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/batch.h"
+#include "bridge/bridge.h"
+#include "bridge/convert.h"
+#include "bridge/kafka_out.h"
+#include "bridge/mqtt_in.h"
+#include "bridge/outbox.h"
+#include "bridge/redeliver.h"
+#include "bridge/stats.h"
+#include "spool/spool.h"
+
+#define BATCH_MAX_RECORDS 4096
+#define BATCH_BASE_BYTES  (1u << 20)
+#define BATCH_SOFT_BYTES  (8u << 20) /* commit once the batch holds this */
+#define HDRS_CAP          16384      /* header blob per record */
+#define EXPIRE_EVERY_MS   10000
+#define STATUS_EVERY_MS   2000
+#define GROUP_RECORDS     512 /* commit at once when a burst has this */
+struct bridge {
+    const struct conf *c;
+    struct convert *cv; /* route + decode: message → records */
+    struct spool *sp;
+    struct mqtt_in *in;
+    struct kafka_out *out;
+    struct outbox *ob; /* spool → Kafka, delivery reports → spool */
+    struct redeliver *rd;
+    struct batch batch;
+    struct spool_rec *put;  /* the batch as spool records, at commit */
+    struct stats n;         /* counted once, when a message is committed */
+    int64_t lost_qos0;      /* QoS 0 messages of a withheld burst */
+    int64_t renamed;        /* device properties renamed (reserved names) */
+    int64_t max_payload;    /* mqtt.max_payload, capped to fit one put */
+    size_t max_record;      /* the largest record one spool put holds */
+    int64_t batch_t0;       /* when the burst's first message was read */
+    int uplink;             /* -1 unknown, 0 down, 1 up */
+    int backpressure;       /* not reading MQTT: the spool is full */
+    int64_t fault_after;    /* test hook: crash around a commit, see below */
+    int fault_after_commit; /* 0: before the commit, 1: after it */
+    size_t batch_bytes;     /* commit once the batch holds this much */
+    int status_warned;
+    int out_failed;      /* the producer could not be recreated */
+    int64_t next_status; /* when to rewrite the status file */
+    int stop;
+};
+
+/* bridge.c: the data path. The mqtt_in callbacks; the group commit (the
+ * burst into the spool, then the PUBACKs); the producer with its
+ * callbacks; the test hook around a commit. */
+void br_on_message(void *ud, const struct mqtt_in_msg *m);
+void br_on_mqtt_state(void *ud, int connected, int session_present,
+                      const char *reason);
+void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
+void br_commit(struct bridge *br);
+int br_kafka_open(struct bridge *br, char *err, size_t errlen);
+void br_fault_point(struct bridge *br, int after_commit);
+
+#endif

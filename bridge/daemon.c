@@ -1,0 +1,483 @@
+/*
+ * daemon.c — the daemon's life: open the stages in order and wire their
+ * callbacks to the data path (bridge.c), turn the one poll() loop, keep
+ * the status file and the counter lines, and stop cleanly.
+ *
+ * One thread, one poll() loop. Each turn: signals; Kafka's delivery
+ * reports (every turn: librdkafka's wake-up pipe only fires when its
+ * queue goes from empty to non-empty); a burst of MQTT messages read and
+ * converted; the burst committed when it is large or has waited
+ * spool.commit_delay. Before sleeping: delivery outcomes applied to the
+ * spool, the window refilled from it, backpressure, reconnects, expiry,
+ * status. Nothing here blocks: connects run in mqtt_in's own thread,
+ * expiry and acks in bounded slices.
+ */
+#include "bridge/bridge_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "bridge/log.h"
+#include "bridge/notify.h"
+
+/* --- counters, status, signals, the loop --------------------------------- */
+
+static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
+{
+    struct spool_stats st = {0};
+    const struct outbox_counters *o = outbox_counters(br->ob);
+    spool_stats(br->sp, &st);
+    *n = br->n;
+    n->props_renamed = br->renamed;
+    n->delivered = o->delivered;
+    n->retries = o->retries;
+    n->kafka_refused = o->kafka_refused;
+    *g = (struct stats_gauges){
+        .dropped_full = st.dropped[SPOOL_DROP_FULL],
+        .expired = st.dropped[SPOOL_DROP_EXPIRED],
+        .backlog = st.records,
+        .backlog_bytes = st.bytes,
+        .oldest_s = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0,
+        .dead_in_spool = st.dead,
+        .spool_file_bytes = st.file_bytes,
+        .uplink = br->uplink,
+        .mqtt = br->in && mqtt_in_connected(br->in),
+        .backpressure = br->backpressure,
+    };
+}
+
+static void log_counters(struct bridge *br, const char *when)
+{
+    struct stats n;
+    struct stats_gauges g;
+    char line[1024];
+    gather(br, &n, &g);
+    stats_format(&n, &g, line, sizeof(line), ' ');
+    log_info("%s: %s", when, line);
+}
+
+/* The status file (on tmpfs by default: rewriting it every few seconds
+ * costs no flash) and the unit's STATUS= line, from the same numbers. */
+static void write_status(struct bridge *br, const char *state)
+{
+    const char *path = br->c->log.status_file;
+    struct stats n;
+    struct stats_gauges g;
+    char line[256];
+    gather(br, &n, &g);
+    stats_status_line(&g, line, sizeof(line));
+    notify_status("%s", line);
+    if (!path || !*path)
+        return;
+    struct stats_ident id = {state, M2K_VERSION, br->c->gateway.id,
+                             (int)getpid(), log_wall_ms()};
+    int rc = stats_write_file(path, &id, &n, &g);
+    if (rc && !br->status_warned++)
+        log_warn("status file %s: %s (mqtt2kafka status will not work)", path,
+                 strerror(-rc));
+}
+
+static int open_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void on_signal(struct bridge *br, int sfd)
+{
+    struct signalfd_siginfo si;
+    while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            log_counters(br, "stats");
+            continue;
+        }
+        log_info("signal %u: stopping", si.ssi_signo);
+        br->stop = 1;
+    }
+}
+
+/* Reads MQTT until dry or the batch is full. */
+static void read_burst(struct bridge *br)
+{
+    /* each message read may become up to `per` records (split) */
+    /* One message at a time while the burst has room for the largest one
+     * could become: it is then always stored or dead-lettered whole. */
+    size_t per = convert_max_records(br->cv);
+    struct batch *b = &br->batch;
+    while (!b->failed && b->max - b->n >= per && b->nmsgs < b->max_msgs &&
+           b->used < br->batch_bytes) {
+        if (b->nmsgs == 0)
+            br->batch_t0 = log_now_ms();
+        if (mqtt_in_read(br->in, 1) <= 0)
+            break;
+    }
+}
+
+static void turn(struct bridge *br, int sfd, int timeout)
+{
+    struct pollfd pf[3] = {
+        {.fd = sfd, .events = POLLIN},
+        {.fd = kafka_out_fd(br->out), .events = POLLIN},
+        {.fd = mqtt_in_fd(br->in), .events = 0},
+    };
+    if (!br->backpressure)
+        pf[2].events |= POLLIN;
+    /* Queued PUBACKs of a burst still waiting to be committed cannot go out
+     * anyway: no POLLOUT for them, or the loop would spin. */
+    if (mqtt_in_want_write(br->in) && br->batch.nmsgs == 0 && !br->batch.failed)
+        pf[2].events |= POLLOUT;
+    if (poll(pf, 3, timeout) < 0 && errno != EINTR)
+        log_error("poll: %s", strerror(errno));
+    if (pf[0].revents)
+        on_signal(br, sfd);
+    /* Every turn, not only when the pipe says so: the pipe is written only
+     * when librdkafka's queue goes from empty to non-empty, and serving it
+     * costs one lock when there is nothing to serve. */
+    kafka_out_poll(br->out);
+    if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR))
+        read_burst(br);
+    /* Group commit: a burst is committed (and only then acknowledged) once
+     * it is large, or its first message has waited spool.commit_delay, so
+     * a trickle of messages does not cost a commit each. A lost connection
+     * commits at once: the broker redelivers the burst after the
+     * reconnect, and only committed tags are recognised. */
+    size_t held = br->batch.nmsgs;
+    if (br->batch.failed || br->batch.n >= GROUP_RECORDS ||
+        held >= GROUP_RECORDS || br->batch.used >= br->batch_bytes / 2 ||
+        (held > 0 && !mqtt_in_connected(br->in)) ||
+        (held > 0 && log_now_ms() - br->batch_t0 >= br->c->spool.commit_delay))
+        br_commit(br);
+    else if (held == 0 && pf[2].fd >= 0 && pf[2].revents & POLLOUT)
+        br_commit(br); /* nothing read: just sends what is queued */
+}
+
+/* A fatal librdkafka error: the idempotent producer can no longer keep
+ * order, so it is replaced; what was in flight goes round again. */
+static void restart_producer(struct bridge *br)
+{
+    char err[512];
+    log_error("kafka: restarting the producer after a fatal error");
+    kafka_out_free(br->out); /* reports everything in flight as retry */
+    br->out = NULL;
+    outbox_set_producer(br->ob, NULL);
+    outbox_reset(br->ob);
+    if (br_kafka_open(br, err, sizeof(err)) < 0) {
+        log_error("kafka: cannot recreate the producer: %s; exiting", err);
+        br->out_failed = 1;
+        br->stop = 1;
+    }
+}
+
+/* Before sleeping: apply delivery outcomes, refill the window, housekeeping. */
+static int before_sleep(struct bridge *br, int64_t *next_stats,
+                        int64_t *next_expire)
+{
+    int64_t now = log_now_ms();
+    notify_watchdog();
+    outbox_flush(br->ob, now, 0);
+    if (kafka_out_fatal(br->out)) {
+        restart_producer(br);
+        if (!br->out)
+            return 0;
+    }
+    outbox_drain(br->ob, now);
+    if (br->c->spool.on_full == CONF_BACKPRESSURE) {
+        /* Stop reading before a put can fail, so the broker keeps the
+         * messages queued instead of redelivering a refused burst. */
+        int full = spool_full(br->sp);
+        if (full && !br->backpressure)
+            log_warn("spool full: backpressure, not reading MQTT");
+        else if (!full && br->backpressure)
+            log_info("spool has room again: reading MQTT");
+        br->backpressure = full;
+    }
+    int wait = mqtt_in_tick(br->in, now, br->backpressure);
+    if (now >= *next_expire) {
+        /* A slice per turn: after a long outage millions may be due. */
+        int k = spool_expire(br->sp);
+        *next_expire = k >= SPOOL_EXPIRE_MAX ? now : now + EXPIRE_EVERY_MS;
+    }
+    if (now >= br->next_status) {
+        write_status(br, br->backpressure ? "backpressure" : "running");
+        br->next_status = now + STATUS_EVERY_MS;
+    }
+    if (br->c->log.stats_interval > 0 && now >= *next_stats) {
+        log_counters(br, "stats");
+        *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
+    }
+    wait = outbox_wait_ms(br->ob, now, wait);
+    if (br->batch.nmsgs > 0) { /* a burst waits for its group commit */
+        int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
+        if (left < wait)
+            wait = (int)(left > 0 ? left : 0);
+    }
+    return wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
+}
+
+/* SIGTERM: nothing more is read; what was read is already committed. The
+ * acks for it go out, in-flight deliveries get a bounded time, and what is
+ * not delivered stays in the spool for the next start. */
+static void shutdown_gracefully(struct bridge *br)
+{
+    int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
+    notify_stopping();
+    br_commit(br);
+    mqtt_in_close(br->in);
+    while (outbox_inflight(br->ob) > 0 && log_now_ms() < deadline) {
+        kafka_out_flush(br->out, 100);
+        outbox_flush(br->ob, log_now_ms(), 1);
+    }
+    if (outbox_inflight(br->ob) > 0)
+        log_warn("shutdown: %" PRId64
+                 " records still in flight stay in the spool",
+                 outbox_inflight(br->ob));
+    kafka_out_free(br->out);
+    br->out = NULL;
+    outbox_flush(br->ob, log_now_ms(), 1);
+    log_counters(br, "final");
+    write_status(br, "stopped");
+}
+
+/* --- start ---------------------------------------------------------------- */
+
+void bridge_spool_opts(const struct conf *c, struct spool_opts *so)
+{
+    *so = (struct spool_opts){
+        .path = c->spool.path,
+        .max_bytes = c->spool.max_bytes,
+        .max_age_ms = c->spool.max_age,
+        .on_full = c->spool.on_full == CONF_BACKPRESSURE ? SPOOL_BACKPRESSURE
+                                                         : SPOOL_DROP_OLDEST,
+        .sync = c->spool.sync == CONF_SYNC_NORMAL ? SPOOL_SYNC_NORMAL
+                                                  : SPOOL_SYNC_FULL,
+        .dead_max_records = c->spool.dead_max_records,
+        .dead_max_bytes = c->spool.dead_max_bytes,
+        .dead_max_age_ms = c->spool.dead_max_age,
+    };
+}
+
+static int open_spool(struct bridge *br, char *err, size_t errlen)
+{
+    const struct conf *c = br->c;
+    struct spool_opts so;
+    bridge_spool_opts(c, &so);
+    if (spool_open(&so, &br->sp, err, errlen) < 0)
+        return -1;
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    if (!c->spool.max_bytes || st.max_bytes < c->spool.max_bytes)
+        log_warn("spool: the filesystem holding %s has room for %" PRId64
+                 " bytes%s; the spool keeps under that (and leaves a "
+                 "%" PRId64 "-byte reserve for deletes)",
+                 c->spool.path, st.max_bytes,
+                 c->spool.max_bytes ? ", less than spool.max_bytes" : "",
+                 st.reserve_bytes);
+    if (st.recovered)
+        log_error("spool: %s was corrupt; it was set aside and a fresh "
+                  "spool started",
+                  c->spool.path);
+    log_info("spool: %s (%s), %" PRId64 " records waiting, %" PRId64
+             " dead letters",
+             c->spool.path,
+             c->spool.sync == CONF_SYNC_FULL ? "sync full" : "sync normal",
+             st.records, st.dead);
+    return 0;
+}
+
+/* The tags of the newest rows still spooled, remembered oldest first. */
+static void load_tags(struct bridge *br)
+{
+    int64_t *ids = calloc(MQTT_IN_RECEIVE_MAX, sizeof(int64_t));
+    int64_t *tags = calloc(MQTT_IN_RECEIVE_MAX, sizeof(int64_t));
+    int n =
+        ids && tags ? spool_recent(br->sp, ids, tags, MQTT_IN_RECEIVE_MAX) : 0;
+    for (int i = n - 1; i >= 0; i--)
+        redeliver_remember(br->rd, tags[i]);
+    free(ids);
+    free(tags);
+}
+
+/* Sizes that depend on the spool's cap, computed once. */
+/* Sizes that follow from the spool's cap in effect, computed once. */
+static void size_limits(struct bridge *br, int64_t *win_bytes)
+{
+    const struct conf *c = br->c;
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    br->max_record = spool_max_record(br->sp);
+    /* A burst stays below the headroom spool_full() keeps (1/64 of the
+     * cap): 1/128 of it, 8 MiB at most. */
+    br->batch_bytes = BATCH_SOFT_BYTES;
+    if ((size_t)(st.max_bytes / 128) < br->batch_bytes)
+        br->batch_bytes = (size_t)(st.max_bytes / 128);
+    /* One message, dead letters included, must fit one spool put. */
+    int64_t most = (int64_t)br->batch_bytes / 2;
+    if ((int64_t)br->max_record - 2 * HDRS_CAP < most)
+        most = (int64_t)br->max_record - 2 * HDRS_CAP;
+    br->max_payload = c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX;
+    if (br->max_payload > most) {
+        br->max_payload = most > 0 ? most : 1;
+        if (c->mqtt.max_payload > 0)
+            log_warn("mqtt.max_payload %" PRId64 " is more than one spool "
+                     "transaction holds under the spool's cap; using %" PRId64,
+                     c->mqtt.max_payload, br->max_payload);
+    }
+    /* drop_oldest never drops what is in flight, so the window must leave
+     * most of the spool droppable: at most a quarter of its cap. */
+    *win_bytes = c->kafka.inflight_bytes;
+    if (st.max_bytes / 4 < *win_bytes)
+        *win_bytes = st.max_bytes / 4;
+}
+
+static int open_stages(struct bridge *br)
+{
+    const struct conf *c = br->c;
+    char err[512] = "out of memory";
+    int64_t win_bytes;
+    if (open_spool(br, err, sizeof(err)) < 0)
+        goto fail;
+    size_limits(br, &win_bytes);
+    struct convert_opts co = {.max_payload = br->max_payload};
+    struct outbox_opts oo = {c->kafka.inflight_records, win_bytes};
+    /* The burst may pass its soft size by one message as large as a put
+     * holds, and never more. */
+    if (batch_init(&br->batch, BATCH_MAX_RECORDS, BATCH_BASE_BYTES,
+                   br->batch_bytes + br->max_record + 2 * HDRS_CAP) ||
+        !(br->put = calloc(BATCH_MAX_RECORDS, sizeof(*br->put))) ||
+        redeliver_new(MQTT_IN_RECEIVE_MAX, &br->rd) ||
+        outbox_new(br->sp, &oo, &br->ob) < 0)
+        goto fail;
+    if (convert_new(c, &co, &br->cv, err, sizeof(err)) < 0 ||
+        br_kafka_open(br, err, sizeof(err)) < 0)
+        goto fail;
+    load_tags(br);
+    return 0;
+fail:
+    log_error("%s", err);
+    return -1;
+}
+
+/* The MQTT 5 maximum packet size we announce: a publish up to four times
+ * mqtt.max_payload is still read and dead-lettered (cut, with its size);
+ * the broker drops a larger one (and logs "Dropping too large outgoing
+ * PUBLISH"), so it is never read into memory whole. */
+static uint32_t max_packet(const struct conf *c)
+{
+    int64_t m = c->mqtt.max_payload > 0 ? 4 * c->mqtt.max_payload : 0;
+    if (m <= 0 || m > (int64_t)UINT32_MAX - 131072)
+        return 0;
+    return (uint32_t)m + 131072; /* topic, properties, headers */
+}
+
+static int open_mqtt(struct bridge *br)
+{
+    const struct conf *c = br->c;
+    const char **filters = NULL;
+    char err[512];
+    size_t nfilters = convert_filters(br->cv, &filters);
+    struct mqtt_in_opts mo = {
+        .host = c->mqtt.host,
+        .port = c->mqtt.port,
+        .client_id = c->mqtt.client_id,
+        .protocol = c->mqtt.protocol,
+        .qos = c->mqtt.qos,
+        .keepalive = c->mqtt.keepalive,
+        .session_expiry = c->mqtt.session_expiry,
+        .reconnect_max = c->mqtt.reconnect_max,
+        .username = c->mqtt.username,
+        .password = c->mqtt.password,
+        .max_packet = max_packet(c),
+        .filters = filters,
+        .nfilters = nfilters,
+        .watch_sys_drops = 1,
+    };
+    struct mqtt_in_cb mcb = {.message = br_on_message,
+                             .state = br_on_mqtt_state,
+                             .broker_dropped = br_on_broker_dropped};
+    if (mqtt_in_new(&mo, &mcb, br, &br->in, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void set_fault(struct bridge *br)
+{
+    const char *fault = getenv("MQTT2KAFKA_FAULT");
+    br->fault_after = -1;
+    if (fault && (strncmp(fault, "crash-before-commit", 19) == 0 ||
+                  strncmp(fault, "crash-after-commit", 18) == 0)) {
+        const char *at = strchr(fault, '@');
+        br->fault_after = at ? strtoll(at + 1, NULL, 10) : 1;
+        br->fault_after_commit = fault[6] == 'a';
+    }
+}
+
+static void close_all(struct bridge *br)
+{
+    kafka_out_free(br->out);
+    mqtt_in_free(br->in);
+    outbox_free(br->ob);
+    spool_close(br->sp);
+    convert_free(br->cv);
+    redeliver_free(br->rd);
+    batch_fini(&br->batch);
+    free(br->put);
+    free(br);
+}
+
+int bridge_run(const struct conf *c)
+{
+    struct bridge *br = calloc(1, sizeof(*br));
+    int sfd = -1, rc = 1;
+
+    if (!br)
+        return 1;
+    br->c = c;
+    br->uplink = -1;
+    set_fault(br);
+    log_set_level(c->log.level);
+    srandom((unsigned)(log_wall_ms() ^ getpid()));
+    if (open_stages(br) < 0 || open_mqtt(br) < 0)
+        goto out;
+    sfd = open_signals();
+    if (sfd < 0) {
+        log_error("signalfd: %s", strerror(errno));
+        goto out;
+    }
+    log_info("mqtt2kafka %s: gateway %s, %zu routes, mqtt %s:%d, kafka %s",
+             M2K_VERSION, c->gateway.id, c->nroutes, c->mqtt.host, c->mqtt.port,
+             c->kafka.brokers);
+    notify_ready();
+
+    int64_t next_stats = log_now_ms() + (int64_t)c->log.stats_interval * 1000;
+    int64_t next_expire = 0;
+    while (!br->stop) {
+        int wait = before_sleep(br, &next_stats, &next_expire);
+        if (!br->out)
+            break; /* the producer could not be recreated */
+        turn(br, sfd, wait);
+    }
+    shutdown_gracefully(br);
+    /* Not 0 when the producer could not be recreated, so that systemd's
+     * Restart=on-failure starts the daemon again; not 78 either. */
+    rc = br->out_failed ? 1 : 0;
+out:
+    if (sfd >= 0)
+        close(sfd);
+    close_all(br);
+    return rc;
+}
