@@ -12,15 +12,50 @@ same time share the stack and the last one out stops it.
 The API other tests rely on:
   stack.mqtt_host, stack.mqtt_port, stack.mqtt ("host:port"), stack.kafka
   ("host:port"), stack.build, stack.repo, stack.dir (pathlib.Path),
-  stack.external, stack.env (os.environ plus the MQTT2KAFKA_TEST_* pair)
+  stack.external, stack.env (os.environ plus every MQTT2KAFKA_TEST_* line
+  of `stack.sh env`)
   stack.kafka_ctl(action), stack.mqtt_ctl(action)
       start|stop|kill|pause|resume|restart; after every test a paused broker
       is resumed and a stopped one started again
   stack.create_topic(name, partitions=1)
-  stack.consume(topic, count, timeout=30) -> list of record dicts
-  stack.produce(topic, values, key=None, headers=None, timeout=10)
+  stack.consume(topic, count, timeout=30, props=None) -> list of record dicts
+  stack.produce(topic, values, key=None, headers=None, timeout=10,
+                partition=None, props=None)
+      props: librdkafka properties (stack.kafka_props) to use a secured
+      listener instead of the plain one
   stack.log(which) -> last lines of the broker's log
 and the function fixture `uniq`, a short unique string per test.
+
+The secured endpoints ("host:port"; None when absent, as with external
+brokers that do not name them in the same MQTT2KAFKA_TEST_* variables):
+  stack.mqtt_tls             TLS, stack.mqtt_user + stack.mqtt_password_file
+  stack.mqtt_mtls            TLS, a client certificate is required (the
+                             user name is its CN, m2k-client)
+  stack.mqtt_tls_wrong_host  as mqtt_tls, certificate for wrong.example only
+  stack.mqtt_tls_expired     as mqtt_tls, certificate expired in 2020
+  stack.kafka_ssl            SSL, a client certificate is requested, not
+                             required
+  stack.kafka_mtls           SSL, a client certificate is required
+  stack.kafka_sasl_ssl, stack.kafka_sasl_plaintext
+                             SASL PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+  stack.kafka_ssl_wrong_host, stack.kafka_ssl_expired   as kafka_ssl, with
+                             the bad certificates above
+  stack.kafka_users          {mechanism: (user name, password file)}
+  stack.ca                   the CA all good server and client certificates
+                             chain to; stack.client_cert, stack.client_key
+  stack.other_ca             a CA nothing chains to; stack.other_client_cert
+                             and _key: a client certificate from it
+  stack.expired_client_cert, stack.expired_client_key
+  (files are pathlib.Path; keys and password files are mode 0600; the
+  passwords are new after every `stack.sh down`)
+  stack.secret(path) -> the password in a password file
+  stack.secrets() -> every password of the stack, to assert none is printed
+  stack.require(*names) -> skips the test unless those attributes are set
+      (a name "kafka_users:SCRAM-SHA-512" asks for that mechanism's user)
+  stack.kafka_props(endpoint, mechanism=None, password=None, ca=None,
+                    cert=None) -> librdkafka properties for a secured
+      listener: endpoint "ssl", "mtls", "sasl_ssl", ...; cert "client",
+      "other" or "expired"
 
 Only the standard library and pytest; Kafka is reached through kcat.
 """
@@ -55,6 +90,32 @@ def _text(b):
     return b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")
 
 
+# `stack.sh env` name -> Stack attribute; the value is "host:port" or a file.
+SECURED = {
+    "MQTT2KAFKA_TEST_MQTT_TLS": "mqtt_tls",
+    "MQTT2KAFKA_TEST_MQTT_MTLS": "mqtt_mtls",
+    "MQTT2KAFKA_TEST_MQTT_TLS_WRONG_HOST": "mqtt_tls_wrong_host",
+    "MQTT2KAFKA_TEST_MQTT_TLS_EXPIRED": "mqtt_tls_expired",
+    "MQTT2KAFKA_TEST_MQTT_USER": "mqtt_user",
+    "MQTT2KAFKA_TEST_MQTT_PASSWORD_FILE": "mqtt_password_file",
+    "MQTT2KAFKA_TEST_KAFKA_SSL": "kafka_ssl",
+    "MQTT2KAFKA_TEST_KAFKA_SASL_SSL": "kafka_sasl_ssl",
+    "MQTT2KAFKA_TEST_KAFKA_SASL_PLAINTEXT": "kafka_sasl_plaintext",
+    "MQTT2KAFKA_TEST_KAFKA_MTLS": "kafka_mtls",
+    "MQTT2KAFKA_TEST_KAFKA_SSL_WRONG_HOST": "kafka_ssl_wrong_host",
+    "MQTT2KAFKA_TEST_KAFKA_SSL_EXPIRED": "kafka_ssl_expired",
+    "MQTT2KAFKA_TEST_TLS_CA": "ca",
+    "MQTT2KAFKA_TEST_TLS_CLIENT_CERT": "client_cert",
+    "MQTT2KAFKA_TEST_TLS_CLIENT_KEY": "client_key",
+    "MQTT2KAFKA_TEST_TLS_OTHER_CA": "other_ca",
+    "MQTT2KAFKA_TEST_TLS_OTHER_CLIENT_CERT": "other_client_cert",
+    "MQTT2KAFKA_TEST_TLS_OTHER_CLIENT_KEY": "other_client_key",
+    "MQTT2KAFKA_TEST_TLS_EXPIRED_CLIENT_CERT": "expired_client_cert",
+    "MQTT2KAFKA_TEST_TLS_EXPIRED_CLIENT_KEY": "expired_client_key",
+}
+KAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 def _raw(s):
     """kcat -J writes bytes >= 0x80 unescaped and escapes the rest as JSON:
     reading the line with surrogateescape and writing strings back the same
@@ -63,7 +124,9 @@ def _raw(s):
 
 
 class Stack:
-    def __init__(self, mqtt, kafka, external):
+    def __init__(self, mqtt, kafka, external, info=None):
+        """info: the MQTT2KAFKA_TEST_* variables (`stack.sh env`, or the
+        environment for external brokers) naming the secured endpoints."""
         self.mqtt = mqtt
         self.mqtt_host, self.mqtt_port = _split(mqtt)
         self.kafka = kafka
@@ -73,8 +136,87 @@ class Stack:
         self.dir = pathlib.Path(os.environ.get(
             "M2K_STACK_DIR",
             pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"mqtt2kafka-stack-{os.getuid()}"))
-        self.env = dict(os.environ, MQTT2KAFKA_TEST_MQTT=mqtt, MQTT2KAFKA_TEST_KAFKA=kafka)
+        info = {k: v for k, v in (info or {}).items() if k.startswith("MQTT2KAFKA_TEST_") and v}
+        self.env = dict(os.environ, **info)
+        self.env.update(MQTT2KAFKA_TEST_MQTT=mqtt, MQTT2KAFKA_TEST_KAFKA=kafka)
+        for name, attr in SECURED.items():
+            v = info.get(name)
+            if v and (name.endswith("_FILE") or name.startswith("MQTT2KAFKA_TEST_TLS_")):
+                v = pathlib.Path(v)
+            setattr(self, attr, v)
+        self.kafka_users = {}
+        for mech in KAFKA_MECHANISMS:
+            key = "MQTT2KAFKA_TEST_KAFKA_" + mech.replace("-", "_")
+            if info.get(key + "_USER") and info.get(key + "_PASSWORD_FILE"):
+                self.kafka_users[mech] = (info[key + "_USER"],
+                                          pathlib.Path(info[key + "_PASSWORD_FILE"]))
         self._touched = set()
+
+    # --- secured endpoints -------------------------------------------------
+    def require(self, *names):
+        """Skip the test unless the stack offers all these attributes (or
+        "kafka_users:MECHANISM")."""
+        missing = []
+        for n in names:
+            mech = n.partition(":")[2]
+            if (mech and mech not in self.kafka_users) or (not mech and not getattr(self, n)):
+                missing.append(n)
+        if missing:
+            pytest.skip(f"the test brokers offer no {', '.join(missing)} "
+                        f"(external brokers without the MQTT2KAFKA_TEST_* variables for them)")
+
+    @staticmethod
+    def secret(path):
+        """The password in a password file (one trailing newline stripped)."""
+        text = pathlib.Path(path).read_text()
+        return text[:-1] if text.endswith("\n") else text
+
+    def secrets(self):
+        """Every password of the stack: none may show in any output."""
+        files = [f for _, f in self.kafka_users.values()]
+        if self.mqtt_password_file:
+            files.append(self.mqtt_password_file)
+        return [self.secret(f) for f in files]
+
+    def kafka_props(self, endpoint, mechanism=None, password=None, ca=None, cert=None):
+        """librdkafka properties for the secured listener `endpoint` ("ssl",
+        "mtls", "sasl_ssl", "sasl_plaintext", "ssl_wrong_host",
+        "ssl_expired"): the stack's CA (or `ca`), the user of `mechanism`
+        with its password (or `password`), and the client certificate
+        `cert` ("client", "other", "expired")."""
+        addr = getattr(self, "kafka_" + endpoint)
+        if addr is None:
+            self.require("kafka_" + endpoint)
+        sasl = endpoint.startswith("sasl_")
+        if sasl != (mechanism is not None):
+            raise ValueError(f"{endpoint}: a SASL mechanism goes with the sasl_* endpoints only")
+        props = {"bootstrap.servers": addr, "security.protocol": endpoint.upper()
+                 if sasl else "SSL"}
+        if endpoint != "sasl_plaintext":
+            self.require("ca")
+            props["ssl.ca.location"] = str(ca or self.ca)
+        if sasl:
+            self.require("kafka_users:" + mechanism)
+            user, pwfile = self.kafka_users[mechanism]
+            props.update({"sasl.mechanism": mechanism, "sasl.username": user,
+                          "sasl.password": self.secret(pwfile) if password is None else password})
+        if cert:
+            prefix = "" if cert == "client" else cert + "_"
+            self.require(prefix + "client_cert", prefix + "client_key")
+            props["ssl.certificate.location"] = str(getattr(self, prefix + "client_cert"))
+            props["ssl.key.location"] = str(getattr(self, prefix + "client_key"))
+        return props
+
+    def _kcat_conn(self, props):
+        """kcat's -b and -X arguments, and the address for messages."""
+        if not props:
+            return ["-b", self.kafka], self.kafka
+        props = dict(props)
+        addr = props.pop("bootstrap.servers", self.kafka)
+        args = ["-b", addr]
+        for k, v in props.items():
+            args += ["-X", f"{k}={v}"]
+        return args, addr
 
     # --- stack.sh ---------------------------------------------------------
     def sh(self, *args, timeout=180, check=True):
@@ -127,12 +269,13 @@ class Stack:
         if p.returncode != 0:
             raise StackError(_text(p.stderr).strip() or f"creating topic {name} failed")
 
-    def consume(self, topic, count, timeout=30):
+    def consume(self, topic, count, timeout=30, props=None):
         """Up to `count` records of `topic` from the beginning (all
         partitions); returns early when `count` are in, else what arrived
         within `timeout` seconds. Raises StackError when Kafka is unreachable,
         so a dead broker is not misread as lost messages."""
-        cmd = ["kcat", "-C", "-b", self.kafka, "-t", topic, "-o", "beginning", "-c", str(count),
+        conn, addr = self._kcat_conn(props)
+        cmd = ["kcat", "-C", *conn, "-t", topic, "-o", "beginning", "-c", str(count),
                "-J", "-u", "-q", "-X", "topic.metadata.refresh.interval.ms=1000"]
         recs, err = [], ""
         deadline = time.monotonic() + timeout
@@ -146,14 +289,15 @@ class Stack:
                 continue
             break
         if len(recs) < count and _unreachable(err):
-            raise StackError(f"Kafka at {self.kafka} is unreachable (read {len(recs)}/{count} "
+            raise StackError(f"Kafka at {addr} is unreachable (read {len(recs)}/{count} "
                              f"records of {topic!r}): {_last_error(err)}")
         if len(recs) < count and not timed_out and rc != 0:
-            raise StackError(f"kcat could not consume {topic!r} from {self.kafka} "
+            raise StackError(f"kcat could not consume {topic!r} from {addr} "
                              f"(exit {rc}): {_last_error(err)}")
         return recs
 
-    def produce(self, topic, values, key=None, headers=None, timeout=10, partition=None):
+    def produce(self, topic, values, key=None, headers=None, timeout=10, partition=None,
+                props=None):
         """Write each of `values` (bytes or str, non-empty) as one record and
         wait for Kafka's acknowledgement; raises StackError when Kafka did not
         take them all within `timeout` seconds."""
@@ -163,7 +307,8 @@ class Stack:
         delim = b""
         while not delim or any(delim in v for v in vals):
             delim = b"\x1e" + secrets.token_hex(12).encode() + b"\x1f"
-        cmd = ["kcat", "-P", "-b", self.kafka, "-t", topic, "-D", delim.decode(),
+        conn, addr = self._kcat_conn(props)
+        cmd = ["kcat", "-P", *conn, "-t", topic, "-D", delim.decode(),
                "-X", f"message.timeout.ms={int(timeout * 1000)}"]
         if key is not None:
             cmd += ["-k", key.decode() if isinstance(key, bytes) else str(key)]
@@ -175,12 +320,12 @@ class Stack:
         try:
             p = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout + 15)
         except subprocess.TimeoutExpired:
-            raise StackError(f"kcat producing to {topic!r} on {self.kafka} hung "
+            raise StackError(f"kcat producing to {topic!r} on {addr} hung "
                              f"past {timeout + 15}s") from None
         err = _text(p.stderr)
         if p.returncode != 0 or "Delivery failed" in err:
             raise StackError(f"producing {len(vals)} record(s) to {topic!r} on Kafka at "
-                             f"{self.kafka} failed (kcat exit {p.returncode}): {_last_error(err)}")
+                             f"{addr} failed (kcat exit {p.returncode}): {_last_error(err)}")
 
 
 # --- kcat helpers -------------------------------------------------------------
@@ -228,8 +373,11 @@ def _unreachable(err):
 
 
 def _last_error(err):
+    """The line that names the cause: librdkafka's last FAIL line (refused,
+    TLS, authentication) rather than kcat's summary after it."""
     lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
-    return lines[-1] if lines else "(kcat printed nothing)"
+    fails = [ln for ln in lines if "|FAIL|" in ln]
+    return (fails or lines or ["(kcat printed nothing)"])[-1]
 
 
 # --- fixtures -------------------------------------------------------------------
@@ -259,14 +407,15 @@ def stack(request):
     mqtt = os.environ.get("MQTT2KAFKA_TEST_MQTT")
     kafka = os.environ.get("MQTT2KAFKA_TEST_KAFKA")
     if mqtt and kafka:
-        s = Stack(mqtt, kafka, external=True)
+        s = Stack(mqtt, kafka, external=True, info=os.environ)
         _say(request.config, f"stack: using EXTERNAL brokers: Mosquitto at {mqtt}, Kafka at {kafka}")
         yield s
         return
 
     env = dict(line.split("=", 1) for line in Stack("x:0", "x:0", False).sh("env").split()
                if "=" in line)
-    s = Stack(env["MQTT2KAFKA_TEST_MQTT"], env["MQTT2KAFKA_TEST_KAFKA"], external=False)
+    s = Stack(env["MQTT2KAFKA_TEST_MQTT"], env["MQTT2KAFKA_TEST_KAFKA"], external=False,
+              info=env)
     # Sessions that share the default stack hold a lease each; the last one
     # out stops it. A stack that was up with no lease (a developer's own
     # `stack.sh up`) is used and left running.

@@ -10,10 +10,17 @@
 # stop = SIGTERM and wait; kill = SIGKILL; pause/resume = SIGSTOP/SIGCONT (an
 # uplink that black-holes packets instead of refusing them); restart = stop +
 # start, keeping data. `up` is idempotent (pid files); `down` stops both,
-# deletes their data and keeps the logs, even after a test run crashed.
+# deletes their data, certificates and passwords and keeps the logs, even
+# after a test run crashed.
+#
+# Besides the plain, anonymous listeners both brokers offer secured ones
+# (TLS, passwords, client certificates, and deliberately bad certificates),
+# with certificates and passwords made at start; see secure.sh. `env` prints
+# every endpoint and file as MQTT2KAFKA_TEST_*=value lines.
 #
 # Environment: M2K_MQTT_PORT (18830), M2K_KAFKA_PORT (19092),
-# M2K_KAFKA_CONTROLLER_PORT (19093), M2K_STACK_DIR (state folder),
+# M2K_KAFKA_CONTROLLER_PORT (19093), the secured listeners' M2K_MQTT_*_PORT
+# and M2K_KAFKA_*_PORT (see secure.sh), M2K_STACK_DIR (state folder),
 # M2K_KAFKA_LIBS (Kafka jars cache), M2K_KAFKA_JVM_OPTS, M2K_READY_TIMEOUT (s).
 # With MQTT2KAFKA_TEST_MQTT and MQTT2KAFKA_TEST_KAFKA both set (host:port),
 # nothing is started: those brokers are used and the controls refuse.
@@ -37,6 +44,9 @@ KAFKA_JVM_OPTS=${M2K_KAFKA_JVM_OPTS:--Xmx512m -Xms256m -XX:+UseSerialGC -XX:+Exi
 
 say() { printf 'stack: %s\n' "$*"; }
 die() { printf 'stack: error: %s\n' "$*" >&2; exit 1; }
+
+# shellcheck source=secure.sh
+. "$here/secure.sh"
 
 external() { [ -n "${MQTT2KAFKA_TEST_MQTT:-}" ] && [ -n "${MQTT2KAFKA_TEST_KAFKA:-}" ]; }
 
@@ -140,6 +150,7 @@ need_tools() {
     for c in "${missing[@]}"; do
         case $c in
         mosquitto) p=mosquitto ;; mosquitto_pub | mosquitto_sub) p=mosquitto-clients ;;
+        mosquitto_passwd) p=mosquitto ;;
         java) p=default-jre-headless ;; mvn) p=maven ;; *) p=$c ;;
         esac
         pkgs+=("$p")
@@ -171,8 +182,15 @@ kafka_fetch() {
 mqtt_conf() {
     local d="$DIR/mosquitto"
     mkdir -p "$d"
+    mqtt_passwd
     cat >"$d/mosquitto.conf" <<EOF
 # Written by stack.sh; regenerated on every start.
+# Each listener has its own login rules.
+per_listener_settings true
+$(mqtt_secure_conf)
+
+# Plain and anonymous. Listeners open in this order: once this one
+# accepts, all do.
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous true
 # Mosquitto refuses to run as root unless told which user to be.
@@ -196,25 +214,32 @@ EOF
 }
 
 mqtt_start() {
-    local pid log="$DIR/logs/mosquitto.log" bin i
+    local pid log="$DIR/logs/mosquitto.log" bin i p
     pid=$(mqtt_pid)
     if [ -n "$pid" ]; then
         [ "$(proc_state "$pid")" = paused ] && say "mosquitto (pid $pid) is paused"
         return 0
     fi
-    need_tools mosquitto_pub mosquitto_sub
+    need_tools mosquitto_pub mosquitto_sub mosquitto_passwd
     bin=$(mosquitto_bin)
     [ -n "$bin" ] || need_tools mosquitto
     bin=$(mosquitto_bin)
+    check_distinct_ports
     check_port "$MQTT_PORT" "MQTT"
+    for p in $(mqtt_secure_ports); do check_port "$p" "MQTT (TLS)"; done
+    secure_ensure
     mqtt_conf
     mkdir -p "$DIR/logs"
     echo "--- start $(date -Is)" >>"$log"
     rm -f "$DIR/mosquitto.pid"
-    launch mosquitto "$log" "$bin" -c "$DIR/mosquitto/mosquitto.conf"
+    # Line-buffered, so its log shows a refused login as it happens.
+    launch mosquitto "$log" stdbuf -oL "$bin" -c "$DIR/mosquitto/mosquitto.conf"
     pid=$(cat "$DIR/mosquitto.pid")
     for i in $(seq 100); do
-        port_open "$MQTT_PORT" && { say "mosquitto $(mqtt_version) up on 127.0.0.1:$MQTT_PORT (pid $pid, log $log)"; return 0; }
+        port_open "$MQTT_PORT" && {
+            say "mosquitto $(mqtt_version) up on 127.0.0.1:$MQTT_PORT, TLS on $(mqtt_secure_ports | tr ' ' ,) (pid $pid, log $log)"
+            return 0
+        }
         [ -n "$(proc_state "$pid")" ] || fail_with_log "mosquitto exited during start-up" "$log"
         sleep 0.1
     done
@@ -228,16 +253,16 @@ mqtt_version() { "$(mosquitto_bin)" -h 2>/dev/null | sed -n 's/^mosquitto versio
 kafka_conf() {
     local d="$DIR/kafka"
     mkdir -p "$d/data"
-    cat >"$d/server.properties" <<EOF
-# Written by stack.sh; regenerated on every start.
+    (umask 077 && cat >"$d/server.properties") <<EOF
+# Written by stack.sh; regenerated on every start. Holds passwords: 0600.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CTRL_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CTRL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=$(kafka_listeners),CONTROLLER://127.0.0.1:$CTRL_PORT
+advertised.listeners=$(kafka_listeners)
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$(kafka_protocol_map)
 log.dirs=$d/data
 num.partitions=1
 auto.create.topics.enable=true
@@ -262,6 +287,7 @@ log.segment.bytes=67108864
 # register again: 9 s by default, which every restart-after-kill would pay.
 broker.session.timeout.ms=2000
 broker.heartbeat.interval.ms=500
+$(kafka_secure_conf)
 EOF
     cat >"$d/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, stdout
@@ -298,20 +324,30 @@ cluster_id() {
     echo "$id"
 }
 
+# Formats once per set of credentials: the SCRAM users are created here.
+# Data formatted for other credentials (or by an older stack.sh, before
+# there were any) is wiped first, as `down` would have.
 kafka_format() {
-    local log="$DIR/logs/kafka.log" id
-    [ -s "$DIR/kafka/data/meta.properties" ] && return 0
+    local log="$DIR/logs/kafka.log" id stamp="$DIR/kafka/credentials.stamp" scram
+    if [ -s "$DIR/kafka/data/meta.properties" ]; then
+        cmp -s "$stamp" "$CREDS/stamp" && return 0
+        say "kafka data in $DIR/kafka/data predates the current credentials; formatting it again"
+        rm -rf "$DIR/kafka/data"
+        mkdir -p "$DIR/kafka/data"
+    fi
     id=$(cluster_id)
+    mapfile -t scram < <(kafka_scram_args)
     echo "--- format $(date -Is) cluster $id" >>"$log"
     java_cmd
     if ! timeout 60 "${JAVA[@]}" kafka.tools.StorageTool format -t "$id" \
-        -c "$DIR/kafka/server.properties" >>"$log" 2>&1; then
+        -c "$DIR/kafka/server.properties" "${scram[@]}" >>"$log" 2>&1; then
         fail_with_log "formatting Kafka storage in $DIR/kafka/data failed" "$log"
     fi
+    cp "$CREDS/stamp" "$stamp"
 }
 
 kafka_start() {
-    local pid log="$DIR/logs/kafka.log" t0 from i
+    local pid log="$DIR/logs/kafka.log" t0 from i p
     pid=$(kafka_pid)
     if [ -n "$pid" ]; then
         [ "$(proc_state "$pid")" = paused ] && say "kafka (pid $pid) is paused"
@@ -319,9 +355,12 @@ kafka_start() {
     fi
     need_tools java
     kafka_fetch
+    check_distinct_ports
     check_port "$KAFKA_PORT" "Kafka"
     check_port "$CTRL_PORT" "Kafka controller"
+    for p in $(kafka_secure_ports); do check_port "$p" "Kafka (secured)"; done
     mkdir -p "$DIR/logs"
+    secure_ensure
     kafka_conf
     kafka_format
     echo "--- start $(date -Is)" >>"$log"
@@ -333,7 +372,7 @@ kafka_start() {
     pid=$(cat "$DIR/kafka.pid")
     for i in $(seq $((READY_TIMEOUT * 10))); do
         if tail -c +"$from" "$log" | grep -q 'Kafka Server started'; then
-            say "kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT in $((($(date +%s%N) - t0) / 1000000)) ms (pid $pid, log $log)"
+            say "kafka $KAFKA_VERSION up on 127.0.0.1:$KAFKA_PORT, secured on $(kafka_secure_ports | tr ' ' ,) in $((($(date +%s%N) - t0) / 1000000)) ms (pid $pid, log $log)"
             return 0
         fi
         [ -n "$(proc_state "$pid")" ] || fail_with_log "kafka exited during start-up" "$log"
@@ -357,8 +396,8 @@ control() {
     local name pid log
     local ports
     case $which in
-    kafka) name=kafka log="$DIR/logs/kafka.log" pid=$(kafka_pid) ports="$KAFKA_PORT $CTRL_PORT" ;;
-    mqtt) name=mosquitto log="$DIR/logs/mosquitto.log" pid=$(mqtt_pid) ports=$MQTT_PORT ;;
+    kafka) name=kafka log="$DIR/logs/kafka.log" pid=$(kafka_pid) ports="$KAFKA_PORT $CTRL_PORT $(kafka_secure_ports)" ;;
+    mqtt) name=mosquitto log="$DIR/logs/mosquitto.log" pid=$(mqtt_pid) ports="$MQTT_PORT $(mqtt_secure_ports)" ;;
     esac
     case $action in
     log) tail -n "${M2K_LOG_LINES:-60}" "$log" 2>/dev/null || die "no log yet at $log"; return 0 ;;
@@ -392,6 +431,16 @@ up() {
     mkdir -p "$DIR/logs"
     mqtt_start
     kafka_start
+    check_secured
+}
+
+# Brokers that an older stack.sh started (still running) lack the secured
+# listeners; a restart of that broker adds them.
+check_secured() {
+    grep -q "^listener $MQTT_TLS_PORT " "$DIR/mosquitto/mosquitto.conf" 2>/dev/null ||
+        say "warning: the running mosquitto has no TLS listeners (an older stack.sh started it); 'stack.sh mqtt restart' adds them"
+    grep -q "SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT" "$DIR/kafka/server.properties" 2>/dev/null ||
+        say "warning: the running kafka has no secured listeners (an older stack.sh started it); 'stack.sh kafka restart' adds them"
 }
 
 down() {
@@ -401,10 +450,14 @@ down() {
     [ -n "$pid" ] && stop_pid "$pid" mosquitto
     pid=$(kafka_pid)
     [ -n "$pid" ] && stop_pid "$pid" kafka
-    wait_ports_free "$MQTT_PORT" "$KAFKA_PORT" "$CTRL_PORT"
+    # shellcheck disable=SC2046 # the port lists are split on purpose
+    wait_ports_free "$MQTT_PORT" "$KAFKA_PORT" "$CTRL_PORT" $(mqtt_secure_ports) $(kafka_secure_ports)
     rm -f "$DIR/mosquitto.pid" "$DIR/kafka.pid"
-    # Data goes, logs stay for whoever needs to read why a test failed.
-    rm -rf "$DIR/kafka/data" "$DIR/mosquitto/mosquitto.db"
+    # Data, certificates and passwords go; logs stay for whoever needs to
+    # read why a test failed.
+    rm -rf "$DIR/kafka/data" "$DIR/kafka/credentials.stamp" "$DIR/mosquitto/mosquitto.db" \
+        "$DIR/mosquitto/passwd"
+    secure_remove
     say "stack down (logs kept in $DIR/logs)"
 }
 
@@ -424,9 +477,15 @@ status() {
     return $rc
 }
 
+# With external brokers, only what the caller gave is passed on.
 env_lines() {
     echo "MQTT2KAFKA_TEST_MQTT=$(mqtt_addr)"
     echo "MQTT2KAFKA_TEST_KAFKA=$(kafka_addr)"
+    if external; then
+        env | grep -E '^MQTT2KAFKA_TEST_[A-Z0-9_]+=' | grep -vE '^MQTT2KAFKA_TEST_(MQTT|KAFKA)=' | sort || true
+    else
+        secure_env_lines
+    fi
 }
 
 # Two test sessions sharing the default ports take turns to start and stop.
@@ -445,7 +504,7 @@ env) env_lines ;;
 cluster-id) cluster_id ;; # for the test that every id is safe
 kafka | mqtt) control "$@" ;;
 *)
-    sed -n '2,20s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,/^set -e/s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac
