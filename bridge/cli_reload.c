@@ -269,35 +269,38 @@ int cli_reload_main(const char *conf_path, int npos, char **pos)
                 prog, pos[npos - 1]);
         return EX_USAGE_CODE;
     }
-    if (conf_load(conf_path, &c, err, sizeof(err)) == 0) {
+    int loaded = conf_load(conf_path, &c, err, sizeof(err)) == 0, rc;
+    if (loaded) {
         if (!c.log.status_file || !*c.log.status_file)
             status = NULL;
         else
             snprintf(path, sizeof(path), "%s", c.log.status_file);
         conf_fini(&c);
     } else {
-        /* The daemon judges the config and answers in its status file. */
-        fprintf(stderr,
-                "%s: %s\n%s: reload: following %s (the default "
-                "log.status_file)\n",
-                prog, err, prog, CLI_RELOAD_STATUS_FALLBACK);
+        /* The daemon judges the config and answers in its status file;
+         * the loader's message here only helps when it does not. */
         snprintf(path, sizeof(path), "%s", CLI_RELOAD_STATUS_FALLBACK);
+    }
+    if (!pid && !status) {
+        fprintf(stderr, "%s: log.status_file is off: give the daemon's PID\n",
+                prog);
+        return EX_USAGE_CODE;
     }
     if (!pid) {
         struct cli_reload_status st;
-        if (!status) {
-            fprintf(stderr,
-                    "%s: log.status_file is off: give the daemon's "
-                    "PID\n",
-                    prog);
-            return EX_USAGE_CODE;
-        }
         if (cli_reload_read(status, &st) || !strcmp(st.state, "stopped") ||
-            !alive(st.pid)) {
+            !alive(st.pid))
             printf("%s: not running (no live daemon in %s)\n", prog, status);
-            return EX_NOT_RUNNING;
-        }
-        pid = st.pid;
+        else
+            pid = st.pid;
     }
-    return cli_reload_signal(status, pid, CLI_RELOAD_WAIT_MS, stdout, stderr);
+    rc =
+        pid ? cli_reload_signal(status, pid, CLI_RELOAD_WAIT_MS, stdout, stderr)
+            : EX_NOT_RUNNING;
+    if (!loaded && rc != 0 && rc != EX_CONFIG_CODE)
+        fprintf(stderr,
+                "%s: (followed %s, the default log.status_file: "
+                "the config does not load here: %s)\n",
+                prog, CLI_RELOAD_STATUS_FALLBACK, err);
+    return rc;
 }

@@ -359,12 +359,15 @@ def test_reload_refuses_a_bad_config_and_keeps_running(machine, stack):
         assert "refused the new configuration" in j and f"{CONF}:20:" in j, j
         q = machine.show("MainPID", "ActiveState")
         assert (q["MainPID"], q["ActiveState"]) == (pid, "active"), q
-        assert "last reload failed" in machine.run("mqtt2kafka", "status", check=False).stdout
     finally:
         machine.file(CONF).write_text(good)
+    # (`status` reads log.status_file from the config: the good one again)
+    st = machine.run("mqtt2kafka", "status", check=False).stdout
+    assert re.search(rf"last reload failed at .*: {re.escape(CONF)}:20:", st), st
     cur = machine.cursor()
     machine.run("systemctl", "reload", UNIT, timeout=120)
     assert f"pid {pid} reloaded its configuration" in machine.journal(cur)
+    assert "last reload ok at " in machine.run("mqtt2kafka", "status").stdout
 
 
 def test_load_credential_is_readable_by_the_service_user_only(machine):
