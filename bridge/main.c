@@ -6,6 +6,7 @@
  *   mqtt2kafka check --keys             every key, its default and meaning
  *   mqtt2kafka route [-c FILE] [--payload-file F] TOPIC...
  *                                       where MQTT topics (and a payload) go
+ *   mqtt2kafka reload [-c FILE] [PID]  the running daemon rereads its config
  *   mqtt2kafka spool [-c FILE] stats | dead [list] | dead replay | dead purge
  *   mqtt2kafka version | help
  *
@@ -21,6 +22,7 @@
 #include <string.h>
 
 #include "bridge/bridge.h"
+#include "bridge/cli_reload.h"
 #include "bridge/conf.h"
 
 #define EX_USAGE_CODE 64
@@ -49,6 +51,10 @@ static int cmd_spool(struct opts *o);
 static int cmd_status(struct opts *o);
 static int cmd_version(struct opts *o);
 static int cmd_help(struct opts *o);
+static int cmd_reload(struct opts *o)
+{
+    return cli_reload_main(o->conf, o->npos, o->pos);
+}
 
 static const struct cmd cmds[] = {
     {"run", cmd_run, "[-c FILE]", "run the bridge (the default command)"},
@@ -60,6 +66,8 @@ static const struct cmd cmds[] = {
     {"status", cmd_status, "[-c FILE]",
      "the running daemon's state: uplink, backlog, drops (exit 3: not "
      "running)"},
+    {"reload", cmd_reload, "[-c FILE] [PID]",
+     "make the running daemon reread its config (exit 78: it refused it)"},
     {"spool", cmd_spool, "[-c FILE] stats | dead [list|replay|purge]",
      "inspect the spool: backlog, dead letters, drops"},
     {"version", cmd_version, "", "print the version"},

@@ -3,15 +3,17 @@
 # 12's own packages, when it is missing. As root it runs apt-get; otherwise
 # it prints the exact line to run and fails.
 #
-#   deps.sh          debhelper, lintian, debootstrap (the host package)
+#   deps.sh          debhelper, lintian, debootstrap, systemd-container (the
+#                    host package; systemd-nspawn boots the test root)
 #   deps.sh ARCH...  also the cross toolchain, the :ARCH build libraries and
 #                    qemu-user-static for each foreign ARCH (arm64, armhf)
 set -euo pipefail
 
 host=$(dpkg --print-architecture)
 want=(make gcc pkg-config dpkg-dev debhelper fakeroot lintian debootstrap
-      protobuf-c-compiler libmosquitto-dev librdkafka-dev libprotobuf-c-dev
-      libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
+      systemd-container protobuf-c-compiler libmosquitto-dev librdkafka-dev
+      libprotobuf-c-dev libsqlite3-dev libyaml-dev libsystemd-dev
+      libmicrohttpd-dev libcmocka-dev)
 libs=(libmosquitto-dev librdkafka-dev libprotobuf-c-dev libsqlite3-dev
       libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
 foreign=()
