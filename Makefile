@@ -40,7 +40,7 @@ endif
 # times stop in 2038. No library we link passes time_t, off_t or struct
 # stat through its API (checked in their headers), so both are safe.
 LFS       := -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
-CPPFLAGS  += -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -MMD -MP
+CPPFLAGS  += -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -MMD -MP
 CFLAGS    += $(OPT) $(WARN) $(SANFLAGS)
 LDFLAGS   += $(SANFLAGS)
 
@@ -58,8 +58,13 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lm
 endif
 
 # --- sources -------------------------------------------------------------
+# PROTO_INC: where libprotobuf-dev puts descriptor.proto and the well-known
+# types; bridge/pb_schema.c reads descriptor sets with descriptor.proto's
+# code.
+PROTO_INC  ?= /usr/include
+PBDESC_C   := $(B)/pbdesc/google/protobuf/descriptor.pb-c.c
 PROTOS     := $(wildcard proto/*.proto)
-PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS))
+PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS)) $(PBDESC_C)
 PROTO_H    := $(PROTO_C:.c=.h)
 PROTO_O    := $(PROTO_C:.c=.o)
 
@@ -80,9 +85,9 @@ BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
-ifneq ($(PKG_OK),yes)
-	@echo "mqtt2kafka: build libraries missing ($(PKGS))." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev pkg-config" >&2
+ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
+	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -99,8 +104,10 @@ UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
+UNIT_DEPS_test_pb_schema = bridge/pb_schema.o $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := spool/spool.o
 BENCH_DEPS_decode_bench := bridge/decode.o
+BENCH_DEPS_pb_schema_bench = bridge/pb_schema.o $(TESTSCHEMA_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
 .SECONDEXPANSION:
@@ -121,6 +128,63 @@ $(B)/testproto/%.o: $(B)/testproto/%.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -c -o $@ $<
 $(B)/test/unit/test_decode.o: $(B)/testproto/alltypes.pb-c.h
 $(B)/test/unit/test_decode.o: CPPFLAGS += -I$(B)/testproto
+
+# descriptor.proto (libprotobuf-dev) for the run-time schema loader.
+$(B)/pbdesc/%.pb-c.c $(B)/pbdesc/%.pb-c.h: $(PROTO_INC)/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(PROTO_INC) --c_out=$(B)/pbdesc $*.proto
+
+# The run-time schema tests and bench: a multi-file schema of our own,
+# compiled with protoc-c to compare with (config.proto has proto3 optional
+# fields, which protoc-c 1.4 cannot compile: it is loaded at run time only),
+# and descriptor sets made by protoc (protobuf-compiler).
+SCHEMA_SRC  := test/unit/fixtures/schema
+SCHEMA_PROTOS := $(shell find $(SCHEMA_SRC) -name '*.proto' 2>/dev/null)
+TESTSCHEMA  := acme/common/v1/device acme/common/v1/units acme/meter/v2/reading \
+               $(addprefix google/protobuf/,any duration empty field_mask \
+                 struct timestamp wrappers)
+TESTSCHEMA_O := $(addprefix testschema/,$(addsuffix .pb-c.o,$(TESTSCHEMA)))
+TESTSCHEMA_H := $(addprefix $(B)/testschema/,$(addsuffix .pb-c.h,$(TESTSCHEMA)))
+SCHEMA_DESC := $(addprefix $(B)/schema/,all.desc device.desc meter.desc \
+                 wkt.desc bad-group.desc bad-extend.desc bad-nested-extend.desc)
+$(B)/testschema/google/protobuf/%.pb-c.c $(B)/testschema/google/protobuf/%.pb-c.h: \
+		$(PROTO_INC)/google/protobuf/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(PROTO_INC) --c_out=$(B)/testschema google/protobuf/$*.proto
+$(B)/testschema/%.pb-c.c $(B)/testschema/%.pb-c.h: $(SCHEMA_SRC)/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(SCHEMA_SRC) --proto_path=$(PROTO_INC) \
+	  --c_out=$(B)/testschema $*.proto
+$(B)/testschema/%.o: $(B)/testschema/%.c | $(TESTSCHEMA_H)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) -I$(B)/testschema -include $(SCHEMA_SRC)/protoc_c_inf.h \
+	  $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -w -c -o $@ $<
+# protoc's include path: ours, then the well-known types'.
+PROTOC_SET = protoc --proto_path=$(SCHEMA_SRC) --proto_path=$(PROTO_INC) --descriptor_set_out=$@
+$(B)/schema/all.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $@"
+	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/reading.proto acme/meter/v2/config.proto
+$(B)/schema/device.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) acme/common/v1/device.proto acme/common/v1/units.proto
+$(B)/schema/meter.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) acme/meter/v2/reading.proto acme/meter/v2/config.proto
+$(B)/schema/wkt.desc:
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) $(addprefix google/protobuf/,$(addsuffix .proto,any duration \
+	  empty field_mask struct timestamp wrappers))
+$(B)/schema/bad-%.desc: $(SCHEMA_SRC)/bad/%.proto
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) bad/$*.proto
+$(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: $(TESTSCHEMA_H)
+$(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: \
+	CPPFLAGS += -I$(B)/testschema -DSCHEMA_BUILD='"$(B)/schema"'
+$(B)/unit/test_pb_schema $(B)/bench/pb_schema_bench: | $(SCHEMA_DESC)
 
 # Generated code is not ours to keep -Wconversion clean.
 $(PROTO_O): %.o: %.c
