@@ -9,8 +9,11 @@
 set -euo pipefail
 
 host=$(dpkg --print-architecture)
+# libprotobuf-dev (descriptor.proto) and protobuf-compiler are build
+# architecture tools and data: never needed as :ARCH.
 want=(make gcc pkg-config dpkg-dev debhelper fakeroot lintian debootstrap
       protobuf-c-compiler libmosquitto-dev librdkafka-dev libprotobuf-c-dev
+      libprotobuf-dev protobuf-compiler
       libsqlite3-dev libyaml-dev libsystemd-dev libcmocka-dev)
 libs=(libmosquitto-dev librdkafka-dev libprotobuf-c-dev libsqlite3-dev
       libyaml-dev libsystemd-dev libcmocka-dev)
