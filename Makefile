@@ -104,10 +104,11 @@ UNIT_DEPS_test_conf   := bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_route  := bridge/route.o bridge/conf.o bridge/decode.o
 UNIT_DEPS_test_decode := bridge/decode.o bridge/payload.o bridge/route.o bridge/conf.o \
                          testproto/alltypes.pb-c.o
-UNIT_DEPS_test_pb_schema = bridge/pb_schema.o $(TESTSCHEMA_O)
+PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
+UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := spool/spool.o
 BENCH_DEPS_decode_bench := bridge/decode.o
-BENCH_DEPS_pb_schema_bench = bridge/pb_schema.o $(TESTSCHEMA_O)
+BENCH_DEPS_pb_schema_bench = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
 .SECONDEXPANSION:

@@ -108,6 +108,8 @@ struct pb_schema_msg {
     int syntax;       /* 2 or 3 */
     enum pb_schema_wkt wkt;
     int map_entry; /* option map_entry: the type of a map<K, V> field */
+    int recursive; /* reaches a type that contains itself, so a payload can
+                      nest without bound: pb_schema_check_depth() first */
     unsigned n_oneofs;
     const char *const *oneofs;            /* real oneofs' names, by index */
     const struct pb_schema_field *fields; /* [desc->n_fields] */
@@ -117,6 +119,7 @@ struct pb_schema_msg {
 struct pb_schema_type {
     const char *name; /* full name, no leading dot */
     const char *file; /* the .proto file */
+    int syntax;       /* 2 or 3 */
     const ProtobufCMessageDescriptor *msg;
     const ProtobufCEnumDescriptor *enm;
 };
@@ -154,8 +157,13 @@ const ProtobufCMessageDescriptor *pb_schema_message(const struct pb_schema *s,
 const ProtobufCEnumDescriptor *pb_schema_enum(const struct pb_schema *s,
                                               const char *name);
 
+/* A linked type of either kind by full name, or NULL. */
+const struct pb_schema_type *pb_schema_find(const struct pb_schema *s,
+                                            const char *name);
+
 /* The linked types sorted by name (map entry types included: see
- * pb_schema_msg_info()->map_entry): i < pb_schema_count(s). */
+ * pb_schema_msg_info()->map_entry): i < pb_schema_count(s). Valid until
+ * the next pb_schema_add() or _link(). */
 size_t pb_schema_count(const struct pb_schema *s);
 const struct pb_schema_type *pb_schema_type_at(const struct pb_schema *s,
                                                size_t i);
