@@ -513,6 +513,38 @@ static void lookups_and_infos(void **state)
         {"google.protobuf.Struct.FieldsEntry", PB_SCHEMA_WKT_NONE},
         {"acme.common.v1.Device", PB_SCHEMA_WKT_NONE},
     };
+    static const struct {
+        const char *name;
+        int recursive;
+    } rec[] = {
+        {"acme.meter.v2.Reading", 1},
+        {"acme.meter.v2.Batch", 1},
+        {"acme.meter.v2.Reading.Channel", 1},
+        {"acme.common.v1.Device", 1},
+        {"acme.meter.v2.Config", 1},
+        {"google.protobuf.Struct", 1},
+        {"google.protobuf.Value", 1},
+        {"google.protobuf.ListValue", 1},
+        {"acme.common.v1.Device.GeoPoint", 0},
+        {"google.protobuf.Timestamp", 0},
+        {"acme.meter.v2.Reading.StampsEntry", 0},
+        {"acme.meter.v2.Reading.LabelsEntry", 0},
+        {"acme.meter.v2.Reading.ChannelsEntry", 1},
+    };
+    for (size_t i = 0; i < sizeof rec / sizeof rec[0]; i++) {
+        const struct pb_schema_type *t = pb_schema_find(s, rec[i].name);
+        if (!t || !t->msg)
+            fail_msg("%s not loaded", rec[i].name);
+        if (pb_schema_msg_info(t->msg)->recursive != rec[i].recursive)
+            fail_msg("%s: recursive %d", rec[i].name, !rec[i].recursive);
+    }
+    assert_int_equal(pb_schema_find(s, "acme.common.v1.Unit")->syntax, 3);
+    assert_int_equal(pb_schema_find(s, "acme.common.v1.Region")->syntax, 2);
+    assert_string_equal(pb_schema_find(s, "acme.common.v1.Region")->file,
+                        "acme/common/v1/device.proto");
+    assert_null(pb_schema_find(s, "acme.common.v1"));
+    assert_null(pb_schema_find(s, NULL));
+
     for (size_t i = 0; i < sizeof wkts / sizeof wkts[0]; i++) {
         const ProtobufCMessageDescriptor *d =
             pb_schema_message(s, wkts[i].name);
