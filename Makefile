@@ -280,9 +280,10 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
-fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
-	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
+                -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -I$(B)/testproto \
+                $(PKG_CFLAGS)
+fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
+	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode $(FUZZ_DIR)/pb_schema
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c bridge/conf.c \
 	  bridge/route.c bridge/decode.c $(PROTO_C) $(PKG_LIBS)
@@ -291,6 +292,11 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
 	  ../test/fuzz/corpus/decode
+	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_pb_schema"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_pb_schema test/fuzz/fuzz_pb_schema.c \
+	  $(addsuffix .c,$(basename $(PB_SCHEMA_O))) $(PBDESC_C) $(PKG_LIBS)
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_pb_schema $(FUZZ_SECONDS) pb_schema \
+	  ../$(B)/schema
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -370,11 +370,9 @@ static int link_fields(struct ctx *c, struct rtype *t)
         } else if (mb->info.syntax == 2 &&
                    fd->label == PROTOBUF_C_LABEL_OPTIONAL &&
                    !(fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-                   to->eb->first != 0) {
+                   *to->eb->first != 0) {
             /* protoc-c's __init gives the value declared first */
-            ev =
-                protobuf_c_enum_descriptor_get_value(&to->eb->d, to->eb->first);
-            fd->default_value = &ev->value;
+            fd->default_value = to->eb->first;
         }
     }
     return 0;
@@ -439,7 +437,8 @@ int pb_schema_link(struct pb_schema *s, char *err, size_t errlen)
         return pb_schema_fail(&c, -EBUSY, NULL,
                               "the schemas failed to link before");
     s->broken = 1; /* until this link is through */
-    qsort(s->types, s->ntypes, sizeof *s->types, rtype_by_name);
+    if (s->ntypes) /* a set may define no types at all */
+        qsort(s->types, s->ntypes, sizeof *s->types, rtype_by_name);
     for (size_t i = 1; i < s->ntypes; i++) {
         const struct rtype *a = &s->types[i - 1], *b = &s->types[i];
         if (strcmp(a->pub.name, b->pub.name))

@@ -228,7 +228,7 @@ int pb_schema_build_enum(struct ctx *c, const char *scope, const EnumPB *e)
         }
         v[i].final = nu - 1;
         if (v[i].decl == 0)
-            eb->first = v[i].value;
+            eb->first = &vals[nu - 1].value;
     }
     qsort(v, n, sizeof *v, vord_by_name);
     for (unsigned i = 0; i < n; i++) {

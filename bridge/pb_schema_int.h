@@ -117,7 +117,9 @@ struct msgb { /* a message being built; d.reserved1 = &info */
 
 struct enumb {
     ProtobufCEnumDescriptor d;
-    int first; /* the value declared first: a proto2 field's default */
+    const int *first; /* the value declared first: a proto2 field's
+                         default (not looked up by number: protobuf-c's
+                         range lookup cannot find INT32_MAX) */
 };
 
 struct rtype {

@@ -945,6 +945,38 @@ static void group_type(Google__Protobuf__FileDescriptorSet *set)
         GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_GROUP;
 }
 
+/* An enum whose first value is INT32_MAX (protobuf-c's number lookup
+ * cannot find it) still gives a proto2 field its default. */
+static void enum_first_value_max(void **state)
+{
+    size_t len;
+    unsigned char *buf = slurp(SCHEMA_BUILD "/device.desc", &len), *out;
+    Google__Protobuf__FileDescriptorSet *set =
+        google__protobuf__file_descriptor_set__unpack(NULL, len, buf);
+    Google__Protobuf__FileDescriptorProto *f = device_file(set);
+    struct pb_schema *s;
+    char err[512];
+    const ProtobufCFieldDescriptor *fd;
+    (void)state;
+    f->message_type[0]->enum_type[0]->value[0]->number = INT32_MAX;
+    out = malloc(google__protobuf__file_descriptor_set__get_packed_size(set));
+    assert_non_null(out);
+    len = google__protobuf__file_descriptor_set__pack(set, out);
+    assert_int_equal(pb_schema_new(&s), 0);
+    assert_int_equal(pb_schema_add(s, "max.desc", out, len, err, sizeof err),
+                     0);
+    if (pb_schema_link(s, err, sizeof err))
+        fail_msg("%s", err);
+    fd = protobuf_c_message_descriptor_get_field_by_name(
+        pb_schema_message(s, "acme.common.v1.Device"), "kind_plain");
+    assert_non_null(fd->default_value);
+    assert_int_equal(*(const int *)fd->default_value, INT32_MAX);
+    pb_schema_free(s);
+    google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
+    free(out);
+    free(buf);
+}
+
 static void refuses_malformed(void **state)
 {
     (void)state;
@@ -1050,6 +1082,16 @@ static void refuses_past_caps(void **state)
     assert_string_equal(err, "big.desc: 16777217 bytes, more than the 16 MiB "
                              "a descriptor set may have");
     free(big);
+    pb_schema_free(s);
+
+    /* a file that defines no types links, and has none */
+    assert_int_equal(pb_schema_new(&s), 0);
+    assert_int_equal(
+        pb_schema_add(s, "e.desc", "\x0a\x05\x0a\x03x.p", 7, err, sizeof err),
+        0);
+    assert_int_equal(pb_schema_link(s, err, sizeof err), 0);
+    assert_int_equal(pb_schema_count(s), 0);
+    assert_null(pb_schema_message(s, "x"));
     pb_schema_free(s);
 
     n = nested_set(buf, sizeof buf, 40); /* fine */
@@ -1263,6 +1305,7 @@ int main(void)
         cmocka_unit_test(proto3_optional_pack),
         cmocka_unit_test(sets_in_any_order),
         cmocka_unit_test(refuses_groups_and_extensions),
+        cmocka_unit_test(enum_first_value_max),
         cmocka_unit_test(refuses_malformed),
         cmocka_unit_test(refuses_garbage),
         cmocka_unit_test(refuses_past_caps),
