@@ -1084,6 +1084,37 @@ static void refuses_past_caps(void **state)
     free(big);
     pb_schema_free(s);
 
+    /* 16 MiB of empty files: far more than PB_SCHEMA_MEM_MAX once decoded */
+    big = malloc(PB_SCHEMA_INPUT_MAX);
+    assert_non_null(big);
+    for (size_t i = 0; i < PB_SCHEMA_INPUT_MAX; i += 2)
+        memcpy(big + i, "\x0a\x00", 2);
+    assert_int_equal(pb_schema_new(&s), 0);
+    assert_int_equal(pb_schema_add(s, "wide.desc", big, PB_SCHEMA_INPUT_MAX,
+                                   err, sizeof err),
+                     -EFBIG);
+    assert_string_equal(err, "wide.desc: the schemas need more than 64 MiB "
+                             "in memory");
+    pb_schema_free(s);
+
+    /* one file more than PB_SCHEMA_FILES_MAX */
+    n = 0;
+    for (int i = 0; i <= PB_SCHEMA_FILES_MAX; i++) {
+        char name[16];
+        int k = snprintf(name, sizeof name, "f%d", i);
+        size_t at = n;
+        big[n++] = 0x0a;
+        big[n++] = (unsigned char)(k + 2);
+        big[n++] = 0x0a;
+        big[n++] = (unsigned char)k;
+        memcpy(big + n, name, (size_t)k);
+        n += (size_t)k;
+        assert_true(n - at < 32);
+    }
+    refused(big, n, "test.desc: f2048: more than 2048 files in all schemas",
+            -EFBIG);
+    free(big);
+
     /* a file that defines no types links, and has none */
     assert_int_equal(pb_schema_new(&s), 0);
     assert_int_equal(
