@@ -1,5 +1,6 @@
 /*
- * pb_schema.h — pure: protobuf schemas loaded at run time. A
+ * pb_schema.h — protobuf schemas loaded at run time (pure but for
+ * pb_schema_add_file()'s read). A
  * FileDescriptorSet (`protoc --include_imports --descriptor_set_out=F
  * x.proto`) becomes protobuf-c message and enum descriptors that
  * protobuf_c_message_unpack(), _pack() and _free_unpacked() use exactly as
@@ -17,10 +18,11 @@
  * types are fine.
  *
  * Use: pb_schema_new(), pb_schema_add()/_add_file() per set, then
- * pb_schema_link() once; after that the registry is read-only and lookups
- * work. Everything the registry hands out (descriptors, names, infos) is
- * owned by it and lives until pb_schema_free(). Input is bounded: the caps
- * below are checked and named in the error when passed.
+ * pb_schema_link(); lookups see what was linked (more sets may be added
+ * and linked later). Everything the registry hands out (descriptors,
+ * names, infos) is owned by it and lives until pb_schema_free(); one
+ * thread at a time. Input is bounded: the caps below are checked and named
+ * in the error when passed.
  *
  * What protobuf-c's descriptors cannot carry (json_name, which type is a
  * well-known type or a map entry, oneof names, the proto2 default as
@@ -93,12 +95,11 @@ enum pb_schema_wkt {
 
 /* What a field's descriptor does not say; parallel to desc->fields. */
 struct pb_schema_field {
-    const char *json_name; /* protoc's json_name (or lowerCamelCase) */
-    const char *type_name; /* message or enum type, full, no dot; or NULL */
-    const char
-        *default_text;   /* proto2 [default = ...] as in the set, or NULL */
-    int oneof;           /* index in oneofs, or -1 (proto3 optional too) */
-    int proto3_optional; /* proto3 `optional`: explicit presence */
+    const char *json_name;    /* protoc's json_name (or lowerCamelCase) */
+    const char *type_name;    /* message or enum type, full, no dot; NULL */
+    const char *default_text; /* proto2 [default = x] as in the set; NULL */
+    int oneof;                /* index in oneofs; -1 (proto3 optional too) */
+    int proto3_optional;      /* proto3 `optional`: explicit presence */
 };
 
 /* What a message's descriptor does not say. */
@@ -134,7 +135,8 @@ void pb_schema_free(struct pb_schema *s);
  * carries the files it imports) is skipped. Types stay invisible until
  * pb_schema_link(). 0; -EINVAL with err "name: file: type X: what is
  * wrong" (or "name: what" for the set as a whole); -EFBIG past a cap;
- * -ENOMEM; -EBUSY after a failed link. */
+ * -ENOMEM; -EBUSY after a failed link. A failed add leaves the registry
+ * as it was. */
 int pb_schema_add(struct pb_schema *s, const char *name, const void *buf,
                   size_t len, char *err, size_t errlen);
 
