@@ -39,7 +39,7 @@
 typedef Acme__Meter__V2__Reading Reading;
 typedef Acme__Common__V1__Device Device;
 
-/* ---- helpers ---------------------------------------------------------- */
+/* ---- reading and comparing messages ---------------------------------- */
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
