@@ -41,7 +41,7 @@ endif
 # times stop in 2038. No library we link passes time_t, off_t or struct
 # stat through its API (checked in their headers), so both are safe.
 LFS       := -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
-CPPFLAGS  += -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -MMD -MP
+CPPFLAGS  += -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -MMD -MP
 CFLAGS    += $(OPT) $(WARN) $(SANFLAGS)
 LDFLAGS   += $(SANFLAGS)
 
@@ -59,8 +59,13 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS)) -lm
 endif
 
 # --- sources -------------------------------------------------------------
+# PROTO_INC: where libprotobuf-dev puts descriptor.proto and the well-known
+# types; bridge/pb_schema.c reads descriptor sets with descriptor.proto's
+# code.
+PROTO_INC  ?= /usr/include
+PBDESC_C   := $(B)/pbdesc/google/protobuf/descriptor.pb-c.c
 PROTOS     := $(wildcard proto/*.proto)
-PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS))
+PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS)) $(PBDESC_C)
 PROTO_H    := $(PROTO_C:.c=.h)
 PROTO_O    := $(PROTO_C:.c=.o)
 
@@ -82,9 +87,9 @@ BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
-ifneq ($(PKG_OK),yes)
-	@echo "mqtt2kafka: build libraries missing ($(PKGS))." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
+ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
+	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -114,8 +119,11 @@ UNIT_DEPS_test_record := bridge/record.o
 UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
+PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
+UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O)
+BENCH_DEPS_pb_schema_bench = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))
 
 .SECONDEXPANSION:
@@ -136,6 +144,63 @@ $(B)/testproto/%.o: $(B)/testproto/%.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -c -o $@ $<
 $(B)/test/unit/test_pb.o: $(B)/testproto/alltypes.pb-c.h
 $(B)/test/unit/test_pb.o: CPPFLAGS += -I$(B)/testproto
+
+# descriptor.proto (libprotobuf-dev) for the run-time schema loader.
+$(B)/pbdesc/%.pb-c.c $(B)/pbdesc/%.pb-c.h: $(PROTO_INC)/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(PROTO_INC) --c_out=$(B)/pbdesc $*.proto
+
+# The run-time schema tests and bench: a multi-file schema of our own,
+# compiled with protoc-c to compare with (config.proto has proto3 optional
+# fields, which protoc-c 1.4 cannot compile: it is loaded at run time only),
+# and descriptor sets made by protoc (protobuf-compiler).
+SCHEMA_SRC  := test/unit/fixtures/schema
+SCHEMA_PROTOS := $(shell find $(SCHEMA_SRC) -name '*.proto' 2>/dev/null)
+TESTSCHEMA  := acme/common/v1/device acme/common/v1/units acme/meter/v2/reading \
+               $(addprefix google/protobuf/,any duration empty field_mask \
+                 struct timestamp wrappers)
+TESTSCHEMA_O := $(addprefix testschema/,$(addsuffix .pb-c.o,$(TESTSCHEMA)))
+TESTSCHEMA_H := $(addprefix $(B)/testschema/,$(addsuffix .pb-c.h,$(TESTSCHEMA)))
+SCHEMA_DESC := $(addprefix $(B)/schema/,all.desc device.desc meter.desc \
+                 wkt.desc bad-group.desc bad-extend.desc bad-nested-extend.desc)
+$(B)/testschema/google/protobuf/%.pb-c.c $(B)/testschema/google/protobuf/%.pb-c.h: \
+		$(PROTO_INC)/google/protobuf/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(PROTO_INC) --c_out=$(B)/testschema google/protobuf/$*.proto
+$(B)/testschema/%.pb-c.c $(B)/testschema/%.pb-c.h: $(SCHEMA_SRC)/%.proto
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=$(SCHEMA_SRC) --proto_path=$(PROTO_INC) \
+	  --c_out=$(B)/testschema $*.proto
+$(B)/testschema/%.o: $(B)/testschema/%.c | $(TESTSCHEMA_H)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) -I$(B)/testschema -include $(SCHEMA_SRC)/protoc_c_inf.h \
+	  $(PKG_CFLAGS) $(OPT) $(SANFLAGS) -w -c -o $@ $<
+# protoc's include path: ours, then the well-known types'.
+PROTOC_SET = protoc --proto_path=$(SCHEMA_SRC) --proto_path=$(PROTO_INC) --descriptor_set_out=$@
+$(B)/schema/all.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $@"
+	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/reading.proto acme/meter/v2/config.proto
+$(B)/schema/device.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) acme/common/v1/device.proto acme/common/v1/units.proto
+$(B)/schema/meter.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) acme/meter/v2/reading.proto acme/meter/v2/config.proto
+$(B)/schema/wkt.desc:
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) $(addprefix google/protobuf/,$(addsuffix .proto,any duration \
+	  empty field_mask struct timestamp wrappers))
+$(B)/schema/bad-%.desc: $(SCHEMA_SRC)/bad/%.proto
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) bad/$*.proto
+$(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: $(TESTSCHEMA_H)
+$(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: \
+	CPPFLAGS += -I$(B)/testschema -DSCHEMA_BUILD='"$(B)/schema"'
+$(B)/unit/test_pb_schema $(B)/bench/pb_schema_bench: | $(SCHEMA_DESC)
 
 # Generated code is not ours to keep -Wconversion clean.
 $(PROTO_O): %.o: %.c
@@ -236,9 +301,10 @@ PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/numfmt.c
 CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-                -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/testproto $(PKG_CFLAGS)
-fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
-	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode
+                -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -I$(B)/testproto \
+                $(PKG_CFLAGS)
+fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
+	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode $(FUZZ_DIR)/pb_schema
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c \
 	  $(CONF_SRC) bridge/route.c bridge/payload.c bridge/convert.c $(PB_SRC) \
@@ -248,6 +314,11 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
 	  ../test/fuzz/corpus/decode
+	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_pb_schema"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_pb_schema test/fuzz/fuzz_pb_schema.c \
+	  $(addsuffix .c,$(basename $(PB_SCHEMA_O))) $(PBDESC_C) $(PKG_LIBS)
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_pb_schema $(FUZZ_SECONDS) pb_schema \
+	  ../$(B)/schema
 
 clean:
 	rm -rf build build-san build-fuzz

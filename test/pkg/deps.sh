@@ -10,10 +10,12 @@
 set -euo pipefail
 
 host=$(dpkg --print-architecture)
+# libprotobuf-dev (descriptor.proto) and protobuf-compiler are build
+# architecture tools and data: never needed as :ARCH.
 want=(make gcc pkg-config dpkg-dev debhelper fakeroot lintian debootstrap
       systemd-container protobuf-c-compiler libmosquitto-dev librdkafka-dev
-      libprotobuf-c-dev libsqlite3-dev libyaml-dev libsystemd-dev
-      libmicrohttpd-dev libcmocka-dev)
+      libprotobuf-c-dev libprotobuf-dev protobuf-compiler libsqlite3-dev
+      libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
 libs=(libmosquitto-dev librdkafka-dev libprotobuf-c-dev libsqlite3-dev
       libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
 foreign=()

@@ -5,9 +5,12 @@
 # (bench = test + what `make bench` uses; not needed by `make test`)
 set -euo pipefail
 
+# libprotobuf-dev: descriptor.proto and the well-known types' .proto files
+# (run-time schemas); protobuf-compiler: protoc, for the schema tests' sets
 build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev
-            protobuf-c-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev
-            libcmocka-dev clang libclang-rt-14-dev)  # clang + its runtimes: make fuzz (libFuzzer)
+            protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev
+            libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev
+            clang libclang-rt-14-dev)  # clang + its runtimes: make fuzz (libFuzzer)
 test_pkgs=(mosquitto mosquitto-clients kcat default-jre-headless maven
            python3 python3-pytest python3-protobuf sqlite3 procps iproute2
            prometheus  # promtool check metrics; a real scraper
