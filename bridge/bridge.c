@@ -212,6 +212,7 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
 {
     struct bridge *br = ud;
     int64_t now = log_wall_ms();
+    br->read++;
 
     if (br->batch.failed) { /* withheld anyway: the broker redelivers, */
         br->lost_qos0 += m->qos == 0; /* but not QoS 0 */
@@ -286,9 +287,9 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now)
 void br_fault_point(struct bridge *br, int after_commit)
 {
     if (br->fault_after >= 0 && br->fault_after_commit == after_commit &&
-        br->n.received >= br->fault_after) {
-        log_warn("fault injection: crash %s commit (%" PRId64 " received)",
-                 after_commit ? "after" : "before", br->n.received);
+        br->read >= br->fault_after) {
+        log_warn("fault injection: crash %s commit (%" PRId64 " read)",
+                 after_commit ? "after" : "before", br->read);
         raise(SIGKILL);
     }
 }
@@ -319,6 +320,12 @@ static size_t put_burst(struct bridge *br, int *rc)
         size_t k = batch_part(b, done, fits, br);
         size_t first = b->msgs[done].first;
         size_t end = b->msgs[k - 1].first + b->msgs[k - 1].n;
+        if (end > first && br->fail_put_every &&
+            ++br->puts % br->fail_put_every == 0) {
+            log_warn("fault injection: spool put %" PRId64 " fails", br->puts);
+            *rc = -EIO;
+            break;
+        }
         if (end > first &&
             (*rc = spool_put(br->sp, br->put + first, end - first)) < 0)
             break;

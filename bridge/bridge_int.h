@@ -35,17 +35,24 @@ struct bridge {
     struct outbox *ob; /* spool → Kafka, delivery reports → spool */
     struct redeliver *rd;
     struct batch batch;
-    struct spool_rec *put;  /* the batch as spool records, at commit */
-    struct stats n;         /* counted once, when a message is committed */
-    int64_t lost_qos0;      /* QoS 0 messages of a withheld burst */
-    int64_t renamed;        /* device properties renamed (reserved names) */
-    int64_t max_payload;    /* mqtt.max_payload, capped to fit one put */
-    size_t max_record;      /* the largest record one spool put holds */
-    int64_t batch_t0;       /* when the burst's first message was read */
-    int uplink;             /* -1 unknown, 0 down, 1 up */
-    int backpressure;       /* not reading MQTT: the spool is full */
-    int64_t fault_after;    /* test hook: crash around a commit, see below */
+    struct spool_rec *put; /* the batch as spool records, at commit */
+    struct stats n;        /* counted once, when a message is committed */
+    int64_t lost_qos0;     /* QoS 0 messages of a withheld burst */
+    int64_t renamed;       /* device properties renamed (reserved names) */
+    int64_t max_payload;   /* mqtt.max_payload, capped to fit one put */
+    size_t max_record;     /* the largest record one spool put holds */
+    int64_t batch_t0;      /* when the burst's first message was read */
+    int uplink;            /* -1 unknown, 0 down, 1 up */
+    int backpressure;      /* not reading MQTT: the spool is full */
+    int64_t room_checked;  /* when the spool's room was last asked */
+    /* test hooks (MQTT2KAFKA_FAULT, see daemon.c set_fault) */
+    int64_t fault_after;    /* crash around a commit after this many read */
     int fault_after_commit; /* 0: before the commit, 1: after it */
+    int64_t read;           /* messages read, for the hooks */
+    int64_t fail_put_every; /* every Nth spool put fails (-EIO); 0: none */
+    int64_t puts;
+    int64_t kafka_fatal_at; /* a fatal producer error after N delivered */
+    int kafka_no_recreate;  /* and the new producer cannot be made */
     size_t batch_bytes;     /* commit once the batch holds this much */
     int status_warned;
     int out_failed;      /* the producer could not be recreated */

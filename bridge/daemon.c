@@ -42,9 +42,12 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
     *g = (struct stats_gauges){
         .dropped_full = st.dropped[SPOOL_DROP_FULL],
         .expired = st.dropped[SPOOL_DROP_EXPIRED],
+        .dead_dropped = st.dropped[SPOOL_DROP_DEAD_FULL],
+        .dead_expired = st.dropped[SPOOL_DROP_DEAD_EXPIRED],
+        .spool_max_bytes = st.max_bytes,
         .backlog = st.records,
         .backlog_bytes = st.bytes,
-        .oldest_s = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0,
+        .oldest_s = st.oldest_age_ms / 1000, /* on the spool's clock */
         .dead_in_spool = st.dead,
         .spool_file_bytes = st.file_bytes,
         .uplink = br->uplink,
@@ -174,11 +177,13 @@ static void restart_producer(struct bridge *br)
     br->out = NULL;
     outbox_set_producer(br->ob, NULL);
     outbox_reset(br->ob);
-    if (br_kafka_open(br, err, sizeof(err)) < 0) {
-        log_error("kafka: cannot recreate the producer: %s; exiting", err);
-        br->out_failed = 1;
-        br->stop = 1;
-    }
+    if (br->kafka_no_recreate)
+        snprintf(err, sizeof(err), "fault injection");
+    else if (br_kafka_open(br, err, sizeof(err)) == 0)
+        return;
+    log_error("kafka: cannot recreate the producer: %s; exiting", err);
+    br->out_failed = 1;
+    br->stop = 1;
 }
 
 /* Before sleeping: apply delivery outcomes, refill the window, housekeeping. */
@@ -188,6 +193,12 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     int64_t now = log_now_ms();
     notify_watchdog();
     outbox_flush(br->ob, now, 0);
+    if (br->kafka_fatal_at &&
+        outbox_counters(br->ob)->delivered >= br->kafka_fatal_at) {
+        log_warn("fault injection: a fatal producer error");
+        kafka_out_test_fatal(br->out);
+        br->kafka_fatal_at = 0;
+    }
     if (kafka_out_fatal(br->out)) {
         restart_producer(br);
         if (!br->out)
@@ -197,7 +208,15 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     if (br->c->spool.on_full == CONF_BACKPRESSURE) {
         /* Stop reading before a put can fail, so the broker keeps the
          * messages queued instead of redelivering a refused burst. */
-        int full = spool_full(br->sp);
+        int64_t burst =
+            (int64_t)br->batch_bytes + br->max_payload + 4 * HDRS_CAP;
+        int full = br->backpressure;
+        if (now - br->room_checked >= 20) { /* statvfs and two PRAGMAs */
+            int64_t room = spool_room(br->sp);
+            br->room_checked = now;
+            /* room for a whole burst to stop; for two to start again */
+            full = room < (br->backpressure ? 2 * burst : burst);
+        }
         if (full && !br->backpressure)
             log_warn("spool full: backpressure, not reading MQTT");
         else if (!full && br->backpressure)
@@ -208,7 +227,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     if (now >= *next_expire) {
         /* A slice per turn: after a long outage millions may be due. */
         int k = spool_expire(br->sp);
-        *next_expire = k >= SPOOL_EXPIRE_MAX ? now : now + EXPIRE_EVERY_MS;
+        *next_expire = k > 0 ? now : now + EXPIRE_EVERY_MS;
     }
     if (now >= br->next_status) {
         write_status(br, br->backpressure ? "backpressure" : "running");
@@ -414,15 +433,30 @@ static int open_mqtt(struct bridge *br)
     return 0;
 }
 
+/* Test hooks, MQTT2KAFKA_FAULT=NAME[@N]:
+ *   crash-before-commit@N, crash-after-commit@N  SIGKILL around the first
+ *       commit once N messages were read;
+ *   fail-put@N          every Nth spool put of a burst fails (-EIO);
+ *   kafka-fatal@N       a fatal producer error once N records were
+ *                       delivered: the producer is recreated;
+ *   kafka-fatal-norecreate@N  the same, and recreating it fails. */
 static void set_fault(struct bridge *br)
 {
     const char *fault = getenv("MQTT2KAFKA_FAULT");
+    const char *at = fault ? strchr(fault, '@') : NULL;
+    int64_t n = at ? strtoll(at + 1, NULL, 10) : 1;
     br->fault_after = -1;
-    if (fault && (strncmp(fault, "crash-before-commit", 19) == 0 ||
-                  strncmp(fault, "crash-after-commit", 18) == 0)) {
-        const char *at = strchr(fault, '@');
-        br->fault_after = at ? strtoll(at + 1, NULL, 10) : 1;
+    if (!fault)
+        return;
+    if (!strncmp(fault, "crash-before-commit", 19) ||
+        !strncmp(fault, "crash-after-commit", 18)) {
+        br->fault_after = n;
         br->fault_after_commit = fault[6] == 'a';
+    } else if (!strncmp(fault, "fail-put", 8)) {
+        br->fail_put_every = n > 0 ? n : 1;
+    } else if (!strncmp(fault, "kafka-fatal", 11)) {
+        br->kafka_fatal_at = n > 0 ? n : 1;
+        br->kafka_no_recreate = strstr(fault, "norecreate") != NULL;
     }
 }
 

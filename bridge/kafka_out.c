@@ -309,6 +309,13 @@ int kafka_out_poll(struct kafka_out *k)
     return n;
 }
 
+void kafka_out_test_fatal(struct kafka_out *k)
+{
+    rd_kafka_test_fatal_error(k->rk,
+                              RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                              "fault injection");
+}
+
 int kafka_out_fatal(const struct kafka_out *k)
 {
     return k->fatal;

@@ -82,6 +82,10 @@ int kafka_out_poll(struct kafka_out *k);
  * guarantee order): free it, make everything in flight eligible again, and
  * create a new one. */
 int kafka_out_fatal(const struct kafka_out *k);
+/* Test hook: raise a fatal error as librdkafka would (an idempotence
+ * guarantee broken), so that kafka_out_fatal() says so. */
+void kafka_out_test_fatal(struct kafka_out *k);
+
 /* Waits up to timeout_ms for in-flight records; returns how many remain. */
 int kafka_out_flush(struct kafka_out *k, int timeout_ms);
 /* Records handed to librdkafka and not yet reported. */

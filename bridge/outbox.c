@@ -135,11 +135,15 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
     case KAFKA_OUT_RETRY:
         ob->retry[ob->nretry++] = id;
         ob->n.retries++;
-        /* Back off before sending them again, doubling up to a cap. */
-        ob->hold_ms = ob->hold_ms ? ob->hold_ms * 2 : RETRY_HOLD_MIN_MS;
-        if (ob->hold_ms > RETRY_HOLD_MAX_MS)
-            ob->hold_ms = RETRY_HOLD_MAX_MS;
-        ob->hold_until = log_now_ms() + ob->hold_ms;
+        /* Back off before sending them again, doubling up to a cap: once
+         * per hold, not once per report (a window of reports that failed
+         * together once held the drain for the full cap). */
+        if (log_now_ms() >= ob->hold_until) {
+            ob->hold_ms = ob->hold_ms ? ob->hold_ms * 2 : RETRY_HOLD_MIN_MS;
+            if (ob->hold_ms > RETRY_HOLD_MAX_MS)
+                ob->hold_ms = RETRY_HOLD_MAX_MS;
+            ob->hold_until = log_now_ms() + ob->hold_ms;
+        }
         break;
     case KAFKA_OUT_DEAD:
         ob->dead_ids[ob->ndead] = id;
@@ -244,6 +248,7 @@ void outbox_reset(struct outbox *ob)
     apply(ob);
     spool_rewind(ob->sp);
     ob->inflight = ob->inflight_bytes = 0;
+    ob->hold_until = ob->hold_ms = 0; /* a new producer: no reason to wait */
 }
 
 int64_t outbox_inflight(const struct outbox *ob)

@@ -45,6 +45,9 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
         {"oldest_s", g->oldest_s},
         {"dead_in_spool", g->dead_in_spool},
         {"spool_file_bytes", g->spool_file_bytes},
+        {"spool_max_bytes", g->spool_max_bytes},
+        {"dead_dropped", g->dead_dropped},
+        {"dead_expired", g->dead_expired},
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]) && off < len; i++)

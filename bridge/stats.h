@@ -32,7 +32,9 @@ struct stats {
 };
 
 struct stats_gauges { /* the state now, from the spool and the links */
-    int64_t dropped_full, expired; /* since the spool file was made */
+    int64_t dropped_full, expired;      /* since the spool file was made */
+    int64_t dead_dropped, dead_expired; /* dead letters beyond their bounds */
+    int64_t spool_max_bytes; /* the cap in effect (the disk may lower it) */
     int64_t backlog, backlog_bytes, oldest_s, dead_in_spool, spool_file_bytes;
     int uplink;       /* -1 unknown, 0 down, 1 up */
     int mqtt;         /* 1 connected */

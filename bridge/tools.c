@@ -430,10 +430,17 @@ static void status_print(char *const *l, size_t n)
            status_get(l, n, "bad_payload", "?"),
            status_get(l, n, "missing_field", "?"),
            status_get(l, n, "kafka_refused", "?"));
-    printf("  dropped: spool full %s, expired %s, by the broker %s\n",
+    printf("  dropped: spool full %s, expired %s, by the broker %s, QoS 0 "
+           "lost %s; dead letters dropped %s, expired %s\n",
            status_get(l, n, "dropped_full", "?"),
            status_get(l, n, "expired", "?"),
-           status_get(l, n, "broker_dropped", "?"));
+           status_get(l, n, "broker_dropped", "?"),
+           status_get(l, n, "dropped_qos0", "?"),
+           status_get(l, n, "dead_dropped", "?"),
+           status_get(l, n, "dead_expired", "?"));
+    printf("  spool cap in effect %s bytes; device properties renamed %s\n",
+           status_get(l, n, "spool_max_bytes", "?"),
+           status_get(l, n, "props_renamed", "?"));
 }
 
 /* Reads what the daemon wrote to log.status_file. Exit 0 when it is running

@@ -219,7 +219,11 @@ static int make_room(struct spool *sp, int64_t need)
                 sp->path,
                 cap < sp->max_pages ? "the disk has room for" : "max_bytes",
                 cap < sp->max_pages ? cap * PAGE : sp->max_bytes);
-        int64_t want = (used + need - cap + cap / 32 + 1) * PAGE;
+        /* the shortfall and 1/32 of the cap more, so the next puts are
+         * plain inserts, but no more than one delete chunk (the WAL) */
+        int64_t extra =
+            cap / 32 * PAGE < sp->del_chunk ? cap / 32 * PAGE : sp->del_chunk;
+        int64_t want = (used + need - cap + 1) * PAGE + extra;
         /* Records already handed to Kafka are not dropped: they may well
          * be delivered, and counting them as lost would be a lie. The
          * oldest of the rest go. */
@@ -377,6 +381,16 @@ int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max)
     sqlite3_reset(st);
     pthread_mutex_unlock(&sp->mu);
     return n;
+}
+
+int64_t spool_room(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp_reserve_restore(sp);
+    int64_t pages = cap_now(sp) - used_pages(sp) - 4;
+    pthread_mutex_unlock(&sp->mu);
+    /* the inverse of estimate_pages: an eighth of a page is overhead */
+    return pages > 0 ? pages * (PAGE - 100) / 9 * 8 : 0;
 }
 
 int spool_full(struct spool *sp)
@@ -557,20 +571,25 @@ static int keep_tags(struct spool *sp, int64_t lo, int64_t hi)
     return 1;
 }
 
-/* Deletes the sorted ids in scratch[0..k) in one transaction, range by
- * range. keep: first keep the tags of the newest rows (see spool_recent):
- * a PUBACK can die with a crashed process after its row was delivered, and
+/* Deletes sorted ids from scratch[*at] on, range by range, in one
+ * transaction of at most sp->del_chunk bytes of rows (so that it fits the
+ * WAL's budget, and on a full disk the reserve), and moves *at past them.
+ * keep: first keep the tags of the newest rows (see spool_recent): a
+ * PUBACK can die with a crashed process after its row was delivered, and
  * the broker's redelivery must still be recognised after the restart. */
-static int ack_ranges(struct spool *sp, size_t k, int keep)
+static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
 {
+    size_t i = *at;
     int rc = sp_begin(sp);
     if (rc == 0 && keep) { /* old tags go first: that frees room too */
         sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, sp->c.last_id - TAGS_KEEP);
         rc = sp_run(sp, S_PRUNE_TAGS);
     }
-    for (size_t i = 0; rc == 0 && i < k;) {
+    int64_t bytes0 = sp->c.bytes;
+    while (rc == 0 && i < k && bytes0 - sp->c.bytes < sp->del_chunk) {
         size_t j = i;
-        while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1)
+        while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1 &&
+               j - i < 256)
             j++;
         int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
         if (keep && hi > sp->c.last_id - TAGS_KEEP) {
@@ -589,6 +608,8 @@ static int ack_ranges(struct spool *sp, size_t k, int keep)
         rc = sp_commit(sp);
     else
         sp_rollback(sp);
+    if (rc == 0)
+        *at = i;
     return rc;
 }
 
@@ -596,18 +617,22 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
 {
     if (n > ACK_MAX)
         return sp_fail(sp, -EINVAL, "spool_ack: more than %d ids", ACK_MAX);
-    size_t k = sorted_ids(sp, ids, n);
+    size_t k = sorted_ids(sp, ids, n), at = 0;
     if (k == SIZE_MAX)
         return -ENOMEM;
-    int rc = sp_set_sync(sp, 0);
-    if (rc == 0)
-        rc = ack_ranges(sp, k, 1);
-    if (rc == -EAGAIN)
-        rc = ack_ranges(sp, k, 0);
-    if (rc == -ENOSPC && sp_reserve_release(sp)) /* the disk filled up */
-        rc = ack_ranges(sp, k, 0);
-    for (size_t i = 0; rc == 0 && i < k; i++)
-        idset_del(&sp->inflight, sp->scratch[i]);
+    int rc = sp_set_sync(sp, 0), released = 0;
+    while (rc == 0 && at < k) {
+        size_t from = at;
+        rc = ack_chunk(sp, k, &at, 1);
+        if (rc == -EAGAIN)
+            rc = ack_chunk(sp, k, &at, 0);
+        if (rc == -ENOSPC && !released && sp_reserve_release(sp)) {
+            released = 1; /* the disk filled up: the reserve holds a chunk */
+            rc = ack_chunk(sp, k, &at, 0);
+        }
+        for (size_t i = from; rc == 0 && i < at; i++)
+            idset_del(&sp->inflight, sp->scratch[i]);
+    }
     return rc;
 }
 
@@ -670,14 +695,17 @@ static int scan_old(struct spool *sp, sqlite3_stmt *st, int64_t after,
                     int64_t cutoff, int64_t max, int64_t *cut, int64_t *n)
 {
     int rc;
+    int64_t bytes = 0;
     *cut = 0;
     *n = 0;
     sqlite3_bind_int64(st, 1, after);
-    while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (*n < max && bytes < sp->del_chunk &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         if (sp_row_time(sp, id, sqlite3_column_int64(st, 1)) >= cutoff)
             break;
         *cut = id;
+        bytes += sqlite3_column_int64(st, 2);
         (*n)++;
     }
     sqlite3_reset(st);

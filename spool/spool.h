@@ -173,8 +173,9 @@ int spool_dead_purge(struct spool *sp);  /* returns how many, or < 0 */
 
 /* Deletes records older than max_age, and dead letters older than
  * dead_max_age (counted as expired), at most SPOOL_EXPIRE_MAX rows per
- * call, so a long outage or a clock jump never stalls the caller: call
- * again while it returns SPOOL_EXPIRE_MAX. Ages are measured on the spool
+ * call (and no more bytes than one delete transaction holds), so a long
+ * outage or a clock jump never stalls the caller: call again while it
+ * returns more than 0. Ages are measured on the spool
  * clock (spool.c, "TIME"), which a wall-clock jump does not move. Cheap
  * when there is nothing to do. Returns how many, or < 0. */
 #define SPOOL_EXPIRE_MAX 5000
@@ -199,6 +200,10 @@ int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max);
 
 /* 1 when a put would be refused under backpressure right now. */
 int spool_full(struct spool *sp);
+/* Bytes of records (key+headers+payload+topic) that still fit under the
+ * cap in effect now, free pages included, before drop_oldest would have to
+ * drop or backpressure refuse. */
+int64_t spool_room(struct spool *sp);
 
 const char *spool_errmsg(const struct spool *sp);
 

@@ -131,7 +131,8 @@ int sp_dead_expire(struct spool *sp, int64_t now, int64_t max)
                            "SELECT id,recv_ms,size FROM dead ORDER BY id", -1,
                            &st, NULL) != SQLITE_OK)
         return sp_sqerr(sp, SQLITE_ERROR, "dead expiry");
-    while (k < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (k < max && b < sp->del_chunk &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t id = sqlite3_column_int64(st, 0);
         if (sp_row_time(sp, id, sqlite3_column_int64(st, 1)) >=
             now - sp->o.dead_max_age_ms)
@@ -270,24 +271,42 @@ int spool_dead_replay(struct spool *sp)
     return rc;
 }
 
+/* In chunks of about one delete transaction, so a large table can be
+ * purged on a full disk too. */
 static int purge_locked(struct spool *sp)
 {
-    int64_t k = 0;
+    int64_t total = 0;
     int rc = sp_set_sync(sp, 0);
-    if (rc == 0)
+    while (rc == 0 && sp->c.dead > 0) {
+        int64_t k = 0, avg = sp->c.dead_bytes / sp->c.dead + ROW_OVERHEAD;
+        int64_t rows = sp->del_chunk / (avg > 0 ? avg : 1) + 1;
         rc = sp_begin(sp);
-    if (rc == 0)
-        rc = exec_bind(sp, "DELETE FROM dead", 0, 0, NULL, &k);
-    if (rc == 0) {
-        sp->c.purged += k;
-        sp->c.dead = 0;
-        sp->c.dead_bytes = 0;
-        sp->state_dirty = 1;
-        rc = sp_commit(sp);
-    } else {
-        sp_rollback(sp);
+        if (rc == 0)
+            rc = exec_bind(sp,
+                           "DELETE FROM dead WHERE id IN (SELECT id FROM dead"
+                           " ORDER BY id LIMIT ?1)",
+                           rows, 0, NULL, &k);
+        if (rc == 0 && k == 0)
+            k = sp->c.dead; /* the counters were off: the table is empty */
+        if (rc == 0) {
+            sp->c.purged += k;
+            sp->c.dead -= k;
+            sp->c.dead_bytes = sp->c.dead > 0
+                                   ? sp->c.dead_bytes - k * (avg - ROW_OVERHEAD)
+                                   : 0;
+            if (sp->c.dead_bytes < 0)
+                sp->c.dead_bytes = 0;
+            sp->state_dirty = 1;
+            rc = sp_commit(sp);
+        } else {
+            sp_rollback(sp);
+        }
+        if (rc == -ENOSPC && sp_reserve_release(sp))
+            rc = 0; /* and go on: the reserve holds a chunk */
+        else if (rc == 0)
+            total += k;
     }
-    return rc ? rc : (int)k;
+    return rc ? rc : (int)total;
 }
 
 int spool_dead_purge(struct spool *sp)

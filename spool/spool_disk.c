@@ -68,6 +68,9 @@ int sp_disk_plan(struct spool *sp)
     }
     /* The WAL's budget, and as much again as reserve, come out of it. */
     sp->wal_budget = clamp(cap / 8, BUDGET_MIN, BUDGET_MAX);
+    /* Deleting rows rewrites their pages and may rebalance neighbours:
+     * a quarter of the budget in rows keeps a delete inside it. */
+    sp->del_chunk = sp->wal_budget / 4;
     sp->reserve_bytes = sp->wal_budget;
     if (cap - sp->wal_budget - sp->reserve_bytes < MIN_BYTES / 2)
         return sp_fail(sp, -ENOSPC,

@@ -82,6 +82,7 @@ struct spool {
     /* the disk (spool_disk.c) */
     int64_t max_bytes;      /* the cap in effect on database + WAL */
     int64_t wal_budget;     /* bytes the WAL may take */
+    int64_t del_chunk;      /* bytes of rows one delete transaction takes */
     int64_t slack;          /* bytes of the filesystem left to others */
     int64_t reserve_bytes;  /* the reserve file's size */
     int reserve_held;       /* the reserve file exists at full size */

@@ -39,7 +39,8 @@ static void test_line(void **state)
     assert_non_null(strstr(
         buf, " redelivered=2 dropped_qos0=0 props_renamed=0 backlog=4 "));
     assert_non_null(
-        strstr(buf, " spool_file_bytes=4096 uplink=up mqtt=connected"));
+        strstr(buf, " spool_file_bytes=4096 spool_max_bytes=0 dead_dropped=0 "
+                    "dead_expired=0 uplink=up mqtt=connected"));
     g.uplink = -1;
     g.mqtt = 0;
     stats_format(&n, &g, buf, sizeof buf, '\n');
