@@ -29,6 +29,11 @@ results/throughput.png from it. Scenarios:
   herd        1,000 clients connect at once and publish 200,000 messages
               as fast as they can (m2k-herd); time until all are in Kafka,
               the bridge's memory peak, nothing lost.
+  hostile     the bridge's memory peak under inputs built to make it grow:
+              batches of 1,024 readings split into records that each carry
+              16 KiB of user properties, 4 MiB payloads, and 20,000
+              records with 16 KiB of headers while Kafka is paused (the
+              in-flight window must count the headers).
 
 Speeds are measured and reported; nothing here asserts one. Exit 0 unless a
 scenario could not run (a tool failed, a broker did not come up).
@@ -678,6 +683,87 @@ def scenario_herd(b):
     return r
 
 
+# --- scenario 5: hostile inputs -----------------------------------------------
+
+def hostile_publish(topic_name, payloads, props, qos=1):
+    """Publishes payloads with MQTT 5 user properties (paho)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    c = mqtt.Client(client_id=f"m2kb-hostile-{os.getpid()}",
+                    protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", MQTT_PORT)
+    c.loop_start()
+    pr = Properties(PacketTypes.PUBLISH)
+    pr.UserProperty = props
+    infos = [c.publish(topic_name, p, qos=qos, properties=pr) for p in payloads]
+    for i in infos:
+        i.wait_for_publish(60)
+    c.loop_stop()
+    c.disconnect()
+
+
+def reading_batch(n):
+    """A ReadingBatch of n readings, packed (protoc --python_out at run time)."""
+    out = Path(tempfile.mkdtemp(prefix="m2kb-pb-"))
+    run(["protoc", f"--proto_path={ROOT / 'proto'}", f"--python_out={out}",
+         ROOT / "proto/telemetry.proto"])
+    sys.path.insert(0, str(out))
+    import telemetry_pb2
+    b = telemetry_pb2.ReadingBatch(device_id="hostile")
+    for i in range(n):
+        b.readings.add(device_id="d", seq=i + 1, value=i * 0.5, metric="t")
+    return b.SerializeToString()
+
+
+def scenario_hostile(b):
+    run_id = b.run
+    m = M2K(b.work, "hostile",
+            [(f"b/{run_id}/hostile/raw/{{device}}", f"m2kb.{run_id}.hostile.raw")])
+    text = m.conf.read_text().replace("  qos: 1\n", "  qos: 1\n  max_payload: 4MiB\n")
+    text += (f"  - match: \"b/{run_id}/hostile/batch/{{device}}\"\n"
+             f"    topic: m2kb.{run_id}.hostile.batch\n"
+             "    payload: iot.telemetry.v1.ReadingBatch\n"
+             "    split: readings\n    format: json\n")
+    m.conf.write_text(text)
+    m.start()
+    sampler = Sampler(m.proc.pid)
+    sampler.start()
+    base = proc_sample(m.proc.pid)
+    props = [(f"p{i:02d}", "v" * 500) for i in range(32)]  # 16 KiB of headers
+    r = {"rss_start_kib": base.get("VmRSS", 0)}
+    batch = reading_batch(1024)
+    hostile_publish(f"b/{run_id}/hostile/batch/dev", [batch] * 50, props)
+    time.sleep(3)
+    r["batch_1024x16KiB_bytes"] = len(batch)
+    r["rss_after_split_kib"] = sampler.peak_kib
+    hostile_publish(f"b/{run_id}/hostile/raw/big", [b"B" * (4 << 20)] * 20, [])
+    time.sleep(3)
+    r["rss_after_4MiB_kib"] = sampler.peak_kib
+    stack("kafka", "pause")
+    try:
+        hostile_publish(f"b/{run_id}/hostile/raw/hdr", [b"h" * 100] * 20000, props)
+        time.sleep(5)
+        r["rss_window_with_headers_kib"] = sampler.peak_kib
+    finally:
+        stack("kafka", "resume")
+    time.sleep(5)
+    end = proc_sample(m.proc.pid)
+    sampler.stop()
+    c = m.stop()
+    r.update({"rss_peak_kib": max(end.get("VmHWM", 0), sampler.peak_kib),
+              "rss_end_kib": end.get("VmRSS", 0),
+              "oversized": c.get("oversized"), "received": c.get("received")})
+    b.emit("hostile", r)
+    b.summary["hostile"] = r
+    log(f"  RSS start {r['rss_start_kib'] // 1024} MiB; after 50 split batches "
+        f"of 1,024 x 16 KiB headers {r['rss_after_split_kib'] // 1024} MiB; "
+        f"after 20 x 4 MiB {r['rss_after_4MiB_kib'] // 1024} MiB; 20,000 x 16 KiB "
+        f"headers with Kafka paused {r['rss_window_with_headers_kib'] // 1024} MiB; "
+        f"peak {r['rss_peak_kib'] // 1024} MiB")
+    return r
+
+
 # --- static footprint and the machine -------------------------------------------
 
 def machine():
@@ -757,6 +843,9 @@ def main(argv):
         if not only or "herd" in only:
             log("== thundering herd")
             scenario_herd(b)
+        if not only or "hostile" in only:
+            log("== memory under hostile inputs")
+            scenario_hostile(b)
     except (RuntimeError, subprocess.TimeoutExpired, KeyError) as e:
         import traceback
         traceback.print_exc()
