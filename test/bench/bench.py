@@ -690,7 +690,7 @@ def hostile_publish(topic_name, payloads, props, qos=1):
     import paho.mqtt.client as mqtt
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
-    c = mqtt.Client(client_id=f"m2kb-hostile-{os.getpid()}",
+    c = mqtt.Client(client_id=f"m2kb-hostile-pub-{os.getpid()}",
                     protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", MQTT_PORT)
     c.loop_start()
