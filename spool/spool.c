@@ -174,6 +174,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+static int nack_locked(struct spool *sp, const int64_t *ids, size_t n);
+
 /* --- put ------------------------------------------------------------------ */
 
 /* Pages a batch will take, on the generous side; the cap is the judge. */
@@ -242,11 +244,13 @@ static int make_room(struct spool *sp, int64_t need)
     return sp_fail(sp, -ENOSPC, "spool %s: could not make room", sp->path);
 }
 
-static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
+/* explicit: the ids are the caller's (spool_spill), below last_id. */
+static int insert_all(struct spool *sp, struct spool_rec *r, size_t n,
+                      int explicit)
 {
     sqlite3_stmt *st = sp->st[S_INSERT];
     for (size_t i = 0; i < n; i++) {
-        int64_t id = sp->c.last_id + 1;
+        int64_t id = explicit ? r[i].id : sp->c.last_id + 1;
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, r[i].recv_ms);
         sqlite3_bind_int(st, 3, r[i].route);
@@ -267,7 +271,8 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n)
         int rc = sp_run(sp, S_INSERT);
         if (rc)
             return rc;
-        sp->c.last_id = id;
+        if (id > sp->c.last_id)
+            sp->c.last_id = id;
         sp->c.rows++;
         sp->c.put_total++;
         sp->c.bytes +=
@@ -289,17 +294,21 @@ static int check_recs(struct spool *sp, const struct spool_rec *recs, size_t n)
     return 0;
 }
 
-/* One attempt: make room, insert, note a clock jump, commit. */
+/* One attempt: make room, insert, note a clock jump, commit. A spill's
+ * rows lie below last_id, where open's scan does not count them: its
+ * transaction writes the state row. */
 static int put_once(struct spool *sp, struct spool_rec *recs, size_t n,
-                    int64_t need)
+                    int64_t need, int explicit)
 {
     int rc = sp_begin(sp);
     if (rc == 0)
         rc = make_room(sp, need);
     if (rc == 0)
-        rc = sp_clock_note(sp, sp->c.last_id + 1);
+        rc = sp_clock_note(sp, explicit ? recs[0].id : sp->c.last_id + 1);
     if (rc == 0)
-        rc = insert_all(sp, recs, n);
+        rc = insert_all(sp, recs, n, explicit);
+    if (explicit)
+        sp->state_dirty = 1;
     if (rc == 0)
         rc = sp_commit(sp);
     sp_clock_commit(sp, rc == 0);
@@ -308,7 +317,8 @@ static int put_once(struct spool *sp, struct spool_rec *recs, size_t n,
     return rc;
 }
 
-static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
+static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n,
+                      int explicit)
 {
     int rc = check_recs(sp, recs, n);
     if (rc)
@@ -324,7 +334,8 @@ static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
     sp_reserve_restore(sp);
     rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
     for (int attempt = 0; rc == 0; attempt++) {
-        rc = put_once(sp, recs, n, need + attempt * (sp->max_pages / 16 + 4));
+        rc = put_once(sp, recs, n, need + attempt * (sp->max_pages / 16 + 4),
+                      explicit);
         if (rc != -ENOSPC)
             break;
         /* SQLite hit a cap the estimate missed (or the disk filled under
@@ -337,7 +348,7 @@ static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n)
                            sp->path, sp->max_bytes);
         rc = 0;
     }
-    if (rc)
+    if (rc || explicit)
         return rc;
     for (size_t i = 0; i < n; i++)
         recs[i].id = sp->c.last_id - (int64_t)(n - 1 - i);
@@ -362,9 +373,101 @@ int spool_put(struct spool *sp, struct spool_rec *recs, size_t n)
     if (!n)
         return 0;
     pthread_mutex_lock(&sp->mu);
-    int rc = put_locked(sp, recs, n);
+    int rc = put_locked(sp, recs, n, 0);
     pthread_mutex_unlock(&sp->mu);
     return rc;
+}
+
+/* --- reserved ids, spills -------------------------------------------------- */
+
+int spool_reserve(struct spool *sp, int64_t n, int64_t *first)
+{
+    if (n < 1 || n > SPOOL_RESERVE_MAX)
+        return sp_fail(sp, -EINVAL, "spool_reserve: %" PRId64 " ids", n);
+    pthread_mutex_lock(&sp->mu);
+    int rc = sp_set_sync(sp, 1); /* a reused id would name two records */
+    if (rc == 0)
+        rc = sp_begin(sp);
+    if (rc == 0) {
+        *first = sp->c.last_id + 1;
+        sp->c.last_id += n;
+        sp->state_dirty = 1;
+        rc = sp_commit(sp);
+    }
+    if (rc == 0)
+        sp->block_lo = *first;
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+/* After a spill's commit: its rows in flight join the in-flight set, and
+ * hi moves past them (nothing above hi is in flight: drop_oldest and
+ * expiry take rows above it). Rows below the new hi that are not in
+ * flight — the spill's others, and any row that was waiting there — are
+ * listed as nacked, so they are handed out in id order. */
+static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
+                      const unsigned char *inflight)
+{
+    int64_t top = recs[n - 1].id, lo = sp->hi;
+    for (size_t i = 0; i < n; i++)
+        if (inflight[i] && idset_add(&sp->inflight, recs[i].id))
+            return -ENOMEM;
+    if (top <= lo)
+        return 0; /* below hi: nack the others like any returned record */
+    sqlite3_stmt *st = sp->st[S_SCAN];
+    int64_t waiting[256];
+    size_t k = 0;
+    int step;
+    sp->hi = top;
+    sqlite3_bind_int64(st, 1, lo);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id > top)
+            break;
+        if (idset_has(&sp->inflight, id))
+            continue;
+        if (idset_add(&sp->inflight, id)) {
+            sqlite3_reset(st);
+            return -ENOMEM;
+        }
+        waiting[k++] = id;
+        if (k == sizeof(waiting) / sizeof(waiting[0])) {
+            nack_locked(sp, waiting, k);
+            k = 0;
+        }
+    }
+    sqlite3_reset(st);
+    return k ? nack_locked(sp, waiting, k) : 0;
+}
+
+int spool_spill(struct spool *sp, struct spool_rec *recs, size_t n,
+                const unsigned char *inflight)
+{
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&sp->mu);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (recs[i].id <= 0 || recs[i].id > sp->c.last_id ||
+            (i && recs[i].id <= recs[i - 1].id))
+            rc = sp_fail(sp, -EINVAL,
+                         "spool_spill: id %" PRId64
+                         " was not reserved or is out of order",
+                         recs[i].id);
+    if (rc == 0)
+        rc = put_locked(sp, recs, n, 1);
+    if (rc == 0)
+        rc = spill_mark(sp, recs, n, inflight);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+int64_t spool_backlog(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    int64_t n = sp->saved.rows;
+    pthread_mutex_unlock(&sp->mu);
+    return n;
 }
 
 int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max)
@@ -546,6 +649,17 @@ static size_t sorted_ids(struct spool *sp, const int64_t *ids, size_t n)
     return k;
 }
 
+/* The lowest id whose tags outlive its ack: the newest TAGS_KEEP ids,
+ * counted from the block of ids reserved last when that is lower (a
+ * reserved block moves last_id far ahead of the rows spilled into it). */
+static int64_t keep_from(const struct spool *sp)
+{
+    int64_t from = sp->c.last_id - TAGS_KEEP;
+    if (sp->block_lo && sp->block_lo - TAGS_KEEP < from)
+        from = sp->block_lo - TAGS_KEEP;
+    return from;
+}
+
 /* Copies the tags of rows lo..hi to the tags table, inside a savepoint:
  * best effort, never in the way of the ack. A full spool has no room for
  * them (SQLITE_FULL), and the ack is what makes room. Returns 0 (kept),
@@ -582,7 +696,7 @@ static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
     size_t i = *at;
     int rc = sp_begin(sp);
     if (rc == 0 && keep) { /* old tags go first: that frees room too */
-        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, sp->c.last_id - TAGS_KEEP);
+        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, keep_from(sp));
         rc = sp_run(sp, S_PRUNE_TAGS);
     }
     int64_t bytes0 = sp->c.bytes;
@@ -592,7 +706,7 @@ static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
                j - i < 256)
             j++;
         int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
-        if (keep && hi > sp->c.last_id - TAGS_KEEP) {
+        if (keep && hi >= keep_from(sp)) {
             int r = keep_tags(sp, lo, hi);
             if (r < 0) {
                 sp_rollback(sp);

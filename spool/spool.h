@@ -137,6 +137,31 @@ void spool_id_str(const struct spool *sp, int64_t id, char *buf, size_t len);
 int spool_put(struct spool *sp, struct spool_rec *recs, size_t n);
 
 /*
+ * Ids for records that go to Kafka before (or without) being put here — the
+ * bridge's direct path: n ids from *first on, never assigned by spool_put
+ * or reserved again, not even after a crash (one small transaction, always
+ * fsync'ed: a reused id would name two records). Puts after it take ids
+ * above the block.
+ */
+#define SPOOL_RESERVE_MAX (1LL << 32)
+int spool_reserve(struct spool *sp, int64_t n, int64_t *first);
+
+/*
+ * Puts records under ids the caller took from spool_reserve (recs[i].id,
+ * increasing) in one transaction, like spool_put otherwise: whole or not
+ * at all, room made under drop_oldest, -ENOSPC under backpressure. Where
+ * inflight[i] is set the record is already in the producer's hands: it is
+ * stored in flight, as if peeked (ack, nack, dead apply to it as usual);
+ * the others are eligible at once, in id order.
+ */
+int spool_spill(struct spool *sp, struct spool_rec *recs, size_t n,
+                const unsigned char *inflight);
+
+/* Records waiting (in flight included), as spool_stats().records, but
+ * cheap: no query, no file sizes. */
+int64_t spool_backlog(struct spool *sp);
+
+/*
  * Hands out up to max records, oldest first, that are not in flight, whose
  * key+headers+payload add up to at most max_bytes (at least one record is
  * returned if any is eligible, however large). They are in flight until

@@ -97,6 +97,7 @@ struct spool {
     int jumps;
     struct idset inflight; /* ids handed out by peek */
     int64_t hi;            /* highest id handed out since the last rewind */
+    int64_t block_lo;      /* first id of the block reserved last; 0: none */
     int64_t *nacked;       /* sorted eligible ids below hi */
     size_t nnacked, nacked_head, nacked_cap;
     int64_t *scratch;

@@ -1141,6 +1141,153 @@ static void test_disk_full_backpressure(void **state)
     disk_full_case(*state, SPOOL_BACKPRESSURE);
 }
 
+
+/* --- reserved ids and spills (the bridge's direct path) --------------------- */
+
+/* n records "seq=<seq0+i>" under ids first.., tagged 500+seq. */
+static int spill_seq(struct spool *sp, int seq0, int n, int64_t first,
+                     const unsigned char *inflight)
+{
+    struct spool_rec r[64];
+    char own[64][32];
+    assert_true(n <= 64);
+    for (int i = 0; i < n; i++) {
+        snprintf(own[i], sizeof(own[i]), "seq=%d;", seq0 + i);
+        r[i] = (struct spool_rec){.id = first + i,
+                                  .topic = "factory/line1/temp",
+                                  .payload = own[i],
+                                  .payload_len = strlen(own[i]),
+                                  .recv_ms = wall_ms(),
+                                  .tag = 500 + seq0 + i};
+    }
+    return spool_spill(sp, r, (size_t)n, inflight);
+}
+
+static void test_reserve_ids(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t ids[4], first = 0, again = 0;
+    assert_int_equal(put_seq(sp, 0, 2, 10, wall_ms(), ids), 0);
+    assert_int_equal(spool_reserve(sp, 1000, &first), 0);
+    assert_true(first > ids[1]);
+    assert_int_equal(put_seq(sp, 2, 1, 10, wall_ms(), ids + 2), 0);
+    assert_true(ids[2] >= first + 1000); /* puts go above the block */
+    spool_close(sp);
+    /* the block survives a restart (and a crash: it was committed) */
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(put_seq(sp, 3, 1, 10, wall_ms(), ids + 3), 0);
+    assert_true(ids[3] > ids[2]);
+    assert_int_equal(spool_reserve(sp, 10, &again), 0);
+    assert_true(again > ids[3]);
+    assert_int_equal(spool_reserve(sp, 0, &again), -EINVAL);
+    spool_close(sp);
+}
+
+static void test_spill(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t first, ids[16];
+    int seqs[16];
+    struct spool_stats st;
+    assert_int_equal(spool_reserve(sp, 100, &first), 0);
+    /* records 0..5 of a burst: 0, 1, 3 are with the producer, 2, 4, 5 not
+     * (refused for now, or never sent) */
+    unsigned char fl[6] = {1, 1, 0, 1, 0, 0};
+    assert_int_equal(spill_seq(sp, 0, 6, first, fl), 0);
+    assert_int_equal(spool_backlog(sp), 6);
+    spool_stats(sp, &st);
+    assert_int_equal(st.records, 6);
+    assert_int_equal(st.inflight, 3); /* with Kafka; the others wait */
+    /* only the ones not in flight come out of peek, in id order */
+    assert_int_equal(drain(sp, ids, seqs, 16), 3);
+    assert_int_equal(seqs[0], 2);
+    assert_int_equal(seqs[1], 4);
+    assert_int_equal(seqs[2], 5);
+    assert_int_equal(ids[0], first + 2);
+    /* a report for a spilled record acks it; a failed one comes back */
+    int64_t a[2] = {first, first + 1}, b = first + 3;
+    assert_int_equal(spool_ack(sp, a, 2), 0);
+    assert_int_equal(spool_nack(sp, &b, 1), 0);
+    assert_int_equal(drain(sp, ids, seqs, 16), 1);
+    assert_int_equal(seqs[0], 3);
+    /* ids outside a reserved block, or out of order, are refused */
+    assert_int_equal(spill_seq(sp, 10, 1, first + 1000, fl), -EINVAL);
+    unsigned char none[2] = {0, 0};
+    struct spool_rec r2[2] = {
+        {.id = first + 20, .topic = "t", .payload = "x", .payload_len = 1},
+        {.id = first + 19, .topic = "t", .payload = "y", .payload_len = 1}};
+    assert_int_equal(spool_spill(sp, r2, 2, none), -EINVAL);
+    /* a put after a spill goes above the block and after the spill */
+    assert_int_equal(put_seq(sp, 6, 1, 10, wall_ms(), ids), 0);
+    assert_true(ids[0] >= first + 100);
+    spool_close(sp);
+    /* after a restart the counters hold what is there (the spill wrote
+     * them: its rows are below last_id), and everything is eligible in
+     * id order */
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    spool_stats(sp, &st);
+    assert_int_equal(st.records, 5);
+    assert_int_equal(st.put_total, 7);
+    assert_int_equal(drain(sp, ids, seqs, 16), 5);
+    int want[5] = {2, 3, 4, 5, 6};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(seqs[i], want[i]);
+    /* the tags of spilled rows are there for the redelivery check, and
+     * outlive their ack though the block moved last_id far ahead */
+    assert_int_equal(spool_ack(sp, ids, 5), 0);
+    int64_t rid[8], tags[8];
+    assert_int_equal(spool_recent(sp, rid, tags, 8), 6); /* put_seq: none */
+    assert_int_equal(tags[0], 505);
+    assert_int_equal(tags[5], 500);
+    spool_close(sp);
+}
+
+/* A crash can eat the PUBACK of a spilled message after Kafka confirmed
+ * it: its tag must outlive the ack, though the reserved block put
+ * last_id far beyond the newest TAGS_KEEP ids. */
+static void test_spill_tags_kept(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    int64_t first, rid[8], tags[8];
+    unsigned char fl[3] = {1, 1, 1};
+    assert_int_equal(spool_reserve(sp, 100000, &first), 0);
+    assert_int_equal(spill_seq(sp, 0, 3, first, fl), 0);
+    int64_t a[3] = {first, first + 1, first + 2};
+    assert_int_equal(spool_ack(sp, a, 3), 0);
+    assert_int_equal(spool_backlog(sp), 0);
+    assert_int_equal(spool_recent(sp, rid, tags, 8), 3);
+    assert_int_equal(tags[0], 502);
+    spool_close(sp);
+}
+
+/* drop_oldest never drops a spilled record the producer holds. */
+static void test_spill_inflight_not_dropped(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 1 << 20, SPOOL_DROP_OLDEST, 0);
+    int64_t first, ids[256];
+    unsigned char fl[4] = {1, 1, 1, 1};
+    assert_int_equal(spool_reserve(sp, 100, &first), 0);
+    assert_int_equal(spill_seq(sp, 0, 4, first, fl), 0);
+    /* fill past the cap: the oldest eligible rows go, not the spill */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(put_seq(sp, 100 + i * 4, 4, 4000, wall_ms(), NULL),
+                         0);
+    struct spool_stats st;
+    spool_stats(sp, &st);
+    assert_true(st.dropped[SPOOL_DROP_FULL] > 0);
+    int64_t a[4] = {first, first + 1, first + 2, first + 3};
+    int64_t before = st.acked_total;
+    assert_int_equal(spool_ack(sp, a, 4), 0);
+    spool_stats(sp, &st);
+    assert_int_equal(st.acked_total - before, 4); /* all four were there */
+    (void)ids;
+    spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1167,6 +1314,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_spool_acks_with_tags, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ids_above_2_32, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spill_inflight_not_dropped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_spill_tags_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
