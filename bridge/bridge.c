@@ -83,9 +83,6 @@ static int hold(struct bridge *br, const struct mqtt_in_msg *m,
     return rc;
 }
 
-/* What became of a message in the burst (batch_msg.fate). */
-enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
-
 static void end_msg(struct bridge *br, const struct mqtt_in_msg *m, int fate,
                     int kind, int64_t tag)
 {
@@ -93,29 +90,6 @@ static void end_msg(struct bridge *br, const struct mqtt_in_msg *m, int fate,
         .qos = m->qos, .fate = fate, .kind = kind, .tag = tag};
     if (batch_end_msg(&br->batch, &bm))
         br->batch.failed = 1; /* cannot happen: read_burst keeps room */
-}
-
-/* One spool put can hold records first..first+n of the batch. */
-static int fits(void *ud, size_t first, size_t n)
-{
-    struct bridge *br = ud;
-    for (size_t i = first; i < first + n; i++) {
-        struct batch_rec v;
-        batch_get(&br->batch, i, &v);
-        br->put[i] = (struct spool_rec){
-            .topic = v.topic,
-            .key = v.key,
-            .key_len = v.key_len,
-            .headers = v.headers,
-            .headers_len = v.headers_len,
-            .payload = v.value,
-            .payload_len = v.len,
-            .recv_ms = v.recv_ms,
-            .route = v.route,
-            .tag = v.tag,
-        };
-    }
-    return spool_fits(br->sp, br->put + first, n);
 }
 
 struct emit_ctx { /* one message on its way through convert_message() */
@@ -143,33 +117,6 @@ static int emit_record(void *ud, const struct convert_rec *v)
         .tag = e->tag,
     };
     return hold(e->br, e->m, &r);
-}
-
-/* Counts a dead letter by its kind. */
-static void count_dead(struct stats *n, enum convert_kind kind)
-{
-    n->dead_lettered++;
-    switch (kind) {
-    case CONVERT_UNROUTED:
-        n->unrouted++;
-        break;
-    case CONVERT_BAD_TOPIC:
-        n->bad_topic++;
-        break;
-    case CONVERT_EMPTY:
-        n->empty++;
-        break;
-    case CONVERT_OVERSIZED:
-        n->oversized++;
-        break;
-    case CONVERT_MISSING_FIELD:
-        n->missing_field++;
-        break;
-    case CONVERT_BAD_PAYLOAD:
-    case CONVERT_OK:
-        n->bad_payload++;
-        break;
-    }
 }
 
 /* A message that cannot become records goes to the dead-letter topic: its
@@ -233,7 +180,7 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
         return; /* out of memory: the burst is withheld */
     size_t n = br->batch.n - mark.n;
     if (rc == 0 && d.kind == CONVERT_OK) {
-        if (fits(br, mark.n, n)) {
+        if (br_fits(br, mark.n, n)) {
             end_msg(br, m, FATE_STORED, 0, tag);
             return;
         }
@@ -275,106 +222,6 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now)
              " messages (its $SYS counter is now %" PRId64
              "): raise max_queued_messages in mosquitto.conf",
              now - old, now);
-}
-
-/* Test hooks for the two windows around a commit. With
- * MQTT2KAFKA_FAULT=crash-before-commit[@N] the daemon kills itself after
- * reading a burst (once N messages were received) and before committing
- * it: the broker must redeliver the burst. With crash-after-commit[@N] it
- * dies after the commit and before the PUBACKs are written: the broker
- * redelivers messages that are already stored, and they must not be
- * stored twice. */
-void br_fault_point(struct bridge *br, int after_commit)
-{
-    if (br->fault_after >= 0 && br->fault_after_commit == after_commit &&
-        br->read >= br->fault_after) {
-        log_warn("fault injection: crash %s commit (%" PRId64 " read)",
-                 after_commit ? "after" : "before", br->read);
-        raise(SIGKILL);
-    }
-}
-
-/* A message of the burst is committed: count it, once, on success. */
-static void count_msg(struct bridge *br, const struct batch_msg *m)
-{
-    br->n.received++;
-    if (m->fate == FATE_REDELIVERED) {
-        br->n.redelivered++; /* only the ack goes out */
-        return;
-    }
-    if (m->fate == FATE_DEAD)
-        count_dead(&br->n, m->kind);
-    br->n.spooled += (int64_t)m->n;
-    if (m->tag)
-        redeliver_remember(br->rd, m->tag);
-}
-
-/* Puts the burst into the spool, whole messages per transaction; returns
- * the number of messages stored (all, or those before a failure). */
-static size_t put_burst(struct bridge *br, int *rc)
-{
-    struct batch *b = &br->batch;
-    size_t done = 0;
-    fits(br, 0, b->n); /* fills br->put */
-    while (done < b->nmsgs) {
-        size_t k = batch_part(b, done, fits, br);
-        size_t first = b->msgs[done].first;
-        size_t end = b->msgs[k - 1].first + b->msgs[k - 1].n;
-        if (end > first && br->fail_put_every &&
-            ++br->puts % br->fail_put_every == 0) {
-            log_warn("fault injection: spool put %" PRId64 " fails", br->puts);
-            *rc = -EIO;
-            break;
-        }
-        if (end > first &&
-            (*rc = spool_put(br->sp, br->put + first, end - first)) < 0)
-            break;
-        /* counted and remembered at once: should a later part fail, the
-         * broker's redelivery of these is recognised */
-        for (size_t i = done; i < k; i++)
-            count_msg(br, &b->msgs[i]);
-        done = k;
-    }
-    return done;
-}
-
-/* Commits the burst; writes the PUBACKs only if all of it was stored. */
-void br_commit(struct bridge *br)
-{
-    struct batch *b = &br->batch;
-    int rc = 0;
-    if (b->nmsgs == 0 && !b->failed && !br->lost_qos0)
-        goto write;
-    br_fault_point(br, 0);
-    size_t done = put_burst(br, &rc);
-    /* What was not stored the broker sends again, but for QoS 0: gone. */
-    for (size_t i = done; i < b->nmsgs; i++)
-        br->lost_qos0 += b->msgs[i].qos == 0;
-    br->n.received += br->lost_qos0;
-    br->n.dropped_qos0 += br->lost_qos0;
-    if (br->lost_qos0)
-        log_warn("mqtt: %" PRId64 " QoS 0 messages lost: they could not be "
-                 "stored and the broker does not send them again",
-                 br->lost_qos0);
-    br->lost_qos0 = 0;
-    if (rc < 0 || b->failed) {
-        br->n.spool_errors++;
-        if (rc == -ENOSPC && br->c->spool.on_full == CONF_BACKPRESSURE) {
-            if (!br->backpressure)
-                log_warn("spool full: backpressure, not reading MQTT");
-            br->backpressure = 1;
-        } else {
-            log_error("spool: cannot store %zu messages: %s", b->nmsgs - done,
-                      rc < 0 ? spool_errmsg(br->sp) : "out of memory");
-        }
-        mqtt_in_abort(br->in, "the batch could not be stored");
-        batch_clear(b);
-        return;
-    }
-    br_fault_point(br, 1);
-    batch_clear(b);
-write:
-    mqtt_in_write(br->in);
 }
 
 /* --- Kafka out ------------------------------------------------------------ */

@@ -26,6 +26,9 @@
 #define EXPIRE_EVERY_MS   10000
 #define STATUS_EVERY_MS   2000
 #define GROUP_RECORDS     512 /* commit at once when a burst has this */
+/* What became of a message in the burst (batch_msg.fate). */
+enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
+
 struct bridge {
     const struct conf *c;
     struct convert *cv; /* route + decode: message → records */
@@ -36,15 +39,25 @@ struct bridge {
     struct redeliver *rd;
     struct batch batch;
     struct spool_rec *put; /* the batch as spool records, at commit */
-    struct stats n;        /* counted once, when a message is committed */
-    int64_t lost_qos0;     /* QoS 0 messages of a withheld burst */
-    int64_t renamed;       /* device properties renamed (reserved names) */
-    int64_t max_payload;   /* mqtt.max_payload, capped to fit one put */
-    size_t max_record;     /* the largest record one spool put holds */
-    int64_t batch_t0;      /* when the burst's first message was read */
-    int uplink;            /* -1 unknown, 0 down, 1 up */
-    int backpressure;      /* not reading MQTT: the spool is full */
-    int64_t room_checked;  /* when the spool's room was last asked */
+    /* the direct path (commit.c) */
+    struct spool_rec *spill; /* a spill's records */
+    size_t *spill_at;        /* their index in the batch */
+    unsigned char *spill_infl, *spilled;
+    int64_t ids_next, ids_end; /* the reserved block's ids left */
+    int direct_pending;        /* a burst waits for Kafka, PUBACKs held */
+    int direct;                /* the last burst went direct */
+    int64_t direct_t0;         /* when it was sent */
+    int64_t direct_since;      /* when the direct path was taken again */
+    int64_t direct_off_until, direct_off_ms; /* backing off after a spill */
+    struct stats n;       /* counted once, when a message is committed */
+    int64_t lost_qos0;    /* QoS 0 messages of a withheld burst */
+    int64_t renamed;      /* device properties renamed (reserved names) */
+    int64_t max_payload;  /* mqtt.max_payload, capped to fit one put */
+    size_t max_record;    /* the largest record one spool put holds */
+    int64_t batch_t0;     /* when the burst's first message was read */
+    int uplink;           /* -1 unknown, 0 down, 1 up */
+    int backpressure;     /* not reading MQTT: the spool is full */
+    int64_t room_checked; /* when the spool's room was last asked */
     /* test hooks (MQTT2KAFKA_FAULT, see daemon.c set_fault) */
     int64_t fault_after;    /* crash around a commit after this many read */
     int fault_after_commit; /* 0: before the commit, 1: after it */
@@ -60,15 +73,28 @@ struct bridge {
     int stop;
 };
 
-/* bridge.c: the data path. The mqtt_in callbacks; the group commit (the
- * burst into the spool, then the PUBACKs); the producer with its
- * callbacks; the test hook around a commit. */
+/* bridge.c: the data path in. The mqtt_in callbacks (a message converted
+ * into the burst); the producer with its callbacks. */
 void br_on_message(void *ud, const struct mqtt_in_msg *m);
 void br_on_mqtt_state(void *ud, int connected, int session_present,
                       const char *reason);
 void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
-void br_commit(struct bridge *br);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
+
+/* commit.c: the burst made durable, then its PUBACKs: straight to Kafka
+ * (the direct path, spilling into the spool what is not confirmed in
+ * time) or committed to the spool; the test hook around a commit. */
+void br_commit(struct bridge *br);
+/* A direct burst: done when Kafka confirmed it all; spilled when the
+ * deadline passed, a record failed or the uplink went down. */
+void br_direct_tick(struct bridge *br, int64_t now);
+/* 1 when the burst read may go straight to Kafka now. */
+int br_direct_ready(struct bridge *br, int64_t now);
+/* ms until the direct burst's deadline; -1: none waits. */
+int br_direct_wait_ms(const struct bridge *br, int64_t now);
+/* One spool put can hold records first..first+n of the batch (fills
+ * br->put for them). */
+int br_fits(void *ud, size_t first, size_t n);
 void br_fault_point(struct bridge *br, int after_commit);
 
 #endif

@@ -29,6 +29,7 @@
 enum conf_format { CONF_FORMAT_RAW, CONF_FORMAT_ENVELOPE, CONF_FORMAT_JSON };
 enum conf_on_full { CONF_DROP_OLDEST = 0, CONF_BACKPRESSURE };
 enum conf_sync { CONF_SYNC_FULL = 0, CONF_SYNC_NORMAL };
+enum conf_spool_mode { CONF_SPOOL_DIRECT = 0, CONF_SPOOL_ALWAYS };
 
 struct conf_mark { /* a place in the file, 1-based, for error messages */
     int line, col;
@@ -88,6 +89,8 @@ struct conf {
         int64_t max_age;  /* ms; 0: never */
         int sync;         /* enum conf_sync */
         int commit_delay; /* ms a burst may wait to grow (group commit) */
+        int mode;         /* enum conf_spool_mode */
+        int direct_wait;  /* ms the direct path waits for Kafka */
         int64_t dead_max_records, dead_max_bytes, dead_max_age; /* ms */
     } spool;
     struct {

@@ -22,6 +22,8 @@ static const struct kenum e_protocol[] = {
 static const struct kenum e_on_full[] = {{"drop_oldest", CONF_DROP_OLDEST},
                                          {"backpressure", CONF_BACKPRESSURE},
                                          {NULL, 0}};
+static const struct kenum e_spool_mode[] = {
+    {"direct", CONF_SPOOL_DIRECT}, {"always", CONF_SPOOL_ALWAYS}, {NULL, 0}};
 static const struct kenum e_sync[] = {
     {"full", CONF_SYNC_FULL}, {"normal", CONF_SYNC_NORMAL}, {NULL, 0}};
 static const struct kenum e_compression[] = {{"none", 0},   {"gzip", 0},
@@ -97,6 +99,16 @@ static const struct key spool_keys[] = {
      "how long received messages may wait to be committed (and acknowledged) "
      "together: "
      "fewer, larger commits write less to flash"},
+    {"mode", T_ENUM, "direct", CF(spool.mode), 0, 0, e_spool_mode, 0,
+     "direct: while Kafka keeps up and nothing waits in the spool, messages "
+     "go straight to Kafka and are acknowledged on its confirmation, "
+     "writing nothing; the spool takes what Kafka has not confirmed within "
+     "direct_wait. always: every message is committed to the spool before "
+     "it is acknowledged"},
+    {"direct_wait", T_DUR_MS, "250ms", CF(spool.direct_wait), 10, 10000, NULL,
+     0,
+     "how long the direct path waits for Kafka's confirmation before the "
+     "messages go into the spool (and are acknowledged)"},
     {"dead_max_records", T_INT, "100000", CF(spool.dead_max_records), 0,
      1000000000, NULL, 0,
      "records Kafka refused for good kept in the spool's dead-letter table; "

@@ -36,7 +36,8 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
     spool_stats(br->sp, &st);
     *n = br->n;
     n->props_renamed = br->renamed;
-    n->delivered = o->delivered;
+    n->delivered = o->delivered + o->direct;
+    n->direct = o->direct;
     n->retries = o->retries;
     n->kafka_refused = o->kafka_refused;
     *g = (struct stats_gauges){
@@ -53,6 +54,7 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
         .uplink = br->uplink,
         .mqtt = br->in && mqtt_in_connected(br->in),
         .backpressure = br->backpressure,
+        .direct = br->direct,
     };
 }
 
@@ -136,7 +138,9 @@ static void turn(struct bridge *br, int sfd, int timeout)
         {.fd = kafka_out_fd(br->out), .events = POLLIN},
         {.fd = mqtt_in_fd(br->in), .events = 0},
     };
-    if (!br->backpressure)
+    /* Not read while a direct burst waits for Kafka: the PUBACKs queued
+     * next would go out with its own. */
+    if (!br->backpressure && !br->direct_pending)
         pf[2].events |= POLLIN;
     /* Queued PUBACKs of a burst still waiting to be committed cannot go out
      * anyway: no POLLOUT for them, or the loop would spin. */
@@ -150,7 +154,9 @@ static void turn(struct bridge *br, int sfd, int timeout)
      * when librdkafka's queue goes from empty to non-empty, and serving it
      * costs one lock when there is nothing to serve. */
     kafka_out_poll(br->out);
-    if (pf[2].fd >= 0 && pf[2].revents & (POLLIN | POLLHUP | POLLERR))
+    br_direct_tick(br, log_now_ms());
+    if (!br->direct_pending && pf[2].fd >= 0 &&
+        pf[2].revents & (POLLIN | POLLHUP | POLLERR))
         read_burst(br);
     /* Group commit: a burst is committed (and only then acknowledged) once
      * it is large, or its first message has waited spool.commit_delay, so
@@ -158,10 +164,14 @@ static void turn(struct bridge *br, int sfd, int timeout)
      * commits at once: the broker redelivers the burst after the
      * reconnect, and only committed tags are recognised. */
     size_t held = br->batch.nmsgs;
-    if (br->batch.failed || br->batch.n >= GROUP_RECORDS ||
-        held >= GROUP_RECORDS || br->batch.used >= br->batch_bytes / 2 ||
-        (held > 0 && !mqtt_in_connected(br->in)) ||
-        (held > 0 && log_now_ms() - br->batch_t0 >= br->c->spool.commit_delay))
+    int64_t now = log_now_ms();
+    /* The direct path has no commit to share: the burst goes at once. */
+    if (held > 0 && !br->direct_pending && br_direct_ready(br, now))
+        br_commit(br);
+    else if (br->batch.failed || br->batch.n >= GROUP_RECORDS ||
+             held >= GROUP_RECORDS || br->batch.used >= br->batch_bytes / 2 ||
+             (held > 0 && !mqtt_in_connected(br->in)) ||
+             (held > 0 && now - br->batch_t0 >= br->c->spool.commit_delay))
         br_commit(br);
     else if (held == 0 && pf[2].fd >= 0 && pf[2].revents & POLLOUT)
         br_commit(br); /* nothing read: just sends what is queued */
@@ -194,7 +204,8 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     notify_watchdog();
     outbox_flush(br->ob, now, 0);
     if (br->kafka_fatal_at &&
-        outbox_counters(br->ob)->delivered >= br->kafka_fatal_at) {
+        outbox_counters(br->ob)->delivered + outbox_counters(br->ob)->direct >=
+            br->kafka_fatal_at) {
         log_warn("fault injection: a fatal producer error");
         kafka_out_test_fatal(br->out);
         br->kafka_fatal_at = 0;
@@ -238,7 +249,10 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
     }
     wait = outbox_wait_ms(br->ob, now, wait);
-    if (br->batch.nmsgs > 0) { /* a burst waits for its group commit */
+    int dw = br_direct_wait_ms(br, now);
+    if (dw >= 0 && dw < wait)
+        wait = dw;
+    if (br->batch.nmsgs > 0 && !br->direct_pending) { /* a group commit */
         int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
         if (left < wait)
             wait = (int)(left > 0 ? left : 0);
@@ -253,6 +267,17 @@ static void shutdown_gracefully(struct bridge *br)
 {
     int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
     notify_stopping();
+    /* A direct burst waits for Kafka (at most spool.direct_wait, then it
+     * is spilled), so that its PUBACKs go out before the DISCONNECT. */
+    while (br->direct_pending) {
+        struct pollfd pf = {.fd = br->out ? kafka_out_fd(br->out) : -1,
+                            .events = POLLIN};
+        int w = br_direct_wait_ms(br, log_now_ms());
+        poll(&pf, 1, w > 10 ? 10 : w);
+        if (br->out)
+            kafka_out_poll(br->out);
+        br_direct_tick(br, log_now_ms());
+    }
     br_commit(br);
     mqtt_in_close(br->in);
     while (outbox_inflight(br->ob) > 0 && log_now_ms() < deadline) {
@@ -376,6 +401,10 @@ static int open_stages(struct bridge *br)
     if (batch_init(&br->batch, BATCH_MAX_RECORDS, BATCH_BASE_BYTES,
                    br->batch_bytes + br->max_record + 2 * HDRS_CAP) ||
         !(br->put = calloc(BATCH_MAX_RECORDS, sizeof(*br->put))) ||
+        !(br->spill = calloc(BATCH_MAX_RECORDS, sizeof(*br->spill))) ||
+        !(br->spill_at = calloc(BATCH_MAX_RECORDS, sizeof(size_t))) ||
+        !(br->spill_infl = calloc(BATCH_MAX_RECORDS, 1)) ||
+        !(br->spilled = calloc(BATCH_MAX_RECORDS, 1)) ||
         redeliver_new(MQTT_IN_RECEIVE_MAX, &br->rd) ||
         outbox_new(br->sp, &oo, &br->ob) < 0)
         goto fail;
@@ -470,6 +499,10 @@ static void close_all(struct bridge *br)
     redeliver_free(br->rd);
     batch_fini(&br->batch);
     free(br->put);
+    free(br->spill);
+    free(br->spill_at);
+    free(br->spill_infl);
+    free(br->spilled);
     free(br);
 }
 

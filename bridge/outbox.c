@@ -42,7 +42,18 @@ struct outbox {
     int64_t ack_failures; /* acks failed in a row */
     int64_t hold_until;   /* no draining before (after transient errors) */
     int64_t hold_ms;
+    /* the direct path's burst: ids d_first.., an outcome each */
+    int64_t d_first;
+    size_t d_n, d_sent, d_cap, d_orphans;
+    unsigned char *d_out;
+    int d_open, d_stopped;     /* d_stopped: a record was not sent */
+    size_t d_why_at[DEAD_MAX]; /* reasons of records refused for good */
+    char d_why[DEAD_MAX][96];
+    size_t d_nwhy;
 };
+
+/* An outcome past the burst: spilled while with Kafka, now the spool's. */
+#define OUTBOX_SPOOLED 9
 
 int outbox_new(struct spool *sp, const struct outbox_opts *o,
                struct outbox **out)
@@ -70,6 +81,7 @@ void outbox_free(struct outbox *ob)
         return;
     free(ob->acks);
     free(ob->retry);
+    free(ob->d_out);
     free(ob);
 }
 
@@ -120,11 +132,67 @@ void outbox_flush(struct outbox *ob, int64_t now, int force)
     }
 }
 
+/* A transient failure: back off before sending again, doubling up to a
+ * cap, once per hold, not once per report (a window of reports that
+ * failed together once held the drain for the full cap). */
+static void retry_later(struct outbox *ob)
+{
+    ob->n.retries++;
+    if (log_now_ms() >= ob->hold_until) {
+        ob->hold_ms = ob->hold_ms ? ob->hold_ms * 2 : RETRY_HOLD_MIN_MS;
+        if (ob->hold_ms > RETRY_HOLD_MAX_MS)
+            ob->hold_ms = RETRY_HOLD_MAX_MS;
+        ob->hold_until = log_now_ms() + ob->hold_ms;
+    }
+}
+
+/* A report for a record of the direct burst, or one it left unspilled:
+ * 1 if it was one. */
+static int direct_report(struct outbox *ob, int64_t id,
+                         enum kafka_out_outcome o, const char *reason)
+{
+    if (!(ob->d_open || ob->d_orphans) || id < ob->d_first ||
+        id - ob->d_first >= (int64_t)ob->d_n)
+        return 0;
+    size_t i = (size_t)(id - ob->d_first);
+    if (ob->d_out[i] != OUTBOX_PENDING)
+        return 0; /* spooled since: the spool's record */
+    if (o == KAFKA_OUT_OK) {
+        ob->n.direct++;
+        ob->hold_ms = 0;
+    }
+    if (!ob->d_open) { /* not spilled: the broker sends its message again */
+        ob->d_orphans--;
+        ob->d_out[i] = o == KAFKA_OUT_OK ? OUTBOX_OK : OUTBOX_RETRY;
+        return 1;
+    }
+    switch (o) {
+    case KAFKA_OUT_OK:
+        ob->d_out[i] = OUTBOX_OK;
+        break;
+    case KAFKA_OUT_RETRY:
+        ob->d_out[i] = OUTBOX_RETRY;
+        retry_later(ob);
+        break;
+    case KAFKA_OUT_DEAD:
+        ob->d_out[i] = OUTBOX_DEAD;
+        if (ob->d_nwhy < DEAD_MAX) {
+            ob->d_why_at[ob->d_nwhy] = i;
+            snprintf(ob->d_why[ob->d_nwhy++], sizeof(ob->d_why[0]), "%s",
+                     reason ? reason : "refused");
+        }
+        break;
+    }
+    return 1;
+}
+
 void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
                       const char *reason, size_t bytes)
 {
     ob->inflight--;
     ob->inflight_bytes -= (int64_t)bytes;
+    if (direct_report(ob, id, o, reason))
+        return;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
         apply(ob);
     switch (o) {
@@ -134,16 +202,7 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
         break;
     case KAFKA_OUT_RETRY:
         ob->retry[ob->nretry++] = id;
-        ob->n.retries++;
-        /* Back off before sending them again, doubling up to a cap: once
-         * per hold, not once per report (a window of reports that failed
-         * together once held the drain for the full cap). */
-        if (log_now_ms() >= ob->hold_until) {
-            ob->hold_ms = ob->hold_ms ? ob->hold_ms * 2 : RETRY_HOLD_MIN_MS;
-            if (ob->hold_ms > RETRY_HOLD_MAX_MS)
-                ob->hold_ms = RETRY_HOLD_MAX_MS;
-            ob->hold_until = log_now_ms() + ob->hold_ms;
-        }
+        retry_later(ob);
         break;
     case KAFKA_OUT_DEAD:
         ob->dead_ids[ob->ndead] = id;
@@ -249,6 +308,119 @@ void outbox_reset(struct outbox *ob)
     spool_rewind(ob->sp);
     ob->inflight = ob->inflight_bytes = 0;
     ob->hold_until = ob->hold_ms = 0; /* a new producer: no reason to wait */
+}
+
+/* --- the direct path ------------------------------------------------------ */
+
+int outbox_direct_begin(struct outbox *ob, int64_t first, size_t n)
+{
+    if (ob->d_open || ob->d_orphans)
+        return -EBUSY;
+    if (n > ob->d_cap) {
+        unsigned char *p = realloc(ob->d_out, n);
+        if (!p)
+            return -ENOMEM;
+        ob->d_out = p;
+        ob->d_cap = n;
+    }
+    memset(ob->d_out, OUTBOX_UNSENT, n);
+    ob->d_first = first;
+    ob->d_n = n;
+    ob->d_sent = ob->d_nwhy = 0;
+    ob->d_open = 1;
+    ob->d_stopped = 0;
+    return 0;
+}
+
+int outbox_direct_send(struct outbox *ob, const struct spool_rec *r, char *why,
+                       size_t whylen)
+{
+    if (!ob->d_open || ob->d_sent >= ob->d_n ||
+        r->id != ob->d_first + (int64_t)ob->d_sent)
+        return -ERANGE; /* a caller's bug: not the next of the burst */
+    size_t i = ob->d_sent++;
+    /* Nothing overtakes a record that was not sent: it goes through the
+     * spool, and so do all after it. */
+    int rc = ob->k && !ob->d_stopped ? produce(ob, r, why, whylen) : -EAGAIN;
+    if (rc == 0) {
+        ob->d_out[i] = OUTBOX_PENDING;
+    } else if (rc == -EINVAL) {
+        ob->d_out[i] = OUTBOX_DEAD;
+        if (ob->d_nwhy < DEAD_MAX) {
+            ob->d_why_at[ob->d_nwhy] = i;
+            snprintf(ob->d_why[ob->d_nwhy++], sizeof(ob->d_why[0]), "%s", why);
+        }
+    } else {
+        ob->d_stopped = 1;
+    }
+    return rc;
+}
+
+void outbox_direct_state(const struct outbox *ob,
+                         struct outbox_direct_state *st)
+{
+    *st = (struct outbox_direct_state){.n = ob->d_open ? ob->d_n : 0};
+    for (size_t i = 0; i < st->n; i++)
+        switch (ob->d_out[i]) {
+        case OUTBOX_UNSENT:
+            st->unsent++;
+            break;
+        case OUTBOX_PENDING:
+            st->pending++;
+            break;
+        case OUTBOX_OK:
+            st->ok++;
+            break;
+        case OUTBOX_RETRY:
+            st->retry++;
+            break;
+        case OUTBOX_DEAD:
+            st->dead++;
+            break;
+        }
+}
+
+enum outbox_direct_outcome outbox_direct_outcome(const struct outbox *ob,
+                                                 size_t i)
+{
+    return i < ob->d_n ? (enum outbox_direct_outcome)ob->d_out[i]
+                       : OUTBOX_UNSENT;
+}
+
+/* Why record i of the burst was refused. */
+static const char *direct_why(const struct outbox *ob, size_t i)
+{
+    for (size_t k = 0; k < ob->d_nwhy; k++)
+        if (ob->d_why_at[k] == i)
+            return ob->d_why[k];
+    return "refused by Kafka";
+}
+
+void outbox_direct_end(struct outbox *ob, const unsigned char *spilled)
+{
+    if (!ob->d_open)
+        return;
+    for (size_t i = 0; i < ob->d_n; i++) {
+        int mine = spilled && spilled[i];
+        if (ob->d_out[i] == OUTBOX_PENDING) {
+            if (mine)
+                ob->d_out[i] = OUTBOX_SPOOLED;
+            else
+                ob->d_orphans++;
+        } else if (ob->d_out[i] == OUTBOX_DEAD && mine) {
+            if (ob->ndead == DEAD_MAX)
+                apply(ob);
+            ob->dead_ids[ob->ndead] = ob->d_first + (int64_t)i;
+            snprintf(ob->dead_why[ob->ndead++], sizeof(ob->dead_why[0]), "%s",
+                     direct_why(ob, i));
+        }
+    }
+    ob->d_open = 0;
+}
+
+int outbox_direct_busy(const struct outbox *ob)
+{
+    return ob->d_open || ob->d_orphans;
 }
 
 int64_t outbox_inflight(const struct outbox *ob)

@@ -10,6 +10,14 @@
  * the producer, within a window of records and bytes in flight. Nothing
  * overtakes a record put back, so order per partition holds.
  *
+ * The direct path (see bridge.c): a burst goes to the producer before the
+ * spool, under ids the bridge reserved in it. outbox_direct_begin() opens
+ * the burst, outbox_direct_send() hands over its records in order, and
+ * their reports only mark outcomes; outbox_direct_end() closes it: the
+ * records the bridge then spilled into the spool (still with Kafka, or
+ * refused for good) are from then on the spool's, reported like peeked
+ * ones; a record it could not spill is only waited for.
+ *
  * Knows spool.h, kafka_out.h and record.h; single-threaded (the loop's).
  */
 #ifndef MQTT2KAFKA_OUTBOX_H
@@ -30,6 +38,7 @@ struct outbox_opts {
 
 struct outbox_counters {   /* only ever grow, on success */
     int64_t delivered;     /* acked in the spool after Kafka confirmed */
+    int64_t direct;        /* confirmed on the direct path, never spooled */
     int64_t retries;       /* transient delivery failures */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
 };
@@ -53,6 +62,41 @@ void outbox_drain(struct outbox *ob, int64_t now_ms);
 /* The producer is gone (every record in it was reported): applies what
  * was kept and makes everything in flight eligible again. */
 void outbox_reset(struct outbox *ob);
+
+/* --- the direct path --- */
+
+enum outbox_direct_outcome {
+    OUTBOX_UNSENT = 0, /* not handed over (the producer's queue was full) */
+    OUTBOX_PENDING,    /* with the producer, not reported yet */
+    OUTBOX_OK,         /* confirmed by Kafka */
+    OUTBOX_RETRY,      /* failed for now: send it again from the spool */
+    OUTBOX_DEAD,       /* refused for good: a dead letter once spilled */
+};
+
+struct outbox_direct_state {
+    size_t n, unsent, pending, ok, retry, dead;
+};
+
+/* Opens a burst of n records under ids first..first+n-1. -EBUSY while the
+ * last one still waits for reports it could not spill; -ENOMEM. */
+int outbox_direct_begin(struct outbox *ob, int64_t first, size_t n);
+/* Hands record r (r->id: the next of the burst) to the producer. 0: sent;
+ * -EINVAL: refused at once for good (OUTBOX_DEAD, why set); another
+ * error: not sent (OUTBOX_UNSENT). */
+int outbox_direct_send(struct outbox *ob, const struct spool_rec *r, char *why,
+                       size_t whylen);
+void outbox_direct_state(const struct outbox *ob,
+                         struct outbox_direct_state *st);
+/* The outcome of the burst's record i. */
+enum outbox_direct_outcome outbox_direct_outcome(const struct outbox *ob,
+                                                 size_t i);
+/* Closes the burst. spilled[i] (NULL: none) says record i is now in the
+ * spool: pending ones are the spool's in-flight records, dead ones are
+ * moved to its dead letters at the next flush. Pending records not
+ * spilled are waited for, and the next burst cannot begin before. */
+void outbox_direct_end(struct outbox *ob, const unsigned char *spilled);
+/* 1 while a burst is open or its unspilled records are still out. */
+int outbox_direct_busy(const struct outbox *ob);
 
 int64_t outbox_inflight(const struct outbox *ob);
 /* ms until outbox_flush or outbox_drain have work again, at most max. */

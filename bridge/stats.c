@@ -48,25 +48,28 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
         {"spool_max_bytes", g->spool_max_bytes},
         {"dead_dropped", g->dead_dropped},
         {"dead_expired", g->dead_expired},
+        {"direct", n->direct},
+        {"spilled", n->spilled},
     };
     size_t off = 0;
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]) && off < len; i++)
         off += (size_t)snprintf(buf + off, len - off, "%s=%" PRId64 "%c",
                                 kv[i].name, kv[i].v, sep);
     if (off < len)
-        snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s",
+        snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s%cpath=%s",
                  uplink_name(g->uplink), sep,
-                 g->mqtt ? "connected" : "disconnected");
+                 g->mqtt ? "connected" : "disconnected", sep,
+                 g->direct ? "direct" : "spool");
 }
 
 void stats_status_line(const struct stats_gauges *g, char *buf, size_t len)
 {
     snprintf(buf, len,
-             "%suplink %s, mqtt %s, spool %" PRId64 " records, %" PRId64
-             " dead letters",
+             "%suplink %s, mqtt %s, %s path, spool %" PRId64
+             " records, %" PRId64 " dead letters",
              g->backpressure ? "backpressure (spool full), " : "",
              uplink_name(g->uplink), g->mqtt ? "connected" : "disconnected",
-             g->backlog, g->dead_in_spool);
+             g->direct ? "direct" : "spool", g->backlog, g->dead_in_spool);
 }
 
 int stats_write_file(const char *path, const struct stats_ident *id,

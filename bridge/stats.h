@@ -12,8 +12,8 @@
 
 struct stats {
     int64_t received;       /* messages handed over by the broker */
-    int64_t spooled;        /* committed to the spool */
-    int64_t delivered;      /* acknowledged by Kafka and acked in the spool */
+    int64_t spooled;        /* records committed to the spool */
+    int64_t delivered;      /* records Kafka confirmed (direct included) */
     int64_t dead_lettered;  /* routed to kafka.dead_letter_topic */
     int64_t unrouted;       /*   of those: no route matched */
     int64_t bad_topic;      /*   of those: illegal Kafka topic from captures */
@@ -29,6 +29,10 @@ struct stats {
     int64_t redelivered;   /* broker redeliveries of committed messages */
     int64_t dropped_qos0;  /* QoS 0 messages lost: their commit failed */
     int64_t props_renamed; /* device properties named like the bridge's */
+    int64_t direct;        /* records Kafka confirmed on the direct path,
+                            * never written to the spool */
+    int64_t spilled;       /* records the direct path put into the spool
+                            * (not confirmed in time; in spooled too) */
 };
 
 struct stats_gauges { /* the state now, from the spool and the links */
@@ -39,6 +43,7 @@ struct stats_gauges { /* the state now, from the spool and the links */
     int uplink;       /* -1 unknown, 0 down, 1 up */
     int mqtt;         /* 1 connected */
     int backpressure; /* not reading MQTT: the spool is full */
+    int direct;       /* 1: bursts go straight to Kafka (spool.mode) */
 };
 
 /* "name=value" pairs separated by sep, then uplink= and mqtt=. Truncates

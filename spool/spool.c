@@ -378,7 +378,8 @@ int spool_put(struct spool *sp, struct spool_rec *recs, size_t n)
     return rc;
 }
 
-/* --- reserved ids, spills -------------------------------------------------- */
+/* --- reserved ids, spills --------------------------------------------------
+ */
 
 int spool_reserve(struct spool *sp, int64_t n, int64_t *first)
 {

@@ -29,6 +29,12 @@ results/throughput.png from it. Scenarios:
   herd        1,000 clients connect at once and publish 200,000 messages
               as fast as they can (m2k-herd); time until all are in Kafka,
               the bridge's memory peak, nothing lost.
+  wear        bytes the daemon writes to storage per message (/proc/PID/io
+              write_bytes, its log going to a pipe as to journald and
+              its status file on tmpfs as in service) at 10, 100 and
+              1,000 msg/s, 20 devices, QoS 1, 100-byte readings, Kafka
+              healthy: spool.mode direct and always, sync normal and
+              full; with GB/day at each rate.
   hostile     the bridge's memory peak under inputs built to make it grow:
               batches of 1,024 readings split into records that each carry
               16 KiB of user properties, 4 MiB payloads, and 20,000
@@ -72,10 +78,10 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 QUICK = {"step_s": 1.0, "start": 10000, "bisect": 0, "max_rate": 40000,
          "lat_s": 3.0, "backlog": 30000, "herd_clients": 100,
-         "herd_msgs": 20000}
+         "herd_msgs": 20000, "wear_s": 10}
 FULL = {"step_s": 5.0, "start": 4000, "bisect": 2, "max_rate": 320000,
         "lat_s": 10.0, "backlog": 1000000, "herd_clients": 1000,
-        "herd_msgs": 200000}
+        "herd_msgs": 200000, "wear_s": 30}
 
 
 def log(msg):
@@ -200,7 +206,7 @@ class M2K:
     """One mqtt2kafka daemon with its own folder, config and spool."""
 
     def __init__(self, work, name, routes, sync="normal", brokers=KAFKA,
-                 extra_kafka=None):
+                 extra_kafka=None, mode=None, status=None):
         self.dir = Path(work) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "m2k.yaml"
@@ -218,8 +224,9 @@ class M2K:
         lines += [
             "spool:", f"  path: {self.dir / 'spool.db'}", "  max_bytes: 4GiB",
             f"  sync: {sync}", "  on_full: backpressure",
+            *([f"  mode: {mode}"] if mode else []),
             "log:", "  stats_interval: 1",
-            f"  status_file: {self.dir / 'status'}",
+            f"  status_file: {status or self.dir / 'status'}",
             "routes:",
         ]
         for match, ktopic in routes:
@@ -228,12 +235,24 @@ class M2K:
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = None
         self.logf = self.dir / "bridge.log"
+        self.status_file = Path(status) if status else self.dir / "status"
 
-    def start(self):
+    def start(self, piped=False):
+        """piped: the daemon's output goes through a pipe (as to journald
+        in service), so the log file's writes are not the daemon's."""
         self.log_fd = open(self.logf, "ab")
         self.proc = subprocess.Popen([BUILD / "mqtt2kafka", "run", "-c",
-                                      self.conf], stdout=self.log_fd,
+                                      self.conf],
+                                     stdout=subprocess.PIPE if piped
+                                     else self.log_fd,
                                      stderr=subprocess.STDOUT)
+        if piped:
+            def copy(src, dst):
+                for chunk in iter(lambda: src.read1(65536), b""):
+                    dst.write(chunk)
+                    dst.flush()
+            threading.Thread(target=copy, args=(self.proc.stdout, self.log_fd),
+                             daemon=True).start()
         self.wait_log("mqtt: connected", 30)
         time.sleep(0.3)  # the SUBSCRIBE goes out right after CONNACK
         return self
@@ -272,7 +291,7 @@ class M2K:
 
     def status(self):
         try:
-            lines = (self.dir / "status").read_text().splitlines()
+            lines = self.status_file.read_text().splitlines()
         except OSError:
             return {}
         kv = dict(line.split("=", 1) for line in lines if "=" in line)
@@ -683,7 +702,72 @@ def scenario_herd(b):
     return r
 
 
-# --- scenario 5: hostile inputs -----------------------------------------------
+# --- scenario 5: flash wear --------------------------------------------------------
+
+WEAR_RATES = (10, 100, 1000)
+WEAR_DEVICES = 20
+
+
+def scenario_wear(b):
+    """Bytes written per message in steady state, Kafka healthy."""
+    secs = b.cfg["wear_s"]
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else b.work
+    rows = []
+    for mode in ("direct", "always"):
+        for sync in ("normal", "full"):
+            name = f"wear-{mode}-{sync}"
+            tpl = f"b/{b.run}/{name}/{{device}}"
+            ktopic = f"m2kb.{b.run}.{name}"
+            topic(ktopic)
+            m = M2K(b.work, name, [(tpl, ktopic)], sync=sync, mode=mode,
+                    status=shm / f"m2kb-{b.run}-{name}.status")
+            m.start(piped=True).warm(tpl)
+            time.sleep(1)
+            seq = 1
+            for rate in WEAR_RATES:
+                per_dev = max(1, int(rate * secs / WEAR_DEVICES))
+                s0 = proc_sample(m.proc.pid)
+                t0 = time.monotonic()
+                p = pub(tpl, rate, per_dev, devices=WEAR_DEVICES,
+                        extra=["--start-seq", str(seq)])
+                # the last acks and any group commit land inside the window
+                time.sleep(1)
+                s1 = proc_sample(m.proc.pid)
+                dt = time.monotonic() - t0
+                seq += per_dev
+                n = per_dev * WEAR_DEVICES
+                wb = s1["write_bytes"] - s0["write_bytes"]
+                r = {"mode": mode, "sync": sync, "rate": rate, "n": n,
+                     "published": p["rate"], "seconds": round(dt, 1),
+                     "write_bytes": wb,
+                     "bytes_per_msg": round(wb / n, 1),
+                     "gb_per_day": round(wb / dt * 86400 / 1e9, 2)}
+                rows.append(r)
+                b.emit("wear", r)
+                log(f"  {mode:6} sync {sync:6} {rate:>5}/s  "
+                    f"{r['bytes_per_msg']:>8} B/msg  {r['gb_per_day']:>7} GB/day")
+            c = m.stop()
+            m.status_file.unlink(missing_ok=True)
+            log(f"  {mode:6} sync {sync:6} counters: direct {c.get('direct')}, "
+                f"spooled {c.get('spooled')}, spilled {c.get('spilled')}")
+    b.summary["wear"] = rows
+    log("")
+    log("| rate | direct, sync normal | direct, sync full | always, sync "
+        "normal | always, sync full |")
+    log("| ---: | ---: | ---: | ---: | ---: |")
+    for rate in WEAR_RATES:
+        cells = []
+        for mode in ("direct", "always"):
+            for sync in ("normal", "full"):
+                r = next(x for x in rows if x["mode"] == mode and
+                         x["sync"] == sync and x["rate"] == rate)
+                cells.append(f"{r['bytes_per_msg']} B ({r['gb_per_day']} "
+                             f"GB/day)")
+        log(f"| {rate} msg/s | " + " | ".join(cells) + " |")
+    return rows
+
+
+# --- scenario 6: hostile inputs -----------------------------------------------
 
 def hostile_publish(topic_name, payloads, props, qos=1):
     """Publishes payloads with MQTT 5 user properties (paho)."""
@@ -843,6 +927,9 @@ def main(argv):
         if not only or "herd" in only:
             log("== thundering herd")
             scenario_herd(b)
+        if not only or "wear" in only:
+            log("== flash wear: bytes written per message, Kafka healthy")
+            scenario_wear(b)
         if not only or "hostile" in only:
             log("== memory under hostile inputs")
             scenario_hostile(b)

@@ -261,7 +261,8 @@ def test_failed_commits_lose_nothing_count_once(stack, uniq, tmp_path):
     failed commit rolled back delivered, retries and kafka_refused counted
     while the burst waited, and stored parts came back under new ids."""
     br = Bridge(stack, tmp_path, uniq,
-                extra={"spool": {"max_bytes": "2MiB"}, "log": {"stats_interval": 1}},
+                extra={"spool": {"max_bytes": "2MiB", "mode": "always"},
+                       "log": {"stats_interval": 1}},
                 env={"MQTT2KAFKA_FAULT": "fail-put@3"}).start()
     acked = tmp_path / "acked.txt"
     q1 = pub_background(stack, f"{uniq}/sensors/eu/temp/{{device}}", 5, 8, 300, acked)
@@ -288,7 +289,8 @@ def test_qos0_lost_in_a_failed_commit_is_counted(stack, uniq, tmp_path):
     """The broker never resends a QoS 0 message: one whose commit failed
     is gone, and was once gone without a trace. Every QoS 0 message the
     bridge received is in Kafka or counted as dropped_qos0."""
-    br = Bridge(stack, tmp_path, uniq, extra={"mqtt": {"qos": 0}},
+    br = Bridge(stack, tmp_path, uniq,
+                extra={"mqtt": {"qos": 0}, "spool": {"mode": "always"}},
                 env={"MQTT2KAFKA_FAULT": "fail-put@2"}).start()
     res = pub(stack, f"{uniq}/sensors/eu/temp/{{device}}", devices=2, count=500,
               rate=200, qos=0, size=200)

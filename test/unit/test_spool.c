@@ -1141,8 +1141,8 @@ static void test_disk_full_backpressure(void **state)
     disk_full_case(*state, SPOOL_BACKPRESSURE);
 }
 
-
-/* --- reserved ids and spills (the bridge's direct path) --------------------- */
+/* --- reserved ids and spills (the bridge's direct path) ---------------------
+ */
 
 /* n records "seq=<seq0+i>" under ids first.., tagged 500+seq. */
 static int spill_seq(struct spool *sp, int seq0, int n, int64_t first,
@@ -1274,8 +1274,7 @@ static void test_spill_inflight_not_dropped(void **state)
     assert_int_equal(spill_seq(sp, 0, 4, first, fl), 0);
     /* fill past the cap: the oldest eligible rows go, not the spill */
     for (int i = 0; i < 100; i++)
-        assert_int_equal(put_seq(sp, 100 + i * 4, 4, 4000, wall_ms(), NULL),
-                         0);
+        assert_int_equal(put_seq(sp, 100 + i * 4, 4, 4000, wall_ms(), NULL), 0);
     struct spool_stats st;
     spool_stats(sp, &st);
     assert_true(st.dropped[SPOOL_DROP_FULL] > 0);

@@ -40,7 +40,8 @@ static void test_line(void **state)
         buf, " redelivered=2 dropped_qos0=0 props_renamed=0 backlog=4 "));
     assert_non_null(
         strstr(buf, " spool_file_bytes=4096 spool_max_bytes=0 dead_dropped=0 "
-                    "dead_expired=0 uplink=up mqtt=connected"));
+                    "dead_expired=0 direct=0 spilled=0 uplink=up "
+                    "mqtt=connected path=spool"));
     g.uplink = -1;
     g.mqtt = 0;
     stats_format(&n, &g, buf, sizeof buf, '\n');
@@ -50,13 +51,21 @@ static void test_line(void **state)
     assert_int_equal(strlen(buf), 19);
 
     stats_status_line(&g, buf, sizeof buf);
-    assert_string_equal(buf, "uplink unknown, mqtt disconnected, spool 4 "
-                             "records, 0 dead letters");
+    assert_string_equal(buf, "uplink unknown, mqtt disconnected, spool path, "
+                             "spool 4 records, 0 dead letters");
     g.backpressure = 1;
     g.uplink = 0;
     stats_status_line(&g, buf, sizeof buf);
     assert_string_equal(buf, "backpressure (spool full), uplink down, mqtt "
-                             "disconnected, spool 4 records, 0 dead letters");
+                             "disconnected, spool path, spool 4 records, 0 "
+                             "dead letters");
+    g.backpressure = 0;
+    g.uplink = 1;
+    g.mqtt = 1;
+    g.direct = 1;
+    stats_status_line(&g, buf, sizeof buf);
+    assert_string_equal(buf, "uplink up, mqtt connected, direct path, spool 4 "
+                             "records, 0 dead letters");
 }
 
 static void test_file(void **state)
@@ -77,7 +86,8 @@ static void test_file(void **state)
     assert_non_null(strstr(text, "state=running\npid=1234\n"
                                  "updated_ms=1700000000000\nversion=9.9\n"
                                  "gateway=gw-1\nreceived=5\n"));
-    assert_non_null(strstr(text, "\nuplink=down\nmqtt=disconnected\n"));
+    assert_non_null(
+        strstr(text, "\nuplink=down\nmqtt=disconnected\npath=spool\n"));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_int_equal(access(tmp, F_OK), -1); /* renamed into place */
     unlink(path);
