@@ -842,7 +842,7 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(db,
-                     "DROP TABLE tags; DROP TABLE clock;"
+                     "DROP TABLE tags; DROP TABLE clock; DROP TABLE kv;"
                      "ALTER TABLE state DROP COLUMN clock_ms;"
                      "ALTER TABLE state DROP COLUMN clock_wall_ms;"
                      "ALTER TABLE state DROP COLUMN dead_dropped_full;"
