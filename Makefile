@@ -14,7 +14,7 @@
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
 PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
-             libmicrohttpd
+             libmicrohttpd jansson
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -64,9 +64,16 @@ endif
 # code.
 PROTO_INC  ?= /usr/include
 PBDESC_C   := $(B)/pbdesc/google/protobuf/descriptor.pb-c.c
+# Every schema in proto/ is embedded as one descriptor set (the built-in
+# types, loaded at run time like the user's: bridge/schemas.c); the ones
+# the bridge also writes or its tools use are compiled with protoc-c too
+# (Sparkplug B is decoded through the set only).
 PROTOS     := $(wildcard proto/*.proto)
-PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS)) $(PBDESC_C)
-PROTO_H    := $(PROTO_C:.c=.h)
+PROTOS_C   := $(filter-out proto/sparkplug_b.proto,$(PROTOS))
+BUILTIN_C  := $(B)/proto/builtin_desc.c
+PROTO_C    := $(patsubst proto/%.proto,$(B)/proto/%.pb-c.c,$(PROTOS_C)) \
+              $(PBDESC_C) $(BUILTIN_C)
+PROTO_H    := $(patsubst %.c,%.h,$(filter %.pb-c.c,$(PROTO_C)))
 PROTO_O    := $(PROTO_C:.c=.o)
 
 SPOOL_SRC  := $(wildcard spool/*.c)
@@ -89,7 +96,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -104,14 +111,18 @@ UNIT_DEPS_test_spool_crash := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
-PB_O                  := bridge/pb.o bridge/pb_json.o bridge/numfmt.o
+PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
+PB_O                  := bridge/pb.o bridge/pb_json.o bridge/pb_json_wkt.o \
+                         bridge/numfmt.o $(PB_SCHEMA_O)
 CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o
 UNIT_DEPS_test_conf   := $(CONF_O) bridge/route.o
 UNIT_DEPS_test_units  := bridge/units.o
 UNIT_DEPS_test_route  := bridge/route.o $(CONF_O)
 UNIT_DEPS_test_pb     := $(PB_O) testproto/alltypes.pb-c.o
-UNIT_DEPS_test_convert := bridge/convert.o bridge/payload.o bridge/route.o \
-                          $(CONF_O) $(PB_O)
+DECODE_O              := bridge/convert.o bridge/payload.o bridge/route.o \
+                         bridge/schemas.o bridge/jsonp.o bridge/spb.o \
+                         $(CONF_O) $(PB_O)
+UNIT_DEPS_test_convert := $(DECODE_O)
 UNIT_DEPS_test_batch  := bridge/batch.o
 UNIT_DEPS_test_redeliver := bridge/redeliver.o
 UNIT_DEPS_test_stats  := bridge/stats.o
@@ -119,7 +130,6 @@ UNIT_DEPS_test_record := bridge/record.o
 UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
-PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O)
@@ -133,6 +143,23 @@ $(B)/proto/%.pb-c.c $(B)/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(@D)
 	@echo "  PROTOC  $<"
 	$(Q)protoc-c --proto_path=proto --c_out=$(B)/proto $<
+
+# The built-in types as one descriptor set, embedded as a byte array.
+$(B)/proto/builtin.desc: $(PROTOS)
+	@mkdir -p $(@D)
+	@echo "  PROTOC  $@"
+	$(Q)protoc-c --proto_path=proto --descriptor_set_out=$@ $(notdir $(PROTOS))
+$(BUILTIN_C): $(B)/proto/builtin.desc
+	@echo "  GEN     $@"
+	$(Q){ echo '/* generated from proto/*.proto by the Makefile: a descriptor set */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'extern const unsigned char schemas_builtin_set[];'; \
+	  echo 'extern const size_t schemas_builtin_len;'; \
+	  echo 'const unsigned char schemas_builtin_set[] = {'; \
+	  od -An -v -tx1 $< | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; \
+	  echo 'const size_t schemas_builtin_len = sizeof schemas_builtin_set;'; } >$@.tmp
+	$(Q)mv $@.tmp $@
 
 # Test-only schemas (every protobuf field type) for the decode tests.
 $(B)/testproto/%.pb-c.c $(B)/testproto/%.pb-c.h: test/unit/fixtures/%.proto
@@ -297,7 +324,10 @@ deb-check:
 # learn is kept in build-fuzz/. A crash leaves its input there and fails.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/numfmt.c
+PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/pb_json_wkt.c bridge/numfmt.c \
+                $(addsuffix .c,$(basename $(PB_SCHEMA_O)))
+DECODE_SRC   := bridge/route.c bridge/payload.c bridge/convert.c bridge/schemas.c \
+                bridge/jsonp.c bridge/spb.c
 CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -307,8 +337,7 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
 	@mkdir -p $(FUZZ_DIR)/conf $(FUZZ_DIR)/decode $(FUZZ_DIR)/pb_schema
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_conf $(FUZZ_DIR)/fuzz_decode"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_conf test/fuzz/fuzz_conf.c \
-	  $(CONF_SRC) bridge/route.c bridge/payload.c bridge/convert.c $(PB_SRC) \
-	  $(PROTO_C) $(PKG_LIBS)
+	  $(CONF_SRC) $(DECODE_SRC) $(PB_SRC) $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
 	  $(PB_SRC) $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf

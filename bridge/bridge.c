@@ -86,13 +86,23 @@ static int hold(struct bridge *br, const struct mqtt_in_msg *m,
 /* What became of a message in the burst (batch_msg.fate). */
 enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
 
+/* What a stored message adds to the counters besides itself
+ * (batch_msg.notes). */
+enum { NOTE_UNKNOWN = 1, NOTE_UNRESOLVED = 2, NOTE_SEQ_GAP = 4 };
+
+static void end_msg_notes(struct bridge *br, const struct mqtt_in_msg *m,
+                          int fate, int kind, int64_t tag, unsigned notes)
+{
+    struct batch_msg bm = {
+        .qos = m->qos, .fate = fate, .kind = kind, .tag = tag, .notes = notes};
+    if (batch_end_msg(&br->batch, &bm))
+        br->batch.failed = 1; /* cannot happen: read_burst keeps room */
+}
+
 static void end_msg(struct bridge *br, const struct mqtt_in_msg *m, int fate,
                     int kind, int64_t tag)
 {
-    struct batch_msg bm = {
-        .qos = m->qos, .fate = fate, .kind = kind, .tag = tag};
-    if (batch_end_msg(&br->batch, &bm))
-        br->batch.failed = 1; /* cannot happen: read_burst keeps room */
+    end_msg_notes(br, m, fate, kind, tag, 0);
 }
 
 /* One spool put can hold records first..first+n of the batch. */
@@ -130,6 +140,8 @@ static int emit_record(void *ud, const struct convert_rec *v)
     unsigned char hbuf[HDRS_CAP];
     struct record_hdrs h = {.buf = hbuf, .cap = sizeof(hbuf)};
     base_headers(e->br, e->m, &h, e->now, NULL, v->content_type);
+    for (size_t i = 0; i < v->nhdrs; i++)
+        record_hdr_add_str(&h, v->hdrs[i].name, v->hdrs[i].value);
     struct batch_rec r = {
         .topic = v->topic,
         .key = v->has_key ? v->key : NULL,
@@ -208,6 +220,29 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
         br->batch.failed = 1;
 }
 
+/* What a converted message asks besides its records: Sparkplug aliases to
+ * keep in the spool (a cache: a failure only costs a rebirth later) and a
+ * rebirth request to publish. Returns the notes to count if it is stored. */
+static unsigned side_effects(struct bridge *br)
+{
+    struct convert_effects e;
+    convert_effects(br->cv, &e);
+    if (e.state_key &&
+        spool_kv_put(br->sp, e.state_key, e.state, e.state_len) < 0)
+        log_warn("spool: cannot keep %s: %s", e.state_key,
+                 spool_errmsg(br->sp));
+    if (e.publish_topic) {
+        if (mqtt_in_publish(br->in, e.publish_topic, e.publish,
+                            e.publish_len) == 0) {
+            br->n.spb_rebirths++;
+            log_info("sparkplug: asked for a rebirth on %s", e.publish_topic);
+        }
+    }
+    return (e.unknown_fields ? NOTE_UNKNOWN : 0) |
+           (e.unresolved ? NOTE_UNRESOLVED : 0) |
+           (e.seq_gap ? NOTE_SEQ_GAP : 0);
+}
+
 void br_on_message(void *ud, const struct mqtt_in_msg *m)
 {
     struct bridge *br = ud;
@@ -231,9 +266,10 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
     if (rc && br->batch.failed)
         return; /* out of memory: the burst is withheld */
     size_t n = br->batch.n - mark.n;
+    unsigned notes = side_effects(br);
     if (rc == 0 && d.kind == CONVERT_OK) {
         if (fits(br, mark.n, n)) {
-            end_msg(br, m, FATE_STORED, 0, tag);
+            end_msg_notes(br, m, FATE_STORED, 0, tag, notes);
             return;
         }
         rc = -ENOSPC;
@@ -303,6 +339,9 @@ static void count_msg(struct bridge *br, const struct batch_msg *m)
     }
     if (m->fate == FATE_DEAD)
         count_dead(&br->n, m->kind);
+    br->n.unknown_fields += (m->notes & NOTE_UNKNOWN) != 0;
+    br->n.spb_unresolved += (m->notes & NOTE_UNRESOLVED) != 0;
+    br->n.spb_seq_gaps += (m->notes & NOTE_SEQ_GAP) != 0;
     br->n.spooled += (int64_t)m->n;
     if (m->tag)
         redeliver_remember(br->rd, m->tag);

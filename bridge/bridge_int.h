@@ -16,6 +16,7 @@
 #include "bridge/mqtt_in.h"
 #include "bridge/outbox.h"
 #include "bridge/redeliver.h"
+#include "bridge/schemas.h"
 #include "bridge/stats.h"
 #include "spool/spool.h"
 
@@ -28,7 +29,8 @@
 #define GROUP_RECORDS     512 /* commit at once when a burst has this */
 struct bridge {
     const struct conf *c;
-    struct convert *cv; /* route + decode: message → records */
+    struct convert *cv;        /* route + decode: message → records */
+    struct pb_schema *schemas; /* the loaded protobuf schemas */
     struct spool *sp;
     struct mqtt_in *in;
     struct kafka_out *out;
@@ -51,6 +53,7 @@ struct bridge {
     int out_failed;      /* the producer could not be recreated */
     int64_t next_status; /* when to rewrite the status file */
     int stop;
+    size_t restored; /* kept state entries given back at start */
 };
 
 /* bridge.c: the data path. The mqtt_in callbacks; the group commit (the

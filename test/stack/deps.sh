@@ -7,7 +7,7 @@ set -euo pipefail
 
 # libprotobuf-dev: descriptor.proto and the well-known types' .proto files
 # (run-time schemas); protobuf-compiler: protoc, for the schema tests' sets
-build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev
+build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev libjansson-dev
             protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev
             libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev
             clang libclang-rt-14-dev)  # clang + its runtimes: make fuzz (libFuzzer)
