@@ -190,7 +190,8 @@ TESTSCHEMA  := acme/common/v1/device acme/common/v1/units acme/meter/v2/reading 
 TESTSCHEMA_O := $(addprefix testschema/,$(addsuffix .pb-c.o,$(TESTSCHEMA)))
 TESTSCHEMA_H := $(addprefix $(B)/testschema/,$(addsuffix .pb-c.h,$(TESTSCHEMA)))
 SCHEMA_DESC := $(addprefix $(B)/schema/,all.desc device.desc meter.desc \
-                 wkt.desc bad-group.desc bad-extend.desc bad-nested-extend.desc)
+                 wkt.desc bad-group.desc bad-extend.desc bad-nested-extend.desc \
+                 json.desc alltypes.desc)
 $(B)/testschema/google/protobuf/%.pb-c.c $(B)/testschema/google/protobuf/%.pb-c.h: \
 		$(PROTO_INC)/google/protobuf/%.proto
 	@mkdir -p $(@D)
@@ -211,6 +212,12 @@ $(B)/schema/all.desc: $(SCHEMA_PROTOS)
 	@mkdir -p $(@D)
 	@echo "  PROTOC  $@"
 	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/reading.proto acme/meter/v2/config.proto
+$(B)/schema/json.desc: $(SCHEMA_PROTOS)
+	@mkdir -p $(@D)
+	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/json.proto acme/meter/v2/config.proto
+$(B)/schema/alltypes.desc: test/unit/fixtures/alltypes.proto
+	@mkdir -p $(@D)
+	$(Q)protoc --proto_path=test/unit/fixtures --descriptor_set_out=$@ alltypes.proto
 $(B)/schema/device.desc: $(SCHEMA_PROTOS)
 	@mkdir -p $(@D)
 	$(Q)$(PROTOC_SET) acme/common/v1/device.proto acme/common/v1/units.proto
@@ -228,6 +235,9 @@ $(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: $(TESTSCHEMA_
 $(B)/test/unit/test_pb_schema.o $(B)/test/bench/pb_schema_bench.o: \
 	CPPFLAGS += -I$(B)/testschema -DSCHEMA_BUILD='"$(B)/schema"'
 $(B)/unit/test_pb_schema $(B)/bench/pb_schema_bench: | $(SCHEMA_DESC)
+$(B)/unit/test_payload: | $(SCHEMA_DESC)
+$(B)/test/unit/test_payload.o: CPPFLAGS += -DSCHEMA_BUILD='"$(B)/schema"'
+UNIT_DEPS_test_payload = $(DECODE_O)
 
 # Generated code is not ours to keep -Wconversion clean.
 $(PROTO_O): %.o: %.c

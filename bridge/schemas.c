@@ -72,7 +72,7 @@ __attribute__((format(printf, 5, 6))) static int fail_at(const struct conf *c,
 static int expand(const struct conf *c, size_t i, glob_t *g, char *err,
                   size_t errlen)
 {
-    int rc = glob(c->schemas[i], GLOB_ERR, NULL, g);
+    int rc = glob(c->schemas[i], 0, NULL, g);
     if (rc == GLOB_NOMATCH)
         return fail_at(c, i, err, errlen,
                        "\"%.200s\" matches no file (make one with: protoc "
