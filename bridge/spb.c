@@ -85,7 +85,8 @@ struct spb {
     size_t nscopes;
     struct node *nodes; /* sorted by key */
     size_t nnodes;
-    size_t names; /* bytes of all names */
+    size_t names;   /* bytes of all names */
+    size_t aliases; /* of all scopes */
     int rebirth;
     int64_t interval;
     struct jsonp *state_json;
@@ -255,6 +256,7 @@ static struct scope *scope_put(struct spb *sp, const char *key)
             sp->names -= s->a[k].len;
             free(s->a[k].name);
         }
+        sp->aliases -= s->n;
         free(s->a);
         s->a = NULL;
         s->n = 0;
@@ -315,8 +317,8 @@ static int alias_add(struct spb *sp, struct scope *s, uint64_t alias,
                      uint32_t dt, const char *name, size_t len)
 {
     struct alias *a;
-    if (s->n >= SPB_ALIASES_MAX || len > UINT32_MAX ||
-        sp->names + len > SPB_NAMES_MAX)
+    if (s->n >= SPB_ALIASES_MAX || sp->aliases >= SPB_ALIASES_ALL ||
+        len > UINT32_MAX || sp->names + len > SPB_NAMES_MAX)
         return -ENOSPC;
     if (!(a = realloc(s->a, (s->n + 1) * sizeof *a)))
         return -ENOMEM;
@@ -329,11 +331,12 @@ static int alias_add(struct spb *sp, struct scope *s, uint64_t alias,
     a->datatype = dt;
     a->len = (uint32_t)len;
     sp->names += len;
+    sp->aliases++;
     s->n++;
     return 0;
 }
 
-static void sort_dedup(struct scope *s, size_t *names)
+static void sort_dedup(struct scope *s, size_t *names, size_t *aliases)
 {
     size_t o = 0;
     if (s->n > 1)
@@ -341,6 +344,7 @@ static void sort_dedup(struct scope *s, size_t *names)
     for (size_t i = 0; i < s->n; i++) { /* the last of one alias wins */
         if (i + 1 < s->n && s->a[i + 1].alias == s->a[i].alias) {
             *names -= s->a[i].len;
+            (*aliases)--;
             free(s->a[i].name);
             continue;
         }
@@ -403,7 +407,7 @@ int spb_restore(struct spb *sp, const char *key, const void *blob, size_t len)
             break;
         p += 16 + nl;
     }
-    sort_dedup(s, &sp->names);
+    sort_dedup(s, &sp->names, &sp->aliases);
     return p == end ? 0 : -EINVAL;
 }
 
@@ -538,7 +542,7 @@ static void birth(struct spb *sp, const char *key)
         if (alias_add(sp, s, alias, (uint32_t)dt, name, nl))
             break;
     }
-    sort_dedup(s, &sp->names);
+    sort_dedup(s, &sp->names, &sp->aliases);
     if (serialise(sp, s) == 0) {
         snprintf(sp->state_key, sizeof sp->state_key, "%s%s", SPB_STATE_PREFIX,
                  key);

@@ -42,6 +42,7 @@
 #define SPB_PAYLOAD_TYPE "org.eclipse.tahu.protobuf.Payload"
 #define SPB_SCOPES_MAX   4096        /* edge nodes and devices with aliases */
 #define SPB_ALIASES_MAX  65536       /* aliases one BIRTH defines */
+#define SPB_ALIASES_ALL  1000000     /* aliases of all scopes together */
 #define SPB_NAMES_MAX    (16u << 20) /* bytes of metric names, all scopes */
 #define SPB_STATE_PREFIX "spb/"      /* keys of the persisted alias tables */
 
