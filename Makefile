@@ -214,7 +214,8 @@ $(B)/schema/all.desc: $(SCHEMA_PROTOS)
 	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/reading.proto acme/meter/v2/config.proto
 $(B)/schema/json.desc: $(SCHEMA_PROTOS)
 	@mkdir -p $(@D)
-	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/json.proto acme/meter/v2/config.proto
+	$(Q)$(PROTOC_SET) --include_imports acme/meter/v2/json.proto acme/meter/v2/config.proto \
+	  acme/meter/v2/options.proto
 $(B)/schema/alltypes.desc: test/unit/fixtures/alltypes.proto
 	@mkdir -p $(@D)
 	$(Q)protoc --proto_path=test/unit/fixtures --descriptor_set_out=$@ alltypes.proto

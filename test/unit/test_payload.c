@@ -211,6 +211,33 @@ static void nul_in_strings(void **state)
     unbuild(&x);
 }
 
+/* Custom options (extends of google.protobuf.*Options, at the top and
+ * nested) are accepted and ignored; the annotated type works. */
+static void custom_options(void **state)
+{
+    struct pb_schema *s = registry();
+    struct pb *dc;
+    const ProtobufCMessage *m;
+    const void *js;
+    size_t jl;
+    char why[256];
+    static const unsigned char wire[] = {0x0a, 0x09, 0x09, 0,    0,    0,   0,
+                                         0,    0,    0xf8, 0x3f, 0x11, 0,   0,
+                                         0,    0,    0,    0,    0x00, 0x40};
+    (void)state;
+    const ProtobufCMessageDescriptor *d =
+        pb_schema_message(s, "acme.meter.v2.Annotated");
+    assert_non_null(d);
+    assert_int_equal(pb_new(&dc), 0);
+    assert_int_equal(pb_unpack(dc, d, wire, sizeof wire, &m, why, sizeof why),
+                     0);
+    assert_int_equal(pb_json(dc, m, &js, &jl, why, sizeof why), 0);
+    assert_int_equal(jl, strlen("{\"inner\":{\"watts\":1.5},\"volts\":2.0}"));
+    assert_memory_equal(js, "{\"inner\":{\"watts\":1.5},\"volts\":2.0}", jl);
+    pb_free(dc);
+    pb_schema_free(s);
+}
+
 static void unknown_fields(void **state)
 {
     struct fx x = {0};
@@ -455,10 +482,10 @@ static void sparkplug(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(runtime_json),      cmocka_unit_test(nul_in_strings),
-        cmocka_unit_test(unknown_fields),    cmocka_unit_test(json_payloads),
-        cmocka_unit_test(confluent_framing), cmocka_unit_test(schema_errors),
-        cmocka_unit_test(sparkplug),
+        cmocka_unit_test(runtime_json),   cmocka_unit_test(custom_options),
+        cmocka_unit_test(nul_in_strings), cmocka_unit_test(unknown_fields),
+        cmocka_unit_test(json_payloads),  cmocka_unit_test(confluent_framing),
+        cmocka_unit_test(schema_errors),  cmocka_unit_test(sparkplug),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
