@@ -158,8 +158,6 @@ static int frame(const struct conf *c, const struct conf_route *r, int no,
 
 /* ---- plans --------------------------------------------------------------- */
 
-static const char *const fmt_names[] = {"raw", "envelope", "json", "confluent"};
-
 /* The payload type of route no: raw, json, sparkplug or a loaded type. */
 static int plan_kind(const struct conf *c, const struct conf_route *r, int no,
                      struct payload *p, struct plan *pl, char *err,
@@ -270,7 +268,6 @@ static int compile_plan(const struct conf *c, const struct conf_route *r,
     else if (elem)
         snprintf(pl->ctype, sizeof pl->ctype,
                  "application/x-protobuf; messageType=%s", elem);
-    (void)fmt_names;
     return 0;
 }
 
