@@ -220,17 +220,57 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
         br->batch.failed = 1;
 }
 
+/* Writes the state gathered since the last flush in one transaction. It
+ * is a cache (Sparkplug aliases): a failure only costs a rebirth later. */
+void br_kv_flush(struct bridge *br)
+{
+    if (br->nkv && spool_kv_put_n(br->sp, br->kv, br->nkv) < 0)
+        log_warn("spool: cannot keep %zu state entries: %s", br->nkv,
+                 spool_errmsg(br->sp));
+    for (size_t i = 0; i < br->nkv; i++) {
+        free((char *)br->kv[i].key);
+        free((void *)br->kv[i].v);
+    }
+    br->nkv = 0;
+}
+
+/* Holds a copy of (key, v) for the next flush; a key held already gets the
+ * new value. */
+static void kv_hold(struct bridge *br, const char *key, const void *v,
+                    size_t len)
+{
+    size_t i = 0;
+    char *k = NULL;
+    void *c;
+    while (i < br->nkv && strcmp(br->kv[i].key, key))
+        i++;
+    if (i == KV_PENDING_MAX) {
+        br_kv_flush(br);
+        i = 0;
+    }
+    if (!(c = malloc(len ? len : 1)) || (i == br->nkv && !(k = strdup(key)))) {
+        free(c);
+        log_warn("out of memory keeping %s", key);
+        return;
+    }
+    memcpy(c, v, len);
+    if (i == br->nkv)
+        br->kv[br->nkv++].key = k;
+    else
+        free((void *)br->kv[i].v);
+    br->kv[i].v = c;
+    br->kv[i].len = len;
+}
+
 /* What a converted message asks besides its records: Sparkplug aliases to
- * keep in the spool (a cache: a failure only costs a rebirth later) and a
- * rebirth request to publish. Returns the notes to count if it is stored. */
+ * keep in the spool (with the burst's commit) and a rebirth request to
+ * publish. Returns the notes to count if it is stored. */
 static unsigned side_effects(struct bridge *br)
 {
     struct convert_effects e;
     convert_effects(br->cv, &e);
-    if (e.state_key &&
-        spool_kv_put(br->sp, e.state_key, e.state, e.state_len) < 0)
-        log_warn("spool: cannot keep %s: %s", e.state_key,
-                 spool_errmsg(br->sp));
+    if (e.state_key)
+        kv_hold(br, e.state_key, e.state, e.state_len);
     if (e.publish_topic) {
         if (mqtt_in_publish(br->in, e.publish_topic, e.publish,
                             e.publish_len) == 0) {
@@ -405,6 +445,7 @@ void br_commit(struct bridge *br)
     }
     br_fault_point(br, 1);
     batch_clear(b);
+    br_kv_flush(br);
 write:
     mqtt_in_write(br->in);
 }

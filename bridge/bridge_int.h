@@ -27,6 +27,7 @@
 #define EXPIRE_EVERY_MS   10000
 #define STATUS_EVERY_MS   2000
 #define GROUP_RECORDS     512 /* commit at once when a burst has this */
+#define KV_PENDING_MAX    256 /* decode-stage state kept per burst */
 struct bridge {
     const struct conf *c;
     struct convert *cv;        /* route + decode: message → records */
@@ -54,6 +55,10 @@ struct bridge {
     int64_t next_status; /* when to rewrite the status file */
     int stop;
     size_t restored; /* kept state entries given back at start */
+    /* state the decode stage asked to keep, written with the burst's
+     * commit in one transaction (the last value of each key) */
+    struct spool_kv kv[KV_PENDING_MAX];
+    size_t nkv;
 };
 
 /* bridge.c: the data path. The mqtt_in callbacks; the group commit (the
@@ -66,5 +71,6 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
 void br_commit(struct bridge *br);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
 void br_fault_point(struct bridge *br, int after_commit);
+void br_kv_flush(struct bridge *br);
 
 #endif

@@ -449,6 +449,8 @@ static void set_fault(struct bridge *br)
 
 static void close_all(struct bridge *br)
 {
+    if (br->sp)
+        br_kv_flush(br);
     kafka_out_free(br->out);
     mqtt_in_free(br->in);
     outbox_free(br->ob);

@@ -212,6 +212,13 @@ const char *spool_errmsg(const struct spool *sp);
 #define SPOOL_KV_KEY_MAX 512
 #define SPOOL_KV_MAX     (1u << 20)
 int spool_kv_put(struct spool *sp, const char *key, const void *v, size_t len);
+/* n values in one transaction (one commit, one fsync): all or none. */
+struct spool_kv {
+    const char *key;
+    const void *v;
+    size_t len;
+};
+int spool_kv_put_n(struct spool *sp, const struct spool_kv *kv, size_t n);
 /* Copies key's value into buf (at most cap bytes; *len gets its size).
  * 0; -ENOENT no such key; -ENOSPC cap too small. */
 int spool_kv_get(struct spool *sp, const char *key, void *buf, size_t cap,

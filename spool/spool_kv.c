@@ -4,9 +4,11 @@
  * the queue (the bridge keeps Sparkplug B alias tables there). Generic:
  * keys are text, values opaque bytes; nothing here knows what they mean.
  *
- * Each call is one statement in its own transaction (SQLite's autocommit),
- * under the handle's mutex, with the handle's synchronous level. Calls are
- * rare (a device's birth), so statements are prepared per call.
+ * Each call is its own transaction (one statement in SQLite's autocommit,
+ * or BEGIN..COMMIT for spool_kv_put_n), under the handle's mutex, with the
+ * handle's synchronous level. Calls are rare (a device's birth; the
+ * bridge gathers a burst's into one spool_kv_put_n), so statements are
+ * prepared per call.
  *
  * sqlite3 and libc only.
  */
@@ -58,6 +60,38 @@ int spool_kv_put(struct spool *sp, const char *key, const void *v, size_t len)
         return -EINVAL;
     return run(sp, "INSERT OR REPLACE INTO kv(k,v) VALUES(?1,?2)", key,
                v ? v : "", len);
+}
+
+int spool_kv_put_n(struct spool *sp, const struct spool_kv *kv, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0, s;
+    for (size_t i = 0; i < n; i++)
+        if (!key_ok(kv[i].key) || kv[i].len > SPOOL_KV_MAX)
+            return -EINVAL;
+    pthread_mutex_lock(&sp->mu);
+    if ((s = sqlite3_exec(sp->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)))
+        rc = sp_sqerr(sp, s, "kv");
+    else if ((s = sqlite3_prepare_v2(
+                  sp->db, "INSERT OR REPLACE INTO kv(k,v) VALUES(?1,?2)", -1,
+                  &st, NULL)))
+        rc = sp_sqerr(sp, s, "kv");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        sqlite3_bind_text(st, 1, kv[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, kv[i].len ? kv[i].v : "", (int)kv[i].len,
+                          SQLITE_STATIC);
+        if ((s = sqlite3_step(st)) != SQLITE_DONE)
+            rc = (s & 0xff) == SQLITE_FULL ? sp_fail(sp, -ENOSPC, "kv: full")
+                                           : sp_sqerr(sp, s, "kv");
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == 0 && (s = sqlite3_exec(sp->db, "COMMIT", NULL, NULL, NULL)))
+        rc = sp_sqerr(sp, s, "kv");
+    if (rc && !sqlite3_get_autocommit(sp->db))
+        sqlite3_exec(sp->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
 }
 
 int spool_kv_del(struct spool *sp, const char *key)

@@ -865,6 +865,14 @@ static void test_kv(void **state)
     all[0] = '\0';
     assert_int_equal(spool_kv_list(sp, "", kv_collect, all), 0);
     assert_string_equal(all, "other=1;spb/g/e/d=;");
+    struct spool_kv kv[2] = {{"a", "1", 1}, {"other", "22", 2}};
+    assert_int_equal(spool_kv_put_n(sp, kv, 2), 0);
+    kv[1].key = ""; /* all or none */
+    kv[0].v = "9";
+    assert_int_equal(spool_kv_put_n(sp, kv, 2), -EINVAL);
+    all[0] = '\0';
+    assert_int_equal(spool_kv_list(sp, "", kv_collect, all), 0);
+    assert_string_equal(all, "a=1;other=22;spb/g/e/d=;");
     spool_close(sp);
 }
 
