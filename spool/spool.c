@@ -633,7 +633,8 @@ static int nack_locked(struct spool *sp, const int64_t *ids, size_t n)
         int64_t *p = malloc(c * sizeof(*p));
         if (!p)
             return -ENOMEM;
-        memcpy(p, sp->nacked + sp->nacked_head, live * sizeof(*p));
+        if (live)
+            memcpy(p, sp->nacked + sp->nacked_head, live * sizeof(*p));
         free(sp->nacked);
         sp->nacked = p;
         sp->nacked_cap = c;
