@@ -38,9 +38,10 @@ struct batch_ent; /* a held record: offsets into buf */
 struct batch_msg {   /* one MQTT message of the burst */
     size_t first, n; /* its records: ents[first .. first + n) */
     int qos;
-    int fate;    /* the owner's: stored, dead-lettered, redelivered, ... */
-    int kind;    /* the owner's: why it was dead-lettered */
-    int64_t tag; /* the owner's: redelivery tag */
+    int fate;       /* the owner's: stored, dead-lettered, redelivered, ... */
+    int kind;       /* the owner's: why it was dead-lettered */
+    int64_t tag;    /* the owner's: redelivery tag */
+    unsigned notes; /* the owner's: what else to count when it is stored */
 };
 
 struct batch {

@@ -83,13 +83,19 @@ static int hold(struct bridge *br, const struct mqtt_in_msg *m,
     return rc;
 }
 
+static void end_msg_notes(struct bridge *br, const struct mqtt_in_msg *m,
+                          int fate, int kind, int64_t tag, unsigned notes)
+{
+    struct batch_msg bm = {
+        .qos = m->qos, .fate = fate, .kind = kind, .tag = tag, .notes = notes};
+    if (batch_end_msg(&br->batch, &bm))
+        br->batch.failed = 1; /* cannot happen: read_burst keeps room */
+}
+
 static void end_msg(struct bridge *br, const struct mqtt_in_msg *m, int fate,
                     int kind, int64_t tag)
 {
-    struct batch_msg bm = {
-        .qos = m->qos, .fate = fate, .kind = kind, .tag = tag};
-    if (batch_end_msg(&br->batch, &bm))
-        br->batch.failed = 1; /* cannot happen: read_burst keeps room */
+    end_msg_notes(br, m, fate, kind, tag, 0);
 }
 
 struct emit_ctx { /* one message on its way through convert_message() */
@@ -104,6 +110,8 @@ static int emit_record(void *ud, const struct convert_rec *v)
     unsigned char hbuf[HDRS_CAP];
     struct record_hdrs h = {.buf = hbuf, .cap = sizeof(hbuf)};
     base_headers(e->br, e->m, &h, e->now, NULL, v->content_type);
+    for (size_t i = 0; i < v->nhdrs; i++)
+        record_hdr_add_str(&h, v->hdrs[i].name, v->hdrs[i].value);
     struct batch_rec r = {
         .topic = v->topic,
         .key = v->has_key ? v->key : NULL,
@@ -155,6 +163,69 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
         br->batch.failed = 1;
 }
 
+/* Writes the state gathered since the last flush in one transaction. It
+ * is a cache (Sparkplug aliases): a failure only costs a rebirth later. */
+void br_kv_flush(struct bridge *br)
+{
+    if (br->nkv && spool_kv_put_n(br->sp, br->kv, br->nkv) < 0)
+        log_warn("spool: cannot keep %zu state entries: %s", br->nkv,
+                 spool_errmsg(br->sp));
+    for (size_t i = 0; i < br->nkv; i++) {
+        free((char *)br->kv[i].key);
+        free((void *)br->kv[i].v);
+    }
+    br->nkv = 0;
+}
+
+/* Holds a copy of (key, v) for the next flush; a key held already gets the
+ * new value. */
+static void kv_hold(struct bridge *br, const char *key, const void *v,
+                    size_t len)
+{
+    size_t i = 0;
+    char *k = NULL;
+    void *c;
+    while (i < br->nkv && strcmp(br->kv[i].key, key))
+        i++;
+    if (i == KV_PENDING_MAX) {
+        br_kv_flush(br);
+        i = 0;
+    }
+    if (!(c = malloc(len ? len : 1)) || (i == br->nkv && !(k = strdup(key)))) {
+        free(c);
+        log_warn("out of memory keeping %s", key);
+        return;
+    }
+    memcpy(c, v, len);
+    if (i == br->nkv)
+        br->kv[br->nkv++].key = k;
+    else
+        free((void *)br->kv[i].v);
+    br->kv[i].v = c;
+    br->kv[i].len = len;
+}
+
+/* What a converted message asks besides its records: Sparkplug aliases to
+ * keep in the spool (with the burst's commit) and a rebirth request to
+ * publish. Returns the notes to count if it is stored. */
+static unsigned side_effects(struct bridge *br)
+{
+    struct convert_effects e;
+    convert_effects(br->cv, &e);
+    if (e.state_key)
+        kv_hold(br, e.state_key, e.state, e.state_len);
+    if (e.publish_topic) {
+        if (mqtt_in_publish(br->in, e.publish_topic, e.publish,
+                            e.publish_len) == 0) {
+            br->n.spb_rebirths++;
+            log_info("sparkplug: asked for a rebirth on %s", e.publish_topic);
+        }
+    }
+    return (e.unknown_fields ? NOTE_UNKNOWN : 0) |
+           (e.unresolved ? NOTE_UNRESOLVED : 0) |
+           (e.seq_gap ? NOTE_SEQ_GAP : 0);
+}
+
 void br_on_message(void *ud, const struct mqtt_in_msg *m)
 {
     struct bridge *br = ud;
@@ -179,9 +250,10 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
     if (rc && br->batch.failed)
         return; /* out of memory: the burst is withheld */
     size_t n = br->batch.n - mark.n;
+    unsigned notes = side_effects(br);
     if (rc == 0 && d.kind == CONVERT_OK) {
         if (br_fits(br, mark.n, n)) {
-            end_msg(br, m, FATE_STORED, 0, tag);
+            end_msg_notes(br, m, FATE_STORED, 0, tag, notes);
             return;
         }
         rc = -ENOSPC;

@@ -26,6 +26,10 @@ int bridge_check(const struct conf *c);
  * NULL) would go. 1 if any would not be routed or would dead-letter. */
 int bridge_route(const struct conf *c, char *const *topics, int ntopics,
                  const char *payload_file);
+/* `schema list` (what: "list"): the loaded descriptor sets and types;
+ * `schema show TYPE` (what: "show"): its definition. 78 when the schemas
+ * do not load, 1 for an unknown type. */
+int bridge_schema(const struct conf *c, const char *what, const char *type);
 /* `spool stats` and `spool dead list|replay|purge` (what: "stats" or
  * "dead"; sub: "list", "replay" or "purge"). */
 int bridge_spool(const struct conf *c, const char *what, const char *sub);

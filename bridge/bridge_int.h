@@ -16,6 +16,7 @@
 #include "bridge/mqtt_in.h"
 #include "bridge/outbox.h"
 #include "bridge/redeliver.h"
+#include "bridge/schemas.h"
 #include "bridge/stats.h"
 #include "spool/spool.h"
 
@@ -29,9 +30,15 @@
 /* What became of a message in the burst (batch_msg.fate). */
 enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
 
+#define KV_PENDING_MAX    256 /* decode-stage state kept per burst */
+
+/* What a stored message adds to the counters besides itself
+ * (batch_msg.notes). */
+enum { NOTE_UNKNOWN = 1, NOTE_UNRESOLVED = 2, NOTE_SEQ_GAP = 4 };
 struct bridge {
     const struct conf *c;
-    struct convert *cv; /* route + decode: message → records */
+    struct convert *cv;        /* route + decode: message → records */
+    struct pb_schema *schemas; /* the loaded protobuf schemas */
     struct spool *sp;
     struct mqtt_in *in;
     struct kafka_out *out;
@@ -71,6 +78,11 @@ struct bridge {
     int out_failed;      /* the producer could not be recreated */
     int64_t next_status; /* when to rewrite the status file */
     int stop;
+    size_t restored; /* kept state entries given back at start */
+    /* state the decode stage asked to keep, written with the burst's
+     * commit in one transaction (the last value of each key) */
+    struct spool_kv kv[KV_PENDING_MAX];
+    size_t nkv;
 };
 
 /* bridge.c: the data path in. The mqtt_in callbacks (a message converted
@@ -96,5 +108,6 @@ int br_direct_wait_ms(const struct bridge *br, int64_t now);
  * br->put for them). */
 int br_fits(void *ud, size_t first, size_t n);
 void br_fault_point(struct bridge *br, int after_commit);
+void br_kv_flush(struct bridge *br);
 
 #endif

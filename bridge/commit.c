@@ -131,6 +131,9 @@ static void count_msg(struct bridge *br, const struct batch_msg *m,
     }
     if (m->fate == FATE_DEAD)
         count_dead(&br->n, m->kind);
+    br->n.unknown_fields += (m->notes & NOTE_UNKNOWN) != 0;
+    br->n.spb_unresolved += (m->notes & NOTE_UNRESOLVED) != 0;
+    br->n.spb_seq_gaps += (m->notes & NOTE_SEQ_GAP) != 0;
     br->n.spooled += (int64_t)spooled;
     if (m->tag)
         redeliver_remember(br->rd, m->tag);
@@ -219,6 +222,7 @@ static void spool_commit(struct bridge *br)
     }
     br_fault_point(br, 1);
     batch_clear(b);
+    br_kv_flush(br);
     mqtt_in_write(br->in);
 }
 
@@ -284,6 +288,7 @@ static void direct_done(struct bridge *br)
     outbox_direct_end(br->ob, NULL);
     br->direct_pending = 0;
     batch_clear(b);
+    br_kv_flush(br); /* the decode stage's state, before the PUBACKs */
     mqtt_in_write(br->in);
 }
 
@@ -380,6 +385,7 @@ static void direct_spill(struct bridge *br, int64_t now, const char *why)
     }
     br_fault_point(br, 1);
     batch_clear(b);
+    br_kv_flush(br);
     mqtt_in_write(br->in);
 }
 

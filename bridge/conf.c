@@ -488,6 +488,48 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no,
     r->at_payload = value_mark(x, rn, "payload");
     r->at_format = value_mark(x, rn, "format");
     r->at_split = value_mark(x, rn, "split");
+    r->at_schema_id = value_mark(x, rn, "schema_id");
+    r->at_message_index = value_mark(x, rn, "message_index");
+    return 0;
+}
+
+/* schemas: a list of descriptor set files or glob patterns. */
+static int parse_schemas(struct ctx *x, yaml_node_t *seq)
+{
+    struct conf *c = x->c;
+    if (is_null(seq))
+        return 0;
+    if (seq->type != YAML_SEQUENCE_NODE)
+        return fail(x, seq->start_mark,
+                    "expected a list of descriptor set files for schemas "
+                    "(\"- /etc/mqtt2kafka/schemas/*.desc\"), got %s",
+                    kind(seq));
+    size_t n =
+        (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+    if (n > CONF_MAX_SCHEMAS)
+        return fail(x, seq->start_mark, "too many schemas (%zu; at most %d)", n,
+                    CONF_MAX_SCHEMAS);
+    if (!n)
+        return 0;
+    if (!(c->schemas = calloc(n, sizeof *c->schemas)) ||
+        !(c->at_schemas = calloc(n, sizeof *c->at_schemas)))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *v =
+            yaml_document_get_node(x->doc, seq->data.sequence.items.start[i]);
+        if (v->type != YAML_SCALAR_NODE || is_null(v) || !*scalar(v))
+            return fail(x, v->start_mark,
+                        "schemas[%zu]: expected a file name or glob pattern, "
+                        "got %s",
+                        i + 1, kind(v));
+        if (strlen(scalar(v)) > 4096)
+            return fail(x, v->start_mark,
+                        "schemas[%zu]: longer than 4096 characters", i + 1);
+        c->at_schemas[i] = mark_of(v->start_mark);
+        if (!(c->schemas[i] = strdup(scalar(v))))
+            return -ENOMEM;
+        c->nschemas++;
+    }
     return 0;
 }
 
@@ -552,6 +594,8 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         int rc = conf_sections[i].keys
                      ? apply_mapping(x, vn, conf_sections[i].keys, c,
                                      conf_sections[i].name, &seen)
+                 : !strcmp(conf_sections[i].name, "schemas")
+                     ? parse_schemas(x, vn)
                      : parse_routes(x, vn);
         if (rc)
             return rc;
@@ -716,6 +760,10 @@ void conf_fini(struct conf *c)
         free(c->kafka.props[i].value);
     }
     free(c->kafka.props);
+    for (size_t i = 0; i < c->nschemas; i++)
+        free(c->schemas[i]);
+    free(c->schemas);
+    free(c->at_schemas);
     free(c->routes);
     free(c->path);
     memset(c, 0, sizeof *c);

@@ -25,8 +25,14 @@
 #define CONF_MAX_ROUTES   256
 #define CONF_MAX_PROPS    256
 #define CONF_MAX_CAPTURES 16 /* {name} captures in one match */
+#define CONF_MAX_SCHEMAS  64 /* entries of schemas: */
 
-enum conf_format { CONF_FORMAT_RAW, CONF_FORMAT_ENVELOPE, CONF_FORMAT_JSON };
+enum conf_format {
+    CONF_FORMAT_RAW,
+    CONF_FORMAT_ENVELOPE,
+    CONF_FORMAT_JSON,
+    CONF_FORMAT_CONFLUENT, /* Schema Registry framing (schema_id) */
+};
 enum conf_on_full { CONF_DROP_OLDEST = 0, CONF_BACKPRESSURE };
 enum conf_sync { CONF_SYNC_FULL = 0, CONF_SYNC_NORMAL };
 enum conf_spool_mode { CONF_SPOOL_DIRECT = 0, CONF_SPOOL_ALWAYS };
@@ -43,10 +49,12 @@ struct conf_route {
     int format;          /* enum conf_format */
     char *split;         /* a repeated message field of payload, or NULL */
     int64_t max_payload; /* bytes; 0: mqtt.max_payload */
+    int64_t schema_id;   /* format confluent: the registry's id; 0: none */
+    char *message_index; /* format confluent: "1,0"; NULL: from the schema */
     int line, col;       /* where the route starts in the file */
     /* where each value is (the route's start when the key is absent) */
     struct conf_mark at_match, at_topic, at_key, at_payload, at_format,
-        at_split;
+        at_split, at_schema_id, at_message_index;
 };
 
 struct conf_prop { /* a librdkafka property, passed through verbatim */
@@ -98,6 +106,13 @@ struct conf {
         char *level;        /* error | warn | info | debug */
         char *status_file;  /* state for `mqtt2kafka status`; "": none */
     } log;
+    struct {
+        int rebirth;              /* ask an edge node for its BIRTH (1) */
+        int64_t rebirth_interval; /* ms between two asks of one edge node */
+    } sparkplug;
+    char **schemas; /* descriptor set files or globs (schemas.h) */
+    struct conf_mark *at_schemas;
+    size_t nschemas;
     struct conf_route *routes;
     size_t nroutes;
 };

@@ -10,6 +10,7 @@
 #include "bridge/conf_int.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "bridge/units.h"
 
@@ -136,7 +137,18 @@ static const struct key log_keys[] = {
 static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
                                         {"envelope", CONF_FORMAT_ENVELOPE},
                                         {"json", CONF_FORMAT_JSON},
+                                        {"confluent", CONF_FORMAT_CONFLUENT},
                                         {NULL, 0}};
+static const struct kenum e_bool[] = {
+    {"true", 1}, {"false", 0}, {"on", 1}, {"off", 0}, {NULL, 0}};
+
+static const struct key sparkplug_keys[] = {
+    {"rebirth", T_ENUM, "true", CF(sparkplug.rebirth), 0, 0, e_bool, 0,
+     "ask an edge node for a rebirth (an NCMD with Node Control/Rebirth) when "
+     "its DATA names an alias no BIRTH defined"},
+    {"rebirth_interval", T_DUR_MS, "30s", CF(sparkplug.rebirth_interval), 1000,
+     86400000, NULL, 0, "at most one rebirth request per edge node this often"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 /* One line per route key. */
 const struct key conf_route_keys[] = {
@@ -147,21 +159,35 @@ const struct key conf_route_keys[] = {
     {"key", T_STR, NULL, RF(key), 1, 4096, NULL, 0,
      "Kafka key template (default: no key)"},
     {"payload", T_STR, "raw", RF(payload), 1, 255, NULL, 0,
-     "raw (no decoding) or the payload's protobuf type, e.g. "
+     "raw (no decoding), json (validated JSON), sparkplug (Sparkplug B), or "
+     "a protobuf message type, built in or from schemas:, e.g. "
      "iot.telemetry.v1.SensorReading; "
      "templates may then name {payload.field}"},
     {"format", T_ENUM, "raw", RF(format), 0, 0, e_format, 0,
-     "the record value: the payload bytes, an iot.bridge.v1.Envelope, or JSON "
-     "(needs payload)"},
+     "the record value: the payload bytes, an iot.bridge.v1.Envelope, JSON "
+     "(needs payload), or protobuf in Confluent's Schema Registry framing "
+     "(needs schema_id)"},
     {"split", T_STR, NULL, RF(split), 1, 255, NULL, 0,
-     "a repeated message field of the payload: one Kafka record per element"},
+     "a repeated message field of the payload (an array of a JSON payload, "
+     "metrics for Sparkplug): one Kafka record per element"},
     {"max_payload", T_SIZE, "0", RF(max_payload), 0, 268435455, NULL, 0,
      "larger payloads on this route dead-letter; 0: mqtt.max_payload applies"},
+    {"schema_id", T_INT, NULL, RF(schema_id), 1, 2147483647, NULL, 0,
+     "format confluent: the schema's id in the Schema Registry"},
+    {"message_index", T_STR, NULL, RF(message_index), 1, 255, NULL, 0,
+     "format confluent: the type's message indexes in its .proto file, e.g. "
+     "\"1,0\" (default: found from the loaded schema)"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 const struct section conf_sections[] = {
-    {"gateway", conf_gateway_keys}, {"mqtt", mqtt_keys}, {"kafka", kafka_keys},
-    {"spool", spool_keys},          {"log", log_keys},   {"routes", NULL},
+    {"gateway", conf_gateway_keys},
+    {"mqtt", mqtt_keys},
+    {"kafka", kafka_keys},
+    {"spool", spool_keys},
+    {"log", log_keys},
+    {"sparkplug", sparkplug_keys},
+    {"schemas", NULL},
+    {"routes", NULL},
 };
 const size_t conf_nsections = sizeof conf_sections / sizeof conf_sections[0];
 
@@ -208,6 +234,13 @@ void conf_print_keys(FILE *f)
     char prefix[32];
     fprintf(f, "  %-26s %-12s %-14s %s\n", "key", "type", "default", "meaning");
     for (size_t i = 0; i < conf_nsections; i++) {
+        if (!strcmp(conf_sections[i].name, "schemas")) {
+            fprintf(f, "  %-26s %-12s %-14s %s\n", "schemas[]", "string", "-",
+                    "a FileDescriptorSet file or glob (protoc "
+                    "--include_imports --descriptor_set_out=F x.proto); its "
+                    "types can be a route's payload");
+            continue;
+        }
         snprintf(prefix, sizeof prefix, "%s%s", conf_sections[i].name,
                  conf_sections[i].keys ? "." : "[].");
         print_table(f, prefix,

@@ -19,12 +19,15 @@
 #include <string.h>
 
 #include "bridge/payload.h"
+#include "bridge/schemas.h"
 
 struct convert {
     const struct conf *c;
     struct convert_opts o;
     struct route_table *routes;
     struct payload *payload;
+    struct pb_schema *own;  /* the built-in types, when given none */
+    int decoded;            /* the last message went through payload */
     struct route_result rr; /* the message being converted */
 };
 
@@ -40,8 +43,13 @@ int convert_new(const struct conf *c, const struct convert_opts *o,
     }
     cv->c = c;
     cv->o = *o;
+    if (!o->schemas && (rc = schemas_builtin(&cv->own, err, errlen))) {
+        convert_free(cv);
+        return rc;
+    }
     if ((rc = route_table_new(c, &cv->routes, err, errlen)) ||
-        (rc = payload_new(c, &cv->payload, err, errlen)) ||
+        (rc = payload_new(c, o->schemas ? o->schemas : cv->own, &cv->payload,
+                          err, errlen)) ||
         (rc = route_table_check_fields(cv->routes, payload_field_check,
                                        cv->payload, err, errlen))) {
         convert_free(cv);
@@ -57,6 +65,7 @@ void convert_free(struct convert *cv)
         return;
     route_table_free(cv->routes);
     payload_free(cv->payload);
+    pb_schema_free(cv->own);
     free(cv);
 }
 
@@ -86,11 +95,38 @@ int convert_decodes(const struct convert *cv, int route)
     return payload_decodes(cv->payload, route);
 }
 
-int convert_describe(struct convert *cv, int route, const void *data,
-                     size_t len, const char **type, const void **json,
-                     size_t *jlen)
+int convert_describe(struct convert *cv, int route, const char *topic,
+                     const void *data, size_t len, const char **type,
+                     const void **json, size_t *jlen)
 {
-    return payload_describe(cv->payload, route, data, len, type, json, jlen);
+    struct payload_in in = {topic, data, len, 0};
+    return payload_describe(cv->payload, route, &in, type, json, jlen);
+}
+
+void convert_effects(const struct convert *cv, struct convert_effects *e)
+{
+    struct payload_effects p;
+    memset(e, 0, sizeof *e);
+    if (!cv->decoded)
+        return;
+    payload_effects(cv->payload, &p);
+    *e = (struct convert_effects){
+        .unknown_fields = p.unknown_fields,
+        .unresolved = p.unresolved,
+        .seq_gap = p.seq_gap,
+        .state_key = p.state_key,
+        .state = p.state,
+        .state_len = p.state_len,
+        .publish_topic = p.publish_topic,
+        .publish = p.publish,
+        .publish_len = p.publish_len,
+    };
+}
+
+int convert_restore(struct convert *cv, const char *key, const void *value,
+                    size_t len)
+{
+    return payload_restore(cv->payload, key, value, len);
 }
 
 static int dead(struct convert_dead *d, enum convert_kind kind, const char *why,
@@ -108,8 +144,12 @@ static int decoded(struct convert *cv, const struct convert_msg *m,
 {
     struct route_result *rr = &cv->rr;
     enum payload_error kind;
-    int n = payload_decode(cv->payload, rr->index, m->payload, m->len, &kind,
-                           d->why, sizeof d->why);
+    struct payload_in in = {m->topic, m->payload, m->len, m->arrival_ms};
+    struct payload_hdr hdrs[PAYLOAD_HDRS_MAX];
+    cv->decoded = 1;
+    int n = payload_decode(cv->payload, rr->index, &in, &kind, d->why,
+                           sizeof d->why);
+    size_t nh = n < 0 ? 0 : payload_headers(cv->payload, hdrs);
     d->has_key = 0; /* a dead letter of a decoding route has no key */
     d->keep = m->len;
     if (n < 0) {
@@ -149,6 +189,9 @@ static int decoded(struct convert *cv, const struct convert_msg *m,
             .content_type = payload_content_type(cv->payload, rr->index),
             .route = rr->index,
         };
+        for (size_t k = 0; k < nh && k < CONVERT_HDRS_MAX; k++)
+            rec.hdrs[rec.nhdrs++] =
+                (struct convert_hdr){hdrs[k].name, hdrs[k].value};
         if (payload_value(cv->payload, rr->index, i, &pm, &rec.value, &rec.len,
                           d->why, sizeof d->why)) {
             d->kind = CONVERT_BAD_PAYLOAD;
@@ -168,6 +211,7 @@ int convert_message(struct convert *cv, const struct convert_msg *m,
     const struct conf_route *r;
     char why[200];
     memset(d, 0, sizeof *d);
+    cv->decoded = 0;
     route_match(cv->routes, m->topic, rr);
     d->route = rr->index;
     d->key = rr->key;

@@ -17,8 +17,10 @@
 
 struct convert;
 
+struct pb_schema;
 struct convert_opts {
     int64_t max_payload; /* bytes: larger payloads dead-letter (cut) */
+    const struct pb_schema *schemas; /* borrowed; NULL: the built-in types */
 };
 
 /* Builds and checks the route and decode stages for c: every route error
@@ -55,6 +57,11 @@ struct convert_msg {   /* borrowed for the call */
     const char *gateway_id;
 };
 
+#define CONVERT_HDRS_MAX 2
+struct convert_hdr {
+    const char *name, *value;
+};
+
 struct convert_rec { /* borrowed until the callback returns */
     const char *topic;
     const char *key; /* NULL when has_key is 0 */
@@ -64,6 +71,8 @@ struct convert_rec { /* borrowed until the callback returns */
     size_t len;
     const char *content_type; /* NULL: no header */
     int route;
+    struct convert_hdr hdrs[CONVERT_HDRS_MAX]; /* more headers: nhdrs */
+    size_t nhdrs;
 };
 
 /* What to write instead of a message that cannot become records: its
@@ -87,14 +96,33 @@ typedef int (*convert_emit_fn)(void *ud, const struct convert_rec *r);
 int convert_message(struct convert *cv, const struct convert_msg *m,
                     convert_emit_fn emit, void *ud, struct convert_dead *dead);
 
+/* What the message last converted asks of the wiring besides its
+ * records (see payload_effects): counts, state to keep, a message to
+ * publish. Valid until the next convert_message(). */
+struct convert_effects {
+    int64_t unknown_fields, unresolved;
+    int seq_gap;
+    const char *state_key;
+    const void *state;
+    size_t state_len;
+    const char *publish_topic;
+    const void *publish;
+    size_t publish_len;
+};
+void convert_effects(const struct convert *cv, struct convert_effects *e);
+/* Gives kept state back at start (keys under CONVERT_STATE_PREFIX). */
+#define CONVERT_STATE_PREFIX "spb/"
+int convert_restore(struct convert *cv, const char *key, const void *value,
+                    size_t len);
+
 /* Routes a topic alone (no payload), for `mqtt2kafka route`. */
 enum route_status convert_route(struct convert *cv, const char *topic,
                                 struct route_result *out);
 /* 1 if route's messages are decoded; the payload as route's type in JSON
  * (see payload_describe). */
 int convert_decodes(const struct convert *cv, int route);
-int convert_describe(struct convert *cv, int route, const void *data,
-                     size_t len, const char **type, const void **json,
-                     size_t *jlen);
+int convert_describe(struct convert *cv, int route, const char *topic,
+                     const void *data, size_t len, const char **type,
+                     const void **json, size_t *jlen);
 
 #endif

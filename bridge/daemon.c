@@ -354,7 +354,24 @@ static void load_tags(struct bridge *br)
     free(tags);
 }
 
-/* Sizes that depend on the spool's cap, computed once. */
+static int restore_one(void *ud, const char *key, const void *v, size_t len)
+{
+    struct bridge *br = ud;
+    if (convert_restore(br->cv, key, v, len) == 0)
+        br->restored++;
+    return 0;
+}
+
+/* What the decode stage kept in the spool (Sparkplug aliases) comes back. */
+static void load_state(struct bridge *br)
+{
+    if (spool_kv_list(br->sp, CONVERT_STATE_PREFIX, restore_one, br) < 0)
+        log_warn("spool: cannot read the kept state: %s", spool_errmsg(br->sp));
+    if (br->restored)
+        log_info("sparkplug: %zu alias tables restored from the spool",
+                 br->restored);
+}
+
 /* Sizes that follow from the spool's cap in effect, computed once. */
 static void size_limits(struct bridge *br, int64_t *win_bytes)
 {
@@ -408,10 +425,14 @@ static int open_stages(struct bridge *br)
         redeliver_new(MQTT_IN_RECEIVE_MAX, &br->rd) ||
         outbox_new(br->sp, &oo, &br->ob) < 0)
         goto fail;
+    if (schemas_load(c, &br->schemas, err, sizeof(err)) < 0)
+        goto fail;
+    co.schemas = br->schemas;
     if (convert_new(c, &co, &br->cv, err, sizeof(err)) < 0 ||
         br_kafka_open(br, err, sizeof(err)) < 0)
         goto fail;
     load_tags(br);
+    load_state(br);
     return 0;
 fail:
     log_error("%s", err);
@@ -491,11 +512,14 @@ static void set_fault(struct bridge *br)
 
 static void close_all(struct bridge *br)
 {
+    if (br->sp)
+        br_kv_flush(br);
     kafka_out_free(br->out);
     mqtt_in_free(br->in);
     outbox_free(br->ob);
     spool_close(br->sp);
     convert_free(br->cv);
+    pb_schema_free(br->schemas);
     redeliver_free(br->rd);
     batch_fini(&br->batch);
     free(br->put);

@@ -8,6 +8,7 @@
  *                                       where MQTT topics (and a payload) go
  *   mqtt2kafka reload [-c FILE] [PID]  the running daemon rereads its config
  *   mqtt2kafka spool [-c FILE] stats | dead [list] | dead replay | dead purge
+ *   mqtt2kafka schema [-c FILE] list | show TYPE   the loaded protobuf types
  *   mqtt2kafka version | help
  *
  * Exit codes follow sysexits.h: 64 for a usage error, 78 for a bad config,
@@ -48,6 +49,7 @@ static int cmd_run(struct opts *o);
 static int cmd_check(struct opts *o);
 static int cmd_route(struct opts *o);
 static int cmd_spool(struct opts *o);
+static int cmd_schema(struct opts *o);
 static int cmd_status(struct opts *o);
 static int cmd_version(struct opts *o);
 static int cmd_help(struct opts *o);
@@ -70,6 +72,8 @@ static const struct cmd cmds[] = {
      "make the running daemon reread its config (exit 78: it refused it)"},
     {"spool", cmd_spool, "[-c FILE] stats | dead [list|replay|purge]",
      "inspect the spool: backlog, dead letters, drops"},
+    {"schema", cmd_schema, "[-c FILE] list | show TYPE",
+     "the protobuf types the config loads (built in and schemas:)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "", "this list"},
 };
@@ -213,6 +217,24 @@ static int cmd_spool(struct opts *o)
     if ((rc = load(o, &c)))
         return rc;
     rc = bridge_spool(&c, what, sub);
+    conf_fini(&c);
+    return rc;
+}
+
+static int cmd_schema(struct opts *o)
+{
+    struct conf c;
+    const char *what = o->npos > 0 ? o->pos[0] : "list";
+    int rc;
+    if (strcmp(what, "list") && strcmp(what, "show"))
+        return usage_error("unknown schema command \"%s\"", what);
+    if (!strcmp(what, "show") && o->npos != 2)
+        return usage_error("%s", "schema show needs one TYPE");
+    if (!strcmp(what, "list") && o->npos > 1)
+        return usage_error("unexpected argument \"%s\"", o->pos[1]);
+    if ((rc = load(o, &c)))
+        return rc;
+    rc = bridge_schema(&c, what, o->npos > 1 ? o->pos[1] : NULL);
     conf_fini(&c);
     return rc;
 }

@@ -12,6 +12,9 @@
  * socket down so the queued acknowledgements die with it and the broker
  * redelivers (libmosquitto empties its packet queue on reconnect).
  *
+ * mqtt_in_publish() queues a QoS 0 publish the same way: it leaves with the
+ * next write, behind the acknowledgements before it.
+ *
  * Depends on libmosquitto and libc; knows nothing of routes, spool or Kafka.
  * The broker's $SYS drop counter is handled here and never reaches the
  * message callback.
@@ -434,6 +437,23 @@ int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
         return 1000;
     }
     return 1000;
+}
+
+int mqtt_in_publish(struct mqtt_in *m, const char *topic, const void *payload,
+                    size_t len)
+{
+    int rc;
+    if (m->state != CONNECTED)
+        return -ENOTCONN;
+    if (len > (size_t)INT32_MAX)
+        return -EINVAL;
+    /* threaded mode: queued only, written by mqtt_in_write() */
+    rc = mosquitto_publish_v5(m->mosq, NULL, topic, (int)len, payload, 0, false,
+                              NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        return 0;
+    log_warn("mqtt: cannot publish to %s: %s", topic, mosquitto_strerror(rc));
+    return rc == MOSQ_ERR_NOMEM ? -ENOMEM : -EINVAL;
 }
 
 void mqtt_in_close(struct mqtt_in *m)

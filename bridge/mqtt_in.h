@@ -90,6 +90,12 @@ void mqtt_in_abort(struct mqtt_in *m, const char *why);
  * answer never blocks the caller. Returns ms until it wants to be called
  * again. */
 int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused);
+/* Queues a QoS 0 publish (a Sparkplug rebirth request): it goes out with
+ * the next mqtt_in_write(), after the acknowledgements queued before it;
+ * never blocks. 0; -ENOTCONN when not connected (nothing is kept for
+ * later); -EINVAL, -ENOMEM from libmosquitto. */
+int mqtt_in_publish(struct mqtt_in *m, const char *topic, const void *payload,
+                    size_t len);
 /* Sends DISCONNECT (after what is queued) and closes, for shutdown. */
 void mqtt_in_close(struct mqtt_in *m);
 

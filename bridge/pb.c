@@ -26,7 +26,6 @@
 #include "telemetry.pb-c.h"
 
 /* The compiled types the bridge knows; a new message in proto/ is one line. */
-/* The compiled types the bridge knows; a new message in proto/ is one line. */
 static const ProtobufCMessageDescriptor *const types[] = {
     &iot__telemetry__v1__sensor_reading__descriptor,
     &iot__telemetry__v1__reading_batch__descriptor,
@@ -87,7 +86,7 @@ int pb_field_path_check(const ProtobufCMessageDescriptor *d, const char *path,
         }
         if (!dot) {
             if (f->type == PROTOBUF_C_TYPE_MESSAGE ||
-                f->type == PROTOBUF_C_TYPE_BYTES) {
+                (f->type == PROTOBUF_C_TYPE_BYTES && !pb_is_text(d, f))) {
                 snprintf(why, whylen,
                          "%s.%s is %s (a template needs a string, number, "
                          "bool or enum)",
@@ -109,14 +108,48 @@ int pb_field_path_check(const ProtobufCMessageDescriptor *d, const char *path,
     }
 }
 
-/* protoc names the entry type of map field "foo_bar" FooBarEntry, nested in
- * the message, with key = 1 and value = 2; protobuf-c keeps no other mark. */
+const struct pb_schema_field *pb_finfo(const ProtobufCMessageDescriptor *d,
+                                       const ProtobufCFieldDescriptor *f)
+{
+    const struct pb_schema_msg *info = pb_schema_msg_info(d);
+    return info ? &info->fields[f - d->fields] : NULL;
+}
+
+int pb_is_text(const ProtobufCMessageDescriptor *d,
+               const ProtobufCFieldDescriptor *f)
+{
+    const struct pb_schema_field *fi;
+    if (f->type == PROTOBUF_C_TYPE_STRING)
+        return 1;
+    return f->type == PROTOBUF_C_TYPE_BYTES && (fi = pb_finfo(d, f)) &&
+           fi->string;
+}
+
+const char *pb_text_at(const ProtobufCFieldDescriptor *f, const void *p,
+                       size_t *len)
+{
+    if (f->type == PROTOBUF_C_TYPE_BYTES) {
+        const ProtobufCBinaryData *bd = p;
+        *len = bd->len;
+        return bd->len ? (const char *)bd->data : "";
+    }
+    const char *s = *(const char *const *)p;
+    *len = s ? strlen(s) : 0;
+    return s ? s : "";
+}
+
+/* A runtime type says whether it is a map entry. protoc names the entry
+ * type of map field "foo_bar" FooBarEntry, nested in the message, with
+ * key = 1 and value = 2; for compiled types that is the only mark. */
 int pb_is_map(const ProtobufCFieldDescriptor *f)
 {
     const ProtobufCMessageDescriptor *e = f->descriptor;
+    const struct pb_schema_msg *info;
     char want[FIELD_NAME_MAX + 8];
     size_t o = 0;
     int up = 1;
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && (info = pb_schema_msg_info(e)))
+        return info->map_entry && f->label == PROTOBUF_C_LABEL_REPEATED;
     if (f->label != PROTOBUF_C_LABEL_REPEATED ||
         f->type != PROTOBUF_C_TYPE_MESSAGE || e->n_fields != 2 ||
         e->fields[0].id != 1 || e->fields[1].id != 2 ||
@@ -223,6 +256,11 @@ int pb_new(struct pb **out)
     return 0;
 }
 
+void pb_set_schema(struct pb *dc, const struct pb_schema *s)
+{
+    dc->schema = s;
+}
+
 void pb_free(struct pb *dc)
 {
     if (!dc)
@@ -265,11 +303,45 @@ static int tags_ok(const ProtobufCMessage *m, int depth)
     return 1;
 }
 
+int64_t pb_unknown_fields(const ProtobufCMessage *m)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    int64_t n = (int64_t)m->n_unknown_fields;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            const ProtobufCMessage *const *el;
+            size_t k = pb_elements(m, f, &el);
+            for (size_t j = 0; j < k; j++)
+                n += pb_unknown_fields(el[j]);
+        } else if (pb_present(m, f)) {
+            const ProtobufCMessage *sub =
+                *(const ProtobufCMessage *const *)pb_member(m, f);
+            if (sub)
+                n += pb_unknown_fields(sub);
+        }
+    }
+    return n;
+}
+
 int pb_unpack(struct pb *dc, const ProtobufCMessageDescriptor *d,
               const void *buf, size_t len, const ProtobufCMessage **out,
               char *why, size_t whylen)
 {
+    const struct pb_schema_msg *info = pb_schema_msg_info(d);
     arena_reset(dc);
+    *out = NULL;
+    /* protobuf-c recurses without a limit: a type that can contain itself
+     * is checked first, without allocating */
+    if (info && info->recursive &&
+        pb_schema_check_depth(d, buf, len, PB_DEPTH_MAX) == -ELOOP) {
+        snprintf(why, whylen,
+                 "the payload (%zu bytes) nests deeper than %d messages as %s",
+                 len, PB_DEPTH_MAX, d->name);
+        return -EINVAL;
+    }
     *out = protobuf_c_message_unpack(d, &dc->alloc, len, buf);
     if (*out && tags_ok(*out, 0))
         return 0;
@@ -531,12 +603,11 @@ int pb_field_text(const ProtobufCMessage *m, const char *path, size_t pathlen,
         const char *s = num;
         size_t n;
         int quoted;
-        if (f->type == PROTOBUF_C_TYPE_STRING) {
+        if (pb_is_text(m->descriptor, f)) {
             /* proto3 cannot tell "" from unset: neither makes a key */
             if (!pb_present(m, f) || pb_zeroish(f, v))
                 return -ENOENT;
-            s = *(const char *const *)v;
-            n = strlen(s);
+            s = pb_text_at(f, v, &n); /* a NUL in it stays: keys are bytes */
             if (!pb_utf8_ok(s, n))
                 return -EILSEQ;
         } else if (f->type == PROTOBUF_C_TYPE_ENUM) {

@@ -5,9 +5,12 @@
  * alone, a field's text for templates; pb_json.h prints the message's
  * canonical JSON.
  *
- * Everything works from protobuf-c's descriptors, so every message type
- * compiled from proto/ is handled without code of its own; pb_type()
- * lists the types the bridge knows. No I/O. A decoder owns an arena (the
+ * Everything works from protobuf-c's descriptors: the ones protoc-c
+ * compiled from proto/ (pb_type()) and the ones pb_schema.h builds at run
+ * time from descriptor sets, whose side information (json_name, maps,
+ * well-known types, strings kept as bytes) is used where it exists. A
+ * type that can nest without bound is depth-checked before protobuf-c
+ * unpacks it. No I/O. A decoder owns an arena (the
  * decoded message lives there until the next pb_unpack()) and two
  * output buffers; each has a hard cap, so a hostile payload costs at most
  * PB_ARENA_MAX + 2 * PB_OUT_MAX bytes.
@@ -47,6 +50,15 @@ pb_split_field(const ProtobufCMessageDescriptor *d, const char *name, char *why,
 /* A decoder: -ENOMEM or 0. pb_free(NULL) is fine. */
 int pb_new(struct pb **out);
 void pb_free(struct pb *dc);
+
+struct pb_schema;
+/* The schemas a google.protobuf.Any's type is looked up in, for JSON
+ * (borrowed; NULL: an Any with a value cannot be printed). */
+void pb_set_schema(struct pb *dc, const struct pb_schema *s);
+
+/* Fields of m and of every message in it that its type does not know (a
+ * payload of another type often "decodes" into them). */
+int64_t pb_unknown_fields(const ProtobufCMessage *m);
 
 /* Decodes len bytes as type d. *out lives in dc's arena until the next
  * pb_unpack() or pb_free(). 0, or -EINVAL with why (not a valid

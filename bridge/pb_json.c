@@ -3,12 +3,16 @@
  * mapping (pb_json.h), by walking protobuf-c's descriptors: for every field
  * presence is decided the way protobuf-c's packer does (what is printed is
  * what would be on the wire), then the value is written by its type.
+ * Runtime descriptors (pb_schema.h) add what protobuf-c's cannot say:
+ * json_name, map entries, strings kept as bytes, proto2's closed enums,
+ * and the well-known types, which pb_json_wkt.c prints in their own form.
  * Numbers come from numfmt.c. No I/O; output goes to the decoder's capped
  * buffer.
  */
 #include "bridge/pb_json.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +62,9 @@ int pb_utf8_ok(const char *s, size_t n)
 }
 
 /* A JSON string; -1 if s is not UTF-8. Escapes what Python's json.dumps
- * escapes with ensure_ascii=False: " \ and the C0 controls. */
-static int json_str(struct pb_buf *b, const char *s, size_t n)
+ * escapes with ensure_ascii=False: " \ and the C0 controls (a NUL as
+ * \u0000: a string is its bytes, with their length). */
+int pb_json_str(struct pb_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -115,7 +120,7 @@ static int json_str(struct pb_buf *b, const char *s, size_t n)
     return 0;
 }
 
-static void json_base64(struct pb_buf *b, const unsigned char *p, size_t n)
+void pb_json_base64(struct pb_buf *b, const unsigned char *p, size_t n)
 {
     static const char tab[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -144,12 +149,20 @@ static void json_base64(struct pb_buf *b, const unsigned char *p, size_t n)
     pb_putc(b, '"');
 }
 
-/* lowerCamelCase as protoc's json_name: drop '_', capitalise what follows. */
-static void json_name(struct pb_buf *b, const char *name)
+/* lowerCamelCase as protoc's json_name: drop '_', capitalise what follows
+ * (compiled types; runtime ones carry protoc's own json_name). */
+static void json_name(struct pb_buf *b, const ProtobufCMessageDescriptor *d,
+                      const ProtobufCFieldDescriptor *f)
 {
+    const struct pb_schema_field *fi = pb_finfo(d, f);
     int up = 0;
     pb_putc(b, '"');
-    for (const char *s = name; *s; s++) {
+    if (fi) { /* protoc's json_name needs no escaping: letters and digits */
+        pb_puts(b, fi->json_name);
+        pb_put(b, "\":", 2);
+        return;
+    }
+    for (const char *s = f->name; *s; s++) {
         if (*s == '_') {
             up = 1;
             continue;
@@ -160,44 +173,64 @@ static void json_name(struct pb_buf *b, const char *name)
     pb_put(b, "\":", 2);
 }
 
-static int json_msg(struct pb *dc, struct pb_buf *b, const ProtobufCMessage *m,
-                    int depth);
+/* proto2 enums are closed: protobuf's reference implementation keeps a
+ * value its enum does not define among the unknown fields, so the field
+ * is not set (and a repeated field lacks that element). */
+static int enum_hidden(const ProtobufCMessageDescriptor *d,
+                       const ProtobufCFieldDescriptor *f, const void *p)
+{
+    const struct pb_schema_msg *info = pb_schema_msg_info(d);
+    return f->type == PROTOBUF_C_TYPE_ENUM && info && info->syntax == 2 &&
+           !protobuf_c_enum_descriptor_get_value(f->descriptor,
+                                                 *(const int *)p);
+}
 
-/* One value of field f stored at p. */
-static int json_value(struct pb *dc, struct pb_buf *b,
-                      const ProtobufCFieldDescriptor *f, const void *p,
-                      int depth)
+int pb_json_fail(struct pb *dc, const char *fmt, ...)
+{
+    va_list ap;
+    if (!dc->err[0]) {
+        va_start(ap, fmt);
+        vsnprintf(dc->err, sizeof dc->err, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int pb_json_value(struct pb *dc, struct pb_buf *b,
+                  const ProtobufCMessageDescriptor *d,
+                  const ProtobufCFieldDescriptor *f, const void *p, int depth)
 {
     char num[48];
     int quoted;
     size_t n;
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING: {
-        const char *s = *(const char *const *)p;
-        if (json_str(b, s ? s : "", s ? strlen(s) : 0)) {
+    if (pb_is_text(d, f)) {
+        const char *s = pb_text_at(f, p, &n);
+        if (pb_json_str(b, s, n)) {
             dc->bad_field = f->name;
             return -1;
         }
         return 0;
     }
+    switch (f->type) {
     case PROTOBUF_C_TYPE_BYTES: {
         const ProtobufCBinaryData *bd = p;
-        json_base64(b, bd->data, bd->len);
+        pb_json_base64(b, bd->data, bd->len);
         return 0;
     }
     case PROTOBUF_C_TYPE_MESSAGE: {
         const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)p;
-        if (!sub) { /* a map entry without its value: the default message */
-            pb_put(b, "{}", 2);
-            return 0;
-        }
-        return json_msg(dc, b, sub, depth + 1);
+        if (!sub) /* a map entry without its value: the default message */
+            return pb_json_default(dc, b, f->descriptor, depth + 1);
+        return pb_json_msg(dc, b, sub, depth + 1);
     }
     case PROTOBUF_C_TYPE_ENUM: {
         int v = *(const int *)p;
+        const ProtobufCEnumDescriptor *ed = f->descriptor;
         const ProtobufCEnumValue *ev =
-            protobuf_c_enum_descriptor_get_value(f->descriptor, v);
-        if (ev) {
+            protobuf_c_enum_descriptor_get_value(ed, v);
+        if (!strcmp(ed->name, "google.protobuf.NullValue")) {
+            pb_put(b, "null", 4);
+        } else if (ev) {
             pb_putc(b, '"');
             pb_puts(b, ev->name);
             pb_putc(b, '"');
@@ -239,6 +272,11 @@ static size_t type_size(ProtobufCType t)
     }
 }
 
+size_t pb_json_elem_size(ProtobufCType t)
+{
+    return type_size(t);
+}
+
 struct mkey {
     const char *s; /* the key's JSON text (string keys: the string itself) */
     size_t len, idx;
@@ -256,10 +294,9 @@ static int mkey_cmp(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* A map: entries sorted by key text, the last of equal keys wins. */
-static int json_map(struct pb *dc, struct pb_buf *b,
-                    const ProtobufCFieldDescriptor *f,
-                    const ProtobufCMessage *const *ents, size_t n, int depth)
+int pb_json_map(struct pb *dc, struct pb_buf *b,
+                const ProtobufCFieldDescriptor *f,
+                const ProtobufCMessage *const *ents, size_t n, int depth)
 {
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     const ProtobufCFieldDescriptor *kf = &ed->fields[0], *vf = &ed->fields[1];
@@ -271,10 +308,8 @@ static int json_map(struct pb *dc, struct pb_buf *b,
     for (size_t i = 0; i < n; i++) {
         const void *kp = pb_member(ents[i], kf);
         k[i].idx = i;
-        if (kf->type == PROTOBUF_C_TYPE_STRING) {
-            const char *s = *(const char *const *)kp;
-            k[i].s = s ? s : "";
-            k[i].len = strlen(k[i].s);
+        if (pb_is_text(ed, kf)) {
+            k[i].s = pb_text_at(kf, kp, &k[i].len);
         } else {
             char num[48], *t;
             int quoted;
@@ -295,65 +330,109 @@ static int json_map(struct pb *dc, struct pb_buf *b,
         if (i + 1 < n && k[i + 1].len == k[i].len &&
             !memcmp(k[i + 1].s, k[i].s, k[i].len))
             continue; /* a later entry has the same key */
+        const void *vp = pb_member(ents[k[i].idx], vf);
+        if (enum_hidden(ed, vf, vp))
+            continue;
         if (!first)
             pb_putc(b, ',');
         first = 0;
-        if (json_str(b, k[i].s, k[i].len)) {
+        if (pb_json_str(b, k[i].s, k[i].len)) {
             dc->bad_field = f->name;
             return -1;
         }
         pb_putc(b, ':');
-        if (json_value(dc, b, vf, pb_member(ents[k[i].idx], vf), depth))
+        if (pb_json_value(dc, b, ed, vf, vp, depth))
             return -1;
     }
     pb_putc(b, '}');
     return 0;
 }
 
-static int json_msg(struct pb *dc, struct pb_buf *b, const ProtobufCMessage *m,
-                    int depth)
+/* The fields of m, each as "name":value, after *first (0: a comma goes
+ * before the first one). */
+int pb_json_fields(struct pb *dc, struct pb_buf *b, const ProtobufCMessage *m,
+                   int depth, int *first)
 {
     const ProtobufCMessageDescriptor *d = m->descriptor;
-    int first = 1;
-    if (depth > PB_DEPTH_MAX)
-        return -1;
-    pb_putc(b, '{');
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         if (!pb_present(m, f))
             continue;
-        if (!first)
-            pb_putc(b, ',');
-        first = 0;
-        json_name(b, f->name);
         if (f->label != PROTOBUF_C_LABEL_REPEATED) {
-            if (json_value(dc, b, f, pb_member(m, f), depth))
+            if (enum_hidden(d, f, pb_member(m, f)))
+                continue;
+            if (!*first)
+                pb_putc(b, ',');
+            *first = 0;
+            json_name(b, d, f);
+            if (pb_json_value(dc, b, d, f, pb_member(m, f), depth))
                 return -1;
             continue;
         }
         size_t n = *(const size_t *)pb_quantifier(m, f);
         const char *arr = *(const char *const *)pb_member(m, f);
+        if (!*first)
+            pb_putc(b, ',');
+        *first = 0;
+        json_name(b, d, f);
         if (pb_is_map(f)) {
-            if (json_map(dc, b, f,
-                         (const ProtobufCMessage *const *)(const void *)arr, n,
-                         depth))
+            if (pb_json_map(dc, b, f,
+                            (const ProtobufCMessage *const *)(const void *)arr,
+                            n, depth))
                 return -1;
             continue;
         }
         size_t sz = type_size(f->type);
         pb_putc(b, '[');
-        for (size_t j = 0; j < n; j++) {
-            if (j)
+        for (size_t j = 0, k = 0; j < n; j++) {
+            if (enum_hidden(d, f, arr + j * sz))
+                continue;
+            if (k++)
                 pb_putc(b, ',');
-            if (json_value(dc, b, f, arr + j * sz, depth))
+            if (pb_json_value(dc, b, d, f, arr + j * sz, depth))
                 return -1;
         }
         pb_putc(b, ']');
         if (b->full)
             return -1;
     }
+    return b->full ? -1 : 0;
+}
+
+int pb_json_msg(struct pb *dc, struct pb_buf *b, const ProtobufCMessage *m,
+                int depth)
+{
+    const struct pb_schema_msg *info = pb_schema_msg_info(m->descriptor);
+    int first = 1;
+    if (depth > PB_DEPTH_MAX)
+        return pb_json_fail(dc, "%s is nested deeper than %d messages",
+                            m->descriptor->name, PB_DEPTH_MAX);
+    if (info && info->wkt != PB_SCHEMA_WKT_NONE)
+        return pb_json_wkt(dc, b, m, info->wkt, depth);
+    pb_putc(b, '{');
+    if (pb_json_fields(dc, b, m, depth, &first))
+        return -1;
     pb_putc(b, '}');
     return b->full ? -1 : 0;
+}
+
+/* The JSON of a message of type d with nothing set: {}, or a well-known
+ * type's own form of its default ("1970-01-01T00:00:00Z", 0, null). */
+int pb_json_default(struct pb *dc, struct pb_buf *b,
+                    const ProtobufCMessageDescriptor *d, int depth)
+{
+    const struct pb_schema_msg *info = pb_schema_msg_info(d);
+    ProtobufCMessage *m;
+    if (!info || info->wkt == PB_SCHEMA_WKT_NONE) {
+        pb_put(b, "{}", 2);
+        return 0;
+    }
+    if (!(m = pb_arena_alloc(dc, d->sizeof_message))) {
+        b->full = 1;
+        return -1;
+    }
+    pb_schema_message_init(d, m);
+    return pb_json_msg(dc, b, m, depth);
 }
 
 int pb_json(struct pb *dc, const ProtobufCMessage *m, const void **out,
@@ -363,7 +442,8 @@ int pb_json(struct pb *dc, const ProtobufCMessage *m, const void **out,
     b->len = 0;
     b->full = 0;
     dc->bad_field = NULL;
-    if (json_msg(dc, b, m, 0) || b->full) {
+    dc->err[0] = '\0';
+    if (pb_json_msg(dc, b, m, 0) || b->full) {
         if (dc->bad_field)
             snprintf(why, whylen, "field %s of %s is not valid UTF-8",
                      dc->bad_field, m->descriptor->name);
@@ -372,8 +452,7 @@ int pb_json(struct pb *dc, const ProtobufCMessage *m, const void **out,
                      "the JSON form of %s would be larger than %u MiB",
                      m->descriptor->name, PB_OUT_MAX >> 20);
         else
-            snprintf(why, whylen, "%s is nested deeper than %d messages",
-                     m->descriptor->name, PB_DEPTH_MAX);
+            snprintf(why, whylen, "%s", dc->err);
         return -EINVAL;
     }
     *out = b->p;

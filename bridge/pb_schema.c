@@ -87,6 +87,11 @@ int pb_schema_new(struct pb_schema **out)
     return 0;
 }
 
+void pb_schema_set_flags(struct pb_schema *s, unsigned flags)
+{
+    s->flags = flags;
+}
+
 void pb_schema_free(struct pb_schema *s)
 {
     if (!s)
@@ -172,14 +177,16 @@ static int add_proto_file(struct ctx *c, const FilePB *fd)
         return pb_schema_fail(c, -EFBIG, NULL,
                               "more than %d files in all schemas",
                               PB_SCHEMA_FILES_MAX);
-    if (fd->n_extension)
-        return pb_schema_fail(
-            c, -EINVAL,
-            fd->extension[0]->extendee ? fd->extension[0]->extendee + 1 : "?",
-            "extended by field %s = %d (extensions are not "
-            "supported)",
-            fd->extension[0]->name ? fd->extension[0]->name : "?",
-            fd->extension[0]->number);
+    for (size_t i = 0; i < fd->n_extension; i++)
+        if (!custom_option(fd->extension[i]->extendee))
+            return pb_schema_fail(
+                c, -EINVAL,
+                fd->extension[i]->extendee ? fd->extension[i]->extendee + 1
+                                           : "?",
+                "extended by field %s = %d (extensions are not "
+                "supported)",
+                fd->extension[i]->name ? fd->extension[i]->name : "?",
+                fd->extension[i]->number);
     if (fd->package && fd->package[0] && !dotted_ok(fd->package))
         return pb_schema_fail(c, -EINVAL, NULL,
                               "package \"%.80s\" is not a valid name",
@@ -187,7 +194,8 @@ static int add_proto_file(struct ctx *c, const FilePB *fd)
     if (!(f->package = arena_strdup(a, fd->package ? fd->package : "")))
         return pb_schema_nomem(c);
     for (size_t i = 0; i < fd->n_message_type; i++)
-        if ((rc = pb_schema_build_message(c, f->package, fd->message_type[i])))
+        if ((rc = pb_schema_build_message(c, f->package, fd->message_type[i],
+                                          NULL, (unsigned)i)))
             return rc;
     for (size_t i = 0; i < fd->n_enum_type; i++)
         if ((rc = pb_schema_build_enum(c, f->package, fd->enum_type[i])))

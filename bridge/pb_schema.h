@@ -15,7 +15,9 @@
  * files; the order of files and sets does not matter). Refused when added,
  * naming the file and the type: groups, extensions (`extend` blocks),
  * editions, message_set_wire_format, and anything malformed. Recursive
- * types are fine.
+ * types are fine. Custom options (an `extend` of one of
+ * google.protobuf.*Options) are accepted and ignored: they only annotate
+ * the schema, and real schemas use them.
  *
  * Use: pb_schema_new(), pb_schema_add()/_add_file() per set, then
  * pb_schema_link(); lookups see what was linked (more sets may be added
@@ -100,6 +102,8 @@ struct pb_schema_field {
     const char *default_text; /* proto2 [default = x] as in the set; NULL */
     int oneof;                /* index in oneofs; -1 (proto3 optional too) */
     int proto3_optional;      /* proto3 `optional`: explicit presence */
+    int string; /* a string field held as bytes (PB_SCHEMA_STRING_BYTES):
+                   desc says PROTOBUF_C_TYPE_BYTES, the text is UTF-8 */
 };
 
 /* What a message's descriptor does not say. */
@@ -114,6 +118,11 @@ struct pb_schema_msg {
     unsigned n_oneofs;
     const char *const *oneofs;            /* real oneofs' names, by index */
     const struct pb_schema_field *fields; /* [desc->n_fields] */
+    /* Where the type is in its file, as Confluent's message indexes count
+     * it: the position among the file's top-level messages, then among
+     * each enclosing message's nested ones. */
+    const struct pb_schema_msg *outer; /* the enclosing message, or NULL */
+    unsigned index;                    /* among its siblings, from 0 */
 };
 
 /* One loaded type: exactly one of msg and enm is set. */
@@ -127,6 +136,16 @@ struct pb_schema_type {
 
 /* An empty registry: 0 or -ENOMEM. pb_schema_free(NULL) is fine. */
 int pb_schema_new(struct pb_schema **out);
+
+/* Options, set before the first pb_schema_add(). PB_SCHEMA_STRING_BYTES:
+ * string fields become PROTOBUF_C_TYPE_BYTES in the descriptors (with
+ * pb_schema_field.string set), so unpack keeps a string's length and an
+ * embedded NUL does not cut it short (protobuf-c's strings are C strings);
+ * optional ones get a has_ member, defaults are ProtobufCBinaryData. The
+ * wire format is the same. The struct layout is then no longer protoc-c's
+ * for types with string fields. */
+#define PB_SCHEMA_STRING_BYTES 1u
+void pb_schema_set_flags(struct pb_schema *s, unsigned flags);
 void pb_schema_free(struct pb_schema *s);
 
 /* Adds the files of one serialized FileDescriptorSet (buf borrowed for the

@@ -634,6 +634,11 @@ static int field(struct ctx *c, const char *msg, const FieldPB *f,
     fd->name = arena_strdup(a, nm);
     fd->id = (uint32_t)f->number;
     fd->type = (ProtobufCType)ftypes[f->type].pc;
+    if (fd->type == PROTOBUF_C_TYPE_STRING &&
+        (c->s->flags & PB_SCHEMA_STRING_BYTES)) {
+        fd->type = PROTOBUF_C_TYPE_BYTES; /* keeps the length: see .h */
+        w->info.string = 1;
+    }
     p3opt = f->has_proto3_optional && f->proto3_optional;
     w->info.proto3_optional = p3opt;
     w->info.oneof = -1;
@@ -690,8 +695,16 @@ static int field(struct ctx *c, const char *msg, const FieldPB *f,
                 "singular proto2 scalar fields",
                 nm, f->number);
         w->info.default_text = arena_strdup(a, f->default_value);
-        if (fd->type != PROTOBUF_C_TYPE_ENUM &&
-            parse_default(a, f->default_value, fd->type, &fd->default_value))
+        if (w->info.string) {
+            ProtobufCBinaryData *bd = arena_alloc(a, sizeof *bd);
+            if (!bd ||
+                !(bd->data = (uint8_t *)arena_strdup(a, f->default_value)))
+                return pb_schema_nomem(c);
+            bd->len = strlen(f->default_value);
+            fd->default_value = bd;
+        } else if (fd->type != PROTOBUF_C_TYPE_ENUM &&
+                   parse_default(a, f->default_value, fd->type,
+                                 &fd->default_value))
             return a->over ? pb_schema_nomem(c)
                            : pb_schema_fail(
                                  c, -EINVAL, msg,
@@ -793,7 +806,8 @@ static int map_entry_ok(const struct msgb *mb)
            f[1].label != PROTOBUF_C_LABEL_REPEATED;
 }
 
-int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m)
+int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m,
+                            const struct pb_schema_msg *outer, unsigned index)
 {
     struct arena *a = &c->s->mem;
     struct msgb *mb;
@@ -808,14 +822,15 @@ int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m)
         return a->over
                    ? pb_schema_nomem(c)
                    : pb_schema_fail(c, -EINVAL, scope, "message name too long");
-    if (m->n_extension)
-        return pb_schema_fail(
-            c, -EINVAL, full,
-            "extends %s with field %s = %d (extensions are not "
-            "supported)",
-            m->extension[0]->extendee ? m->extension[0]->extendee + 1 : "?",
-            m->extension[0]->name ? m->extension[0]->name : "?",
-            m->extension[0]->number);
+    for (size_t i = 0; i < m->n_extension; i++)
+        if (!custom_option(m->extension[i]->extendee))
+            return pb_schema_fail(
+                c, -EINVAL, full,
+                "extends %s with field %s = %d (extensions are not "
+                "supported)",
+                m->extension[i]->extendee ? m->extension[i]->extendee + 1 : "?",
+                m->extension[i]->name ? m->extension[i]->name : "?",
+                m->extension[i]->number);
     if (m->options && m->options->has_message_set_wire_format &&
         m->options->message_set_wire_format)
         return pb_schema_fail(c, -EINVAL, full,
@@ -833,6 +848,8 @@ int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m)
     mb->info.file = c->file->name;
     mb->info.syntax = c->file->syntax;
     mb->info.wkt = wkt_of(full);
+    mb->info.outer = outer;
+    mb->info.index = index;
     mb->info.map_entry =
         m->options && m->options->has_map_entry && m->options->map_entry;
     if (!mb->d.short_name)
@@ -846,7 +863,8 @@ int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m)
     if ((rc = add_type(c, full, mb, NULL)))
         return rc;
     for (size_t i = 0; i < m->n_nested_type; i++)
-        if ((rc = pb_schema_build_message(c, full, m->nested_type[i])))
+        if ((rc = pb_schema_build_message(c, full, m->nested_type[i], &mb->info,
+                                          (unsigned)i)))
             return rc;
     for (size_t i = 0; i < m->n_enum_type; i++)
         if ((rc = pb_schema_build_enum(c, full, m->enum_type[i])))

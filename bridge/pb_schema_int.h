@@ -135,7 +135,8 @@ struct pb_schema {
     size_t nfiles;
     struct rtype *types; /* sorted by name up to nlinked */
     size_t ntypes, nlinked, cap;
-    int broken; /* a link failed */
+    int broken;     /* a link failed */
+    unsigned flags; /* PB_SCHEMA_STRING_BYTES */
 };
 
 /* One pb_schema_add(): where errors are, and the scratch arena. */
@@ -157,7 +158,8 @@ int pb_schema_nomem(struct ctx *c);
 /* pb_schema_build.c: message m (or enum e), nested in scope (the package
  * or the enclosing message's full name), into the registry's arena and its
  * types: 0 or an error through pb_schema_fail(). */
-int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m);
+int pb_schema_build_message(struct ctx *c, const char *scope, const MsgPB *m,
+                            const struct pb_schema_msg *outer, unsigned index);
 int pb_schema_build_enum(struct ctx *c, const char *scope, const EnumPB *e);
 
 /* "int32", "string", ... for a field type. */
@@ -225,6 +227,16 @@ static inline void camel_into(const char *s, int up, char *out)
         up = 0;
     }
     *out = '\0';
+}
+
+/* An `extend` of google.protobuf.FileOptions, MessageOptions, ...: a
+ * custom option, which only annotates the schema. */
+static inline int custom_option(const char *extendee)
+{
+    static const char pfx[] = ".google.protobuf.";
+    size_t n = extendee ? strlen(extendee) : 0;
+    return n > sizeof pfx + 6 && !strncmp(extendee, pfx, sizeof pfx - 1) &&
+           !strcmp(extendee + n - 7, "Options");
 }
 
 static inline int packable(ProtobufCType t)

@@ -35,6 +35,8 @@ static void outf(struct out *o, const char *fmt, ...)
 static const char *type_text(const ProtobufCFieldDescriptor *f,
                              const struct pb_schema_field *fi)
 {
+    if (fi && fi->string)
+        return "string";
     return fi && fi->type_name ? fi->type_name : pb_schema_scalar_name(f->type);
 }
 
@@ -85,7 +87,8 @@ static void show_field(struct out *o, const struct pb_schema_msg *info,
     outf(o, "%s%s%s %s = %u", indent, label, type_text(f, fi), f->name, f->id);
     if (fi->default_text) {
         outf(o, "%sdefault = ", sep);
-        show_default(o, f->type, fi->default_text);
+        show_default(o, fi->string ? PROTOBUF_C_TYPE_STRING : f->type,
+                     fi->default_text);
         sep = ", ";
     }
     if (f->label == PROTOBUF_C_LABEL_REPEATED && packable(f->type) &&

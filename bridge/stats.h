@@ -26,13 +26,17 @@ struct stats {
     int64_t spool_errors;   /* batches the spool refused (acks withheld) */
     int64_t broker_dropped; /* the broker's own drop counter went up by */
     int64_t reconnects;
-    int64_t redelivered;   /* broker redeliveries of committed messages */
-    int64_t dropped_qos0;  /* QoS 0 messages lost: their commit failed */
-    int64_t props_renamed; /* device properties named like the bridge's */
-    int64_t direct;        /* records Kafka confirmed on the direct path,
-                            * never written to the spool */
-    int64_t spilled;       /* records the direct path put into the spool
-                            * (not confirmed in time; in spooled too) */
+    int64_t redelivered;    /* broker redeliveries of committed messages */
+    int64_t dropped_qos0;   /* QoS 0 messages lost: their commit failed */
+    int64_t props_renamed;  /* device properties named like the bridge's */
+    int64_t unknown_fields; /* messages with fields their type lacks */
+    int64_t spb_unresolved; /* Sparkplug messages with unknown aliases */
+    int64_t spb_seq_gaps;   /* Sparkplug seq jumps */
+    int64_t spb_rebirths;   /* rebirth requests sent to edge nodes */
+    int64_t direct;         /* records Kafka confirmed on the direct path,
+                             * never written to the spool */
+    int64_t spilled;        /* records the direct path put into the spool
+                             * (not confirmed in time; in spooled too) */
 };
 
 struct stats_gauges { /* the state now, from the spool and the links */

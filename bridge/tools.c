@@ -17,29 +17,48 @@
 #include <unistd.h>
 
 #include "bridge/convert.h"
+#include "bridge/schemas.h"
 #include "bridge/secret.h"
 #include "bridge/units.h"
 #include "spool/spool.h"
 
+/* The loaded schemas for the stages build() makes; freed by unbuild(). */
+static struct pb_schema *loaded;
+
 static int build(const struct conf *c, struct convert **cv)
 {
-    char err[512];
+    char err[1024];
     struct convert_opts co = {
         .max_payload =
             c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX,
     };
-    if (convert_new(c, &co, cv, err, sizeof err)) {
+    *cv = NULL;
+    if (schemas_load(c, &loaded, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return EX_CONFIG_CODE;
     }
+    co.schemas = loaded;
+    if (convert_new(c, &co, cv, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        pb_schema_free(loaded);
+        loaded = NULL;
+        return EX_CONFIG_CODE;
+    }
     return 0;
+}
+
+static void unbuild(struct convert *cv)
+{
+    convert_free(cv);
+    pb_schema_free(loaded);
+    loaded = NULL;
 }
 
 int bridge_check_conf(const struct conf *c)
 {
     struct convert *cv;
     int rc = build(c, &cv);
-    convert_free(cv);
+    unbuild(cv);
     return rc;
 }
 
@@ -64,10 +83,15 @@ static void print_routes(const struct conf *c, const struct convert *cv)
         if (strcmp(r->payload ? r->payload : "raw", "raw") ||
             r->format != CONF_FORMAT_RAW)
             printf("     payload %s  format %s%s%s\n", r->payload,
-                   r->format == CONF_FORMAT_JSON       ? "json"
-                   : r->format == CONF_FORMAT_ENVELOPE ? "envelope"
-                                                       : "raw",
+                   r->format == CONF_FORMAT_JSON        ? "json"
+                   : r->format == CONF_FORMAT_ENVELOPE  ? "envelope"
+                   : r->format == CONF_FORMAT_CONFLUENT ? "confluent"
+                                                        : "raw",
                    r->split ? "  split " : "", r->split ? r->split : "");
+        if (r->format == CONF_FORMAT_CONFLUENT)
+            printf("     schema_id %lld  message_index %s\n",
+                   (long long)r->schema_id,
+                   r->message_index ? r->message_index : "(from the schema)");
     }
     printf("\nsubscriptions (qos %d):", c->mqtt.qos);
     for (size_t i = 0; i < nf; i++)
@@ -105,8 +129,14 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            on_full_name(c->spool.on_full), c->spool.max_age ? b : "never",
            c->spool.sync == CONF_SYNC_NORMAL ? "normal" : "full");
     snprintf(d, sizeof d, "%ds", c->log.stats_interval);
-    printf("log      level %s  stats every %s\n\n", c->log.level,
+    printf("log      level %s  stats every %s\n", c->log.level,
            c->log.stats_interval ? d : "(only on shutdown)");
+    printf("schemas  built in (%s)%s",
+           "iot.telemetry.v1, iot.bridge.v1, "
+           "org.eclipse.tahu.protobuf",
+           c->nschemas ? "; " : "\n\n");
+    for (size_t i = 0; i < c->nschemas; i++)
+        printf("%s%s", c->schemas[i], i + 1 < c->nschemas ? ", " : "\n\n");
     print_routes(c, cv);
 }
 
@@ -116,7 +146,7 @@ int bridge_check(const struct conf *c)
     int rc = build(c, &cv);
     if (rc == 0)
         print_summary(c, cv);
-    convert_free(cv);
+    unbuild(cv);
     return rc;
 }
 
@@ -207,13 +237,23 @@ static int route_decoded(const struct conf *c, struct convert *cv,
     const void *js;
     size_t jl;
     int n = 0;
-    if (convert_describe(cv, r->index, data, len, &type, &js, &jl) == 0)
+    if (convert_describe(cv, r->index, topic, data, len, &type, &js, &jl) == 0)
         printf("  decoded  %s %.*s\n", type, (int)jl, (const char *)js);
     printf("  headers  mqtt.topic=%s mqtt.qos=%d gateway.id=%s\n", topic,
            c->mqtt.qos, c->gateway.id);
     struct convert_msg m = {topic, data, len, c->mqtt.qos, 0, c->gateway.id};
     struct convert_dead d;
+    struct convert_effects e;
     convert_message(cv, &m, print_rec, &n, &d);
+    convert_effects(cv, &e);
+    if (e.unknown_fields)
+        printf("  note     %lld fields the type does not define (wrong "
+               "schema?): header m2k.unknown_fields\n",
+               (long long)e.unknown_fields);
+    if (e.unresolved)
+        printf("  note     %lld Sparkplug metrics with an alias no BIRTH "
+               "named: header m2k.sparkplug.unresolved\n",
+               (long long)e.unresolved);
     if (d.kind != CONVERT_OK) {
         printf("  dead-letter -> %s: %s\n", c->kafka.dead_letter_topic, d.why);
         return 1;
@@ -276,8 +316,52 @@ int bridge_route(const struct conf *c, char *const *topics, int ntopics,
     for (int i = 0; i < ntopics && (data || !payload_file); i++)
         missed += route_one(c, cv, topics[i], data, len);
     free(data);
-    convert_free(cv);
+    unbuild(cv);
     return missed ? 1 : 0;
+}
+
+/* ---- schema --------------------------------------------------------- */
+
+int bridge_schema(const struct conf *c, const char *what, const char *type)
+{
+    char err[1024], *buf;
+    size_t len, cap = 1 << 20;
+    int rc;
+    if (schemas_load(c, &loaded, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return EX_CONFIG_CODE;
+    }
+    if (!strcmp(what, "list")) {
+        schemas_files(c, err, sizeof err);
+        printf("descriptor sets: (built in)\n%s", err);
+        for (size_t i = 0; i < pb_schema_count(loaded); i++) {
+            const struct pb_schema_type *t = pb_schema_type_at(loaded, i);
+            const struct pb_schema_msg *m =
+                t->msg ? pb_schema_msg_info(t->msg) : NULL;
+            if (m && m->map_entry)
+                continue;
+            printf("%-8s %-48s %s (proto%d)\n", t->msg ? "message" : "enum",
+                   t->name, t->file, t->syntax);
+        }
+        rc = 0;
+    } else if (!(buf = malloc(cap))) {
+        rc = 1;
+    } else {
+        rc = pb_schema_show(loaded, type, buf, cap, &len);
+        if (rc == 0)
+            fwrite(buf, 1, len, stdout);
+        else
+            fprintf(stderr,
+                    "mqtt2kafka: %s: %s (mqtt2kafka schema list shows the "
+                    "loaded types)\n",
+                    type,
+                    rc == -ENOENT ? "no such type is loaded" : "too large");
+        free(buf);
+        rc = rc ? 1 : 0;
+    }
+    pb_schema_free(loaded);
+    loaded = NULL;
+    return rc;
 }
 
 /* ---- spool ---------------------------------------------------------- */

@@ -11,17 +11,19 @@
  *   spool_txn.c    prepared statements, begin/commit/rollback, range deletes
  *   spool_disk.c   the filesystem: the cap in effect, the reserve
  *   spool_clock.c  the spool clock that ages are measured on
+ *   spool_kv.c     small named values a caller keeps across restarts
  *   idset.c        the in-flight id set (pure)
  *   spool_int.h    the handle, shared by these files only
  *
  * THE FILE
  *
- * One SQLite database in WAL mode, page size 4096, user_version 3:
+ * One SQLite database in WAL mode, page size 4096, user_version 4:
  *
  *   state(one=1, epoch, created_ms, last_id, put_total, acked_total,
  *         dropped_full, dropped_expired, dead_purged, rows, bytes,
  *         clock_ms, clock_wall_ms, dead_dropped_full, dead_dropped_expired)
  *   clock(id INTEGER PRIMARY KEY, off)          (schema 3, see TIME)
+ *   kv(k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID (schema 4, spool_kv.c)
  *   tags(id INTEGER PRIMARY KEY, tag)           (schema 2)
  *   rec(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
  *       payload, tag)
@@ -771,7 +773,8 @@ static int nack_locked(struct spool *sp, const int64_t *ids, size_t n)
         int64_t *p = malloc(c * sizeof(*p));
         if (!p)
             return -ENOMEM;
-        memcpy(p, sp->nacked + sp->nacked_head, live * sizeof(*p));
+        if (live)
+            memcpy(p, sp->nacked + sp->nacked_head, live * sizeof(*p));
         free(sp->nacked);
         sp->nacked = p;
         sp->nacked_cap = c;

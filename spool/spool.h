@@ -232,4 +232,34 @@ int64_t spool_room(struct spool *sp);
 
 const char *spool_errmsg(const struct spool *sp);
 
+/*
+ * Small named values the caller keeps across restarts (spool_kv.c): a
+ * key (1..SPOOL_KV_KEY_MAX bytes of text) → opaque bytes (at most
+ * SPOOL_KV_MAX). Each call is its own transaction, durable as opts.sync
+ * says. They count against the spool's cap like anything else (-ENOSPC
+ * when it is reached). The spool does not look inside them.
+ */
+#define SPOOL_KV_KEY_MAX 512
+#define SPOOL_KV_MAX     (1u << 20)
+int spool_kv_put(struct spool *sp, const char *key, const void *v, size_t len);
+/* n values in one transaction (one commit, one fsync): all or none. */
+struct spool_kv {
+    const char *key;
+    const void *v;
+    size_t len;
+};
+int spool_kv_put_n(struct spool *sp, const struct spool_kv *kv, size_t n);
+/* Copies key's value into buf (at most cap bytes; *len gets its size).
+ * 0; -ENOENT no such key; -ENOSPC cap too small. */
+int spool_kv_get(struct spool *sp, const char *key, void *buf, size_t cap,
+                 size_t *len);
+int spool_kv_del(struct spool *sp, const char *key); /* 0 even if absent */
+/* Calls fn for every key that starts with prefix, in key order (the
+ * pointers live until fn returns); a non-zero return from fn stops it and
+ * is returned. */
+typedef int (*spool_kv_fn)(void *ud, const char *key, const void *v,
+                           size_t len);
+int spool_kv_list(struct spool *sp, const char *prefix, spool_kv_fn fn,
+                  void *ud);
+
 #endif

@@ -17,7 +17,7 @@
 #include "spool/idset.h"
 #include "spool/spool.h"
 
-#define SPOOL_SCHEMA  3
+#define SPOOL_SCHEMA  4
 #define PAGE          4096
 #define FRAME         (PAGE + 24)  /* a WAL frame: header + page */
 #define ROW_OVERHEAD  40           /* record header + small columns, bytes */

@@ -49,6 +49,8 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " DEFAULT 0;"
     "ALTER TABLE state ADD COLUMN dead_dropped_expired INTEGER NOT NULL"
     " DEFAULT 0;",
+    /* 3 -> 4: small named values a caller keeps (spool_kv.c) */
+    "CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
 };
 
 static int is_corrupt(int rc)

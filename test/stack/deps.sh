@@ -7,12 +7,12 @@ set -euo pipefail
 
 # libprotobuf-dev: descriptor.proto and the well-known types' .proto files
 # (run-time schemas); protobuf-compiler: protoc, for the schema tests' sets
-build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev
+build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev libjansson-dev
             protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev
             libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev
             clang libclang-rt-14-dev)  # clang + its runtimes: make fuzz (libFuzzer)
 test_pkgs=(mosquitto mosquitto-clients kcat default-jre-headless maven
-           python3 python3-pytest python3-protobuf sqlite3 procps iproute2
+           python3 python3-pytest python3-protobuf python3-venv sqlite3 procps iproute2
            prometheus  # promtool check metrics; a real scraper
            openssl)    # the test stack's certificates
 bench_pkgs=(gnuplot-nox python3-paho-mqtt python3-confluent-kafka binutils)

@@ -829,6 +829,53 @@ static void test_full_spool_acks_with_tags(void **state)
     spool_close(sp);
 }
 
+static int kv_collect(void *ud, const char *key, const void *v, size_t len)
+{
+    char *out = ud;
+    size_t n = strlen(out);
+    snprintf(out + n, 256 - n, "%s=%.*s;", key, (int)len, (const char *)v);
+    return 0;
+}
+
+/* Named values: put, replace, get, list by prefix, delete; they survive a
+ * reopen, and bad keys and sizes are refused. */
+static void test_kv(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    char buf[16], all[256] = "";
+    size_t len;
+    assert_int_equal(spool_kv_put(sp, "spb/g/e", "ab\0c", 4), 0);
+    assert_int_equal(spool_kv_put(sp, "spb/g/e", "xyz", 3), 0);
+    assert_int_equal(spool_kv_put(sp, "spb/g/e/d", "", 0), 0);
+    assert_int_equal(spool_kv_put(sp, "other", "1", 1), 0);
+    assert_int_equal(spool_kv_get(sp, "nope", buf, sizeof buf, &len), -ENOENT);
+    assert_int_equal(spool_kv_get(sp, "spb/g/e", buf, 2, &len), -ENOSPC);
+    assert_int_equal(len, 3);
+    assert_int_equal(spool_kv_put(sp, "", "x", 1), -EINVAL);
+    spool_close(sp);
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(spool_kv_get(sp, "spb/g/e", buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 3);
+    assert_memory_equal(buf, "xyz", 3);
+    assert_int_equal(spool_kv_list(sp, "spb/", kv_collect, all), 0);
+    assert_string_equal(all, "spb/g/e=xyz;spb/g/e/d=;");
+    assert_int_equal(spool_kv_del(sp, "spb/g/e"), 0);
+    assert_int_equal(spool_kv_del(sp, "spb/g/e"), 0);
+    all[0] = '\0';
+    assert_int_equal(spool_kv_list(sp, "", kv_collect, all), 0);
+    assert_string_equal(all, "other=1;spb/g/e/d=;");
+    struct spool_kv kv[2] = {{"a", "1", 1}, {"other", "22", 2}};
+    assert_int_equal(spool_kv_put_n(sp, kv, 2), 0);
+    kv[1].key = ""; /* all or none */
+    kv[0].v = "9";
+    assert_int_equal(spool_kv_put_n(sp, kv, 2), -EINVAL);
+    all[0] = '\0';
+    assert_int_equal(spool_kv_list(sp, "", kv_collect, all), 0);
+    assert_string_equal(all, "a=1;other=22;spb/g/e/d=;");
+    spool_close(sp);
+}
+
 static void test_migrate_v1(void **state)
 {
     struct fx *f = *state;
@@ -842,7 +889,7 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(db,
-                     "DROP TABLE tags; DROP TABLE clock;"
+                     "DROP TABLE tags; DROP TABLE clock; DROP TABLE kv;"
                      "ALTER TABLE state DROP COLUMN clock_ms;"
                      "ALTER TABLE state DROP COLUMN clock_wall_ms;"
                      "ALTER TABLE state DROP COLUMN dead_dropped_full;"
@@ -1310,6 +1357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_spool_acks_with_tags, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ids_above_2_32, setup, teardown),

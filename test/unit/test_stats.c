@@ -37,7 +37,8 @@ static void test_line(void **state)
                                 "dead_lettered=1 unrouted=1 bad_topic=0 "));
     assert_non_null(strstr(buf, " dropped_full=3 expired=0 "));
     assert_non_null(strstr(
-        buf, " redelivered=2 dropped_qos0=0 props_renamed=0 backlog=4 "));
+        buf, " redelivered=2 dropped_qos0=0 props_renamed=0 unknown_fields=0 "
+             "spb_unresolved=0 spb_seq_gaps=0 spb_rebirths=0 backlog=4 "));
     assert_non_null(
         strstr(buf, " spool_file_bytes=4096 spool_max_bytes=0 dead_dropped=0 "
                     "dead_expired=0 direct=0 spilled=0 uplink=up "
