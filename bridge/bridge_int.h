@@ -30,7 +30,7 @@
 /* What became of a message in the burst (batch_msg.fate). */
 enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
 
-#define KV_PENDING_MAX    256 /* decode-stage state kept per burst */
+#define KV_PENDING_MAX 256 /* decode-stage state kept per burst */
 
 /* What a stored message adds to the counters besides itself
  * (batch_msg.notes). */
