@@ -120,9 +120,10 @@ void br_fault_point(struct bridge *br, int after_commit)
 }
 
 /* A message of the burst is durable: count it, once, on success. spooled:
- * how many of its records the spool took. */
+ * how many of its records the spool took; direct: how many Kafka had
+ * confirmed straight. */
 static void count_msg(struct bridge *br, const struct batch_msg *m,
-                      size_t spooled)
+                      size_t spooled, size_t direct)
 {
     br->n.received++;
     if (m->fate == FATE_REDELIVERED) {
@@ -135,6 +136,7 @@ static void count_msg(struct bridge *br, const struct batch_msg *m,
     br->n.spb_unresolved += (m->notes & NOTE_UNRESOLVED) != 0;
     br->n.spb_seq_gaps += (m->notes & NOTE_SEQ_GAP) != 0;
     br->n.spooled += (int64_t)spooled;
+    br->n.direct += (int64_t)direct;
     if (m->tag)
         redeliver_remember(br->rd, m->tag);
 }
@@ -200,7 +202,7 @@ static size_t put_burst(struct bridge *br, int *rc)
         /* counted and remembered at once: should a later part fail, the
          * broker's redelivery of these is recognised */
         for (size_t i = done; i < k; i++)
-            count_msg(br, &b->msgs[i], b->msgs[i].n);
+            count_msg(br, &b->msgs[i], b->msgs[i].n, 0);
         done = k;
     }
     return done;
@@ -228,14 +230,19 @@ static void spool_commit(struct bridge *br)
 
 /* --- the direct path ----------------------------------------------------- */
 
-/* 1 when the burst may go straight to Kafka. */
+/* 1 when the burst may go straight to Kafka: all of it fits the window
+ * (what a spill hands over must fit the outbox's lists). */
 int br_direct_ready(struct bridge *br, int64_t now)
 {
-    return br->c->spool.mode == CONF_SPOOL_DIRECT && br->out &&
-           br->uplink != 0 && !br->stop && !br->batch.failed &&
-           br->batch.n > 0 && now >= br->direct_off_until &&
-           mqtt_in_connected(br->in) && !outbox_direct_busy(br->ob) &&
-           outbox_inflight(br->ob) == 0 && spool_backlog(br->sp) == 0;
+    int64_t bytes, room;
+    if (br->c->spool.mode != CONF_SPOOL_DIRECT || !br->out || br->uplink == 0 ||
+        br->stop || br->batch.failed || br->batch.n == 0 ||
+        now < br->direct_off_until || !mqtt_in_connected(br->in) ||
+        outbox_direct_busy(br->ob) || outbox_inflight(br->ob) != 0 ||
+        spool_backlog(br->sp) != 0)
+        return 0;
+    room = outbox_room(br->ob, &bytes);
+    return (int64_t)br->batch.n <= room && (int64_t)br->batch.used <= bytes;
 }
 
 /* Hands the burst's records to the producer under reserved ids. 0: they
@@ -284,7 +291,7 @@ static void direct_done(struct bridge *br)
     struct batch *b = &br->batch;
     br_fault_point(br, 1);
     for (size_t i = 0; i < b->nmsgs; i++)
-        count_msg(br, &b->msgs[i], 0);
+        count_msg(br, &b->msgs[i], 0, b->msgs[i].n);
     outbox_direct_end(br->ob, NULL);
     br->direct_pending = 0;
     batch_clear(b);
@@ -347,19 +354,23 @@ static void direct_spill(struct bridge *br, int64_t now, const char *why)
             for (size_t r = b->msgs[m].first;
                  r < b->msgs[m].first + b->msgs[m].n; r++)
                 mine += br->spilled[r];
-            count_msg(br, &b->msgs[m], mine);
+            count_msg(br, &b->msgs[m], mine, b->msgs[m].n - mine);
         }
         i = k;
     }
-    /* Messages Kafka confirmed whole are durable whatever became of the
-     * rest; the others the broker sends again, but for QoS 0: lost. */
+    /* A part could not be stored: the connection goes and the broker
+     * sends everything from there again (its redelivery check stops at
+     * the first message it does not know), so nothing from there is
+     * counted, not even a message Kafka confirmed whole: it comes back
+     * and is stored. QoS 0 messages are not sent again: lost, unless
+     * Kafka has them whole. */
     for (size_t m = i; m < b->nmsgs; m++) {
         size_t ok = 0;
         for (size_t r = b->msgs[m].first; r < b->msgs[m].first + b->msgs[m].n;
              r++)
             ok += outbox_direct_outcome(br->ob, r) == OUTBOX_OK;
-        if (ok == b->msgs[m].n)
-            count_msg(br, &b->msgs[m], 0);
+        if (b->msgs[m].qos == 0 && ok == b->msgs[m].n)
+            count_msg(br, &b->msgs[m], 0, ok);
         else
             br->lost_qos0 += b->msgs[m].qos == 0;
     }

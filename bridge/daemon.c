@@ -36,8 +36,7 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
     spool_stats(br->sp, &st);
     *n = br->n;
     n->props_renamed = br->renamed;
-    n->delivered = o->delivered + o->direct;
-    n->direct = o->direct;
+    n->delivered = o->delivered + br->n.direct;
     n->retries = o->retries;
     n->kafka_refused = o->kafka_refused;
     *g = (struct stats_gauges){
@@ -133,13 +132,14 @@ static void read_burst(struct bridge *br)
 
 static void turn(struct bridge *br, int sfd, int timeout)
 {
+    /* While a direct burst waits for Kafka, MQTT is not read: its PUBACKs
+     * would go out with the burst's. Not polled at all, or an error on the
+     * socket (POLLERR comes whatever the events) would spin the loop. */
     struct pollfd pf[3] = {
         {.fd = sfd, .events = POLLIN},
         {.fd = kafka_out_fd(br->out), .events = POLLIN},
-        {.fd = mqtt_in_fd(br->in), .events = 0},
+        {.fd = br->direct_pending ? -1 : mqtt_in_fd(br->in), .events = 0},
     };
-    /* Not read while a direct burst waits for Kafka: the PUBACKs queued
-     * next would go out with its own. */
     if (!br->backpressure && !br->direct_pending)
         pf[2].events |= POLLIN;
     /* Queued PUBACKs of a burst still waiting to be committed cannot go out
@@ -204,7 +204,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     notify_watchdog();
     outbox_flush(br->ob, now, 0);
     if (br->kafka_fatal_at &&
-        outbox_counters(br->ob)->delivered + outbox_counters(br->ob)->direct >=
+        outbox_counters(br->ob)->delivered + br->n.direct >=
             br->kafka_fatal_at) {
         log_warn("fault injection: a fatal producer error");
         kafka_out_test_fatal(br->out);

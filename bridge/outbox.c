@@ -157,10 +157,8 @@ static int direct_report(struct outbox *ob, int64_t id,
     size_t i = (size_t)(id - ob->d_first);
     if (ob->d_out[i] != OUTBOX_PENDING)
         return 0; /* spooled since: the spool's record */
-    if (o == KAFKA_OUT_OK) {
-        ob->n.direct++;
+    if (o == KAFKA_OUT_OK)
         ob->hold_ms = 0;
-    }
     if (!ob->d_open) { /* not spilled: the broker sends its message again */
         ob->d_orphans--;
         ob->d_out[i] = o == KAFKA_OUT_OK ? OUTBOX_OK : OUTBOX_RETRY;
@@ -186,6 +184,26 @@ static int direct_report(struct outbox *ob, int64_t id,
     return 1;
 }
 
+/* The lists hold a window's worth; should applying them fail with a
+ * list full (the spool cannot delete for now), they grow rather than
+ * drop an outcome. */
+static int make_room(struct outbox *ob)
+{
+    if (ob->nacks < ob->cap && ob->nretry < ob->cap)
+        return 0;
+    size_t cap = ob->cap * 2;
+    int64_t *a = realloc(ob->acks, cap * sizeof(int64_t));
+    if (a)
+        ob->acks = a;
+    int64_t *r = a ? realloc(ob->retry, cap * sizeof(int64_t)) : NULL;
+    if (r)
+        ob->retry = r;
+    if (!a || !r)
+        return -ENOMEM;
+    ob->cap = cap;
+    return 0;
+}
+
 void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
                       const char *reason, size_t bytes)
 {
@@ -195,6 +213,15 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
         return;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
         apply(ob);
+    if (make_room(ob)) {
+        /* no memory for the outcome: the record stays in the spool, in
+         * flight until the next rewind (a new producer, a restart), and
+         * is sent again then: a duplicate under the same id, no loss */
+        log_error("out of memory keeping a delivery outcome: record %" PRId64
+                  " will be sent again",
+                  id);
+        return;
+    }
     switch (o) {
     case KAFKA_OUT_OK:
         ob->acks[ob->nacks++] = id;
@@ -421,6 +448,12 @@ void outbox_direct_end(struct outbox *ob, const unsigned char *spilled)
 int outbox_direct_busy(const struct outbox *ob)
 {
     return ob->d_open || ob->d_orphans;
+}
+
+int64_t outbox_room(const struct outbox *ob, int64_t *bytes)
+{
+    *bytes = ob->o.inflight_bytes - ob->inflight_bytes;
+    return ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
 }
 
 int64_t outbox_inflight(const struct outbox *ob)

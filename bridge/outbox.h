@@ -38,7 +38,6 @@ struct outbox_opts {
 
 struct outbox_counters {   /* only ever grow, on success */
     int64_t delivered;     /* acked in the spool after Kafka confirmed */
-    int64_t direct;        /* confirmed on the direct path, never spooled */
     int64_t retries;       /* transient delivery failures */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
 };
@@ -99,6 +98,8 @@ void outbox_direct_end(struct outbox *ob, const unsigned char *spilled);
 int outbox_direct_busy(const struct outbox *ob);
 
 int64_t outbox_inflight(const struct outbox *ob);
+/* Records (and *bytes) the window has room for now. */
+int64_t outbox_room(const struct outbox *ob, int64_t *bytes);
 /* ms until outbox_flush or outbox_drain have work again, at most max. */
 int outbox_wait_ms(const struct outbox *ob, int64_t now_ms, int max);
 const struct outbox_counters *outbox_counters(const struct outbox *ob);

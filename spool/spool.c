@@ -275,6 +275,8 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n,
             return rc;
         if (id > sp->c.last_id)
             sp->c.last_id = id;
+        if (id > sp->top)
+            sp->top = id;
         sp->c.rows++;
         sp->c.put_total++;
         sp->c.bytes +=
@@ -319,6 +321,32 @@ static int put_once(struct spool *sp, struct spool_rec *recs, size_t n,
     return rc;
 }
 
+/* Under sync NORMAL a put's commit is not on disk until the next
+ * checkpoint, yet its ids may reach Kafka before that: a power cut could
+ * take the rows back and the ids would be handed out again, to other
+ * records. So ids are handed out below a ceiling written with an fsync,
+ * raised by ID_BLOCK at a time (one small write per ID_BLOCK records). */
+static int raise_ceiling(struct spool *sp, int64_t want)
+{
+    if (want <= sp->ceiling)
+        return 0;
+    int64_t to = want + ID_BLOCK;
+    int rc = sp_set_sync(sp, 1);
+    if (rc == 0)
+        rc = sp_begin(sp);
+    if (rc == 0) {
+        sqlite3_bind_int64(sp->st[S_CEILING], 1, to);
+        rc = sp_run(sp, S_CEILING);
+        if (rc == 0)
+            rc = sp_commit(sp);
+        else
+            sp_rollback(sp);
+    }
+    if (rc == 0)
+        sp->ceiling = to;
+    return rc;
+}
+
 static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n,
                       int explicit)
 {
@@ -334,7 +362,10 @@ static int put_locked(struct spool *sp, struct spool_rec *recs, size_t n,
                        " pages); split it",
                        n, need, sp->max_bytes, sp->batch_pages);
     sp_reserve_restore(sp);
-    rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
+    if (!explicit && sp->o.sync != SPOOL_SYNC_FULL)
+        rc = raise_ceiling(sp, sp->c.last_id + (int64_t)n);
+    if (rc == 0)
+        rc = sp_set_sync(sp, sp->o.sync == SPOOL_SYNC_FULL);
     for (int attempt = 0; rc == 0; attempt++) {
         rc = put_once(sp, recs, n, need + attempt * (sp->max_pages / 16 + 4),
                       explicit);
@@ -397,50 +428,69 @@ int spool_reserve(struct spool *sp, int64_t n, int64_t *first)
         sp->state_dirty = 1;
         rc = sp_commit(sp);
     }
-    if (rc == 0)
-        sp->block_lo = *first;
     pthread_mutex_unlock(&sp->mu);
     return rc;
 }
 
 /* After a spill's commit: its rows in flight join the in-flight set, and
  * hi moves past them (nothing above hi is in flight: drop_oldest and
- * expiry take rows above it). Rows below the new hi that are not in
- * flight — the spill's others, and any row that was waiting there — are
- * listed as nacked, so they are handed out in id order. */
+ * expiry take rows above it). Every row at or below the new hi that is not
+ * in flight — the spill's others, and any row that was waiting between the
+ * old hi and the new — is listed as nacked, so it is handed out, in id
+ * order. */
 static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
                       const unsigned char *inflight)
 {
-    int64_t top = recs[n - 1].id, lo = sp->hi;
-    for (size_t i = 0; i < n; i++)
-        if (inflight[i] && idset_add(&sp->inflight, recs[i].id))
-            return -ENOMEM;
-    if (top <= lo)
-        return 0; /* below hi: nack the others like any returned record */
-    sqlite3_stmt *st = sp->st[S_SCAN];
-    int64_t waiting[256];
+    int64_t top = recs[n - 1].id, lo = sp->hi, waiting[256];
     size_t k = 0;
-    int step;
-    sp->hi = top;
-    sqlite3_bind_int64(st, 1, lo);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        if (id > top)
-            break;
-        if (idset_has(&sp->inflight, id))
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (inflight[i])
+            rc = idset_add(&sp->inflight, recs[i].id) ? -ENOMEM : 0;
+    /* the others of the spill, then rows in (lo, top] nobody handed out */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (inflight[i])
             continue;
-        if (idset_add(&sp->inflight, id)) {
-            sqlite3_reset(st);
-            return -ENOMEM;
-        }
-        waiting[k++] = id;
+        if (idset_add(&sp->inflight, recs[i].id))
+            rc = -ENOMEM;
+        else
+            waiting[k++] = recs[i].id;
         if (k == sizeof(waiting) / sizeof(waiting[0])) {
-            nack_locked(sp, waiting, k);
+            rc = nack_locked(sp, waiting, k);
             k = 0;
         }
     }
-    sqlite3_reset(st);
-    return k ? nack_locked(sp, waiting, k) : 0;
+    if (rc == 0 && top > lo) {
+        sqlite3_stmt *st = sp->st[S_SCAN];
+        int step;
+        sp->hi = top;
+        sqlite3_bind_int64(st, 1, lo);
+        while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            if (id > top)
+                break;
+            if (idset_has(&sp->inflight, id))
+                continue;
+            if (idset_add(&sp->inflight, id))
+                rc = -ENOMEM;
+            else
+                waiting[k++] = id;
+            if (k == sizeof(waiting) / sizeof(waiting[0])) {
+                rc = nack_locked(sp, waiting, k);
+                k = 0;
+            }
+        }
+        sqlite3_reset(st);
+    }
+    if (rc == 0 && k)
+        rc = nack_locked(sp, waiting, k);
+    if (rc) { /* committed all the same: make every row eligible again
+               * (the producer may send some twice, nothing is lost) */
+        idset_clear(&sp->inflight);
+        sp->nacked_head = sp->nnacked = 0;
+        sp->hi = 0;
+    }
+    return 0;
 }
 
 int spool_spill(struct spool *sp, struct spool_rec *recs, size_t n,
@@ -652,15 +702,12 @@ static size_t sorted_ids(struct spool *sp, const int64_t *ids, size_t n)
     return k;
 }
 
-/* The lowest id whose tags outlive its ack: the newest TAGS_KEEP ids,
- * counted from the block of ids reserved last when that is lower (a
- * reserved block moves last_id far ahead of the rows spilled into it). */
+/* The lowest id whose tags outlive its ack: the newest TAGS_KEEP ids a
+ * row was put under (not last_id: a block of ids reserved for the direct
+ * path moves it far ahead of the rows spilled into the block). */
 static int64_t keep_from(const struct spool *sp)
 {
-    int64_t from = sp->c.last_id - TAGS_KEEP;
-    if (sp->block_lo && sp->block_lo - TAGS_KEEP < from)
-        from = sp->block_lo - TAGS_KEEP;
-    return from;
+    return sp->top - TAGS_KEEP;
 }
 
 /* Copies the tags of rows lo..hi to the tags table, inside a savepoint:

@@ -17,7 +17,7 @@
 #include "spool/idset.h"
 #include "spool/spool.h"
 
-#define SPOOL_SCHEMA  4
+#define SPOOL_SCHEMA  5
 #define PAGE          4096
 #define FRAME         (PAGE + 24)  /* a WAL frame: header + page */
 #define ROW_OVERHEAD  40           /* record header + small columns, bytes */
@@ -25,9 +25,10 @@
 #define INFLIGHT_MAX  (1 << 20)    /* cap on records in flight */
 #define ARENA_MAX     (256u << 20) /* cap on one peek's copied bytes */
 #define ACK_MAX       (1 << 20)    /* cap on ids in one ack/nack call */
-#define CLOCK_JUMP_MS 2000 /* a wall-clock step larger than this is a jump */
-#define SEG_MAX       4096 /* clock segments kept in memory */
-#define TAGS_KEEP     8192 /* ids back whose tags outlive their ack */
+#define CLOCK_JUMP_MS 2000  /* a wall-clock step larger than this is a jump */
+#define SEG_MAX       4096  /* clock segments kept in memory */
+#define TAGS_KEEP     8192  /* ids back whose tags outlive their ack */
+#define ID_BLOCK      65536 /* ids a raised ceiling allows (sync NORMAL) */
 
 enum {
     S_BEGIN,
@@ -47,6 +48,7 @@ enum {
     S_RECENT,
     S_KEEP_TAGS,
     S_PRUNE_TAGS,
+    S_CEILING,
     S__COUNT
 };
 
@@ -97,7 +99,8 @@ struct spool {
     int jumps;
     struct idset inflight; /* ids handed out by peek */
     int64_t hi;            /* highest id handed out since the last rewind */
-    int64_t block_lo;      /* first id of the block reserved last; 0: none */
+    int64_t top;           /* the highest id a row was put under */
+    int64_t ceiling;       /* durable: no id above it was handed out */
     int64_t *nacked;       /* sorted eligible ids below hi */
     size_t nnacked, nacked_head, nacked_cap;
     int64_t *scratch;

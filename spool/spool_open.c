@@ -51,6 +51,8 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " DEFAULT 0;",
     /* 3 -> 4: small named values a caller keeps (spool_kv.c) */
     "CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
+    /* 4 -> 5: the ids handed out are below a durable ceiling (see IDS) */
+    "ALTER TABLE state ADD COLUMN id_ceiling INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int is_corrupt(int rc)
@@ -224,7 +226,8 @@ static int load_state(struct spool *sp)
         "SELECT epoch,last_id,put_total,acked_total,dropped_full,"
         "dropped_expired,dead_purged,rows,bytes,"
         "(SELECT count(*) FROM dead),(SELECT total(size) FROM dead),"
-        "dead_dropped_full,dead_dropped_expired,clock_ms,clock_wall_ms"
+        "dead_dropped_full,dead_dropped_expired,clock_ms,clock_wall_ms,"
+        "id_ceiling,(SELECT max(id) FROM rec),(SELECT max(id) FROM tags)"
         " FROM state",
         -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -244,6 +247,10 @@ static int load_state(struct spool *sp)
         c->dropped[SPOOL_DROP_DEAD_EXPIRED] = sqlite3_column_int64(st, 12);
         clock_ms = sqlite3_column_int64(st, 13);
         clock_wall_ms = sqlite3_column_int64(st, 14);
+        sp->ceiling = sqlite3_column_int64(st, 15);
+        sp->top = sqlite3_column_int64(st, 16);
+        if (sqlite3_column_int64(st, 17) > sp->top)
+            sp->top = sqlite3_column_int64(st, 17);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_CORRUPT; /* the state row is gone */
@@ -268,6 +275,10 @@ static int load_state(struct spool *sp)
         }
     }
     sqlite3_finalize(st);
+    /* ids up to the ceiling may have been handed out (and reached Kafka)
+     * in commits a power cut took back: never again */
+    if (c->last_id < sp->ceiling)
+        c->last_id = sp->ceiling;
     sp->c = sp->saved;
     if (rc == SQLITE_OK)
         rc = sp_clock_load(sp, clock_ms, clock_wall_ms);

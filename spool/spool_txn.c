@@ -45,6 +45,7 @@ const char *const sp_sql[S__COUNT] = {
     [S_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
                     " rec WHERE id BETWEEN ?1 AND ?2 AND tag IS NOT NULL",
     [S_PRUNE_TAGS] = "DELETE FROM tags WHERE id<=?1",
+    [S_CEILING] = "UPDATE state SET id_ceiling=?1",
 };
 
 int sp_fail(struct spool *sp, int rc, const char *fmt, ...)

@@ -72,6 +72,7 @@ class Bridge:
 
     def __init__(self, stack, tmp, uniq, routes=None, extra=None, env=None):
         self.stack, self.uniq, self.tmp = stack, uniq, Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.spool = self.tmp / "spool.db"
         self.conf = write_config(self.tmp / "m2k.yaml", stack, uniq,
                                  self.spool, routes, extra)
