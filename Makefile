@@ -105,8 +105,11 @@ UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/numfmt.o
-CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o
+CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o \
+                         bridge/conf_env.o bridge/conf_files.o bridge/conf_diff.o \
+                         bridge/conf_value.o
 UNIT_DEPS_test_conf   := $(CONF_O) bridge/route.o
+UNIT_DEPS_test_conf_secrets := $(CONF_O)
 UNIT_DEPS_test_units  := bridge/units.o
 UNIT_DEPS_test_route  := bridge/route.o $(CONF_O)
 UNIT_DEPS_test_pb     := $(PB_O) testproto/alltypes.pb-c.o
@@ -298,7 +301,8 @@ deb-check:
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/numfmt.c
-CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c
+CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c bridge/conf_env.c \
+                bridge/conf_files.c bridge/conf_diff.c bridge/conf_value.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -I$(B)/testproto \

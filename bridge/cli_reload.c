@@ -269,7 +269,9 @@ int cli_reload_main(const char *conf_path, int npos, char **pos)
                 prog, pos[npos - 1]);
         return EX_USAGE_CODE;
     }
-    int loaded = conf_load(conf_path, &c, err, sizeof(err)) == 0, rc;
+    int loaded =
+        conf_load_ex(conf_path, CONF_ENV_LENIENT, &c, err, sizeof(err)) == 0;
+    int rc;
     if (loaded) {
         if (!c.log.status_file || !*c.log.status_file)
             status = NULL;

@@ -75,6 +75,62 @@ static void print_routes(const struct conf *c, const struct convert *cv)
     printf("\n");
 }
 
+/* Where a secret comes from, never what it is. */
+static const char *secret_from(const struct conf *c, const char *file_key,
+                               const char *value, char *buf, size_t len)
+{
+    for (size_t i = 0; i < c->nfiles; i++)
+        if (!strcmp(c->files[i].name, file_key)) {
+            snprintf(buf, len, "from %s", c->files[i].written);
+            return buf;
+        }
+    return value ? "in the config file" : "none";
+}
+
+static void print_mqtt_security(const struct conf *c)
+{
+    char a[4200];
+    if (c->mqtt.username)
+        printf("         login %s, password %s\n", c->mqtt.username,
+               secret_from(c, "mqtt.password_file", c->mqtt.password, a,
+                           sizeof a));
+    if (!c->mqtt.tls.on)
+        return;
+    printf("         tls on: ca %s%s%s, host name verification %s\n",
+           c->mqtt.tls.ca_file ? c->mqtt.tls.ca_file : "(the system's store)",
+           c->mqtt.tls.cert_file ? ", client certificate " : "",
+           c->mqtt.tls.cert_file ? c->mqtt.tls.cert_file : "",
+           c->mqtt.tls.insecure_skip_hostname_verification
+               ? "OFF (insecure_skip_hostname_verification)"
+               : "on");
+}
+
+static void print_kafka_security(const struct conf *c)
+{
+    static const char *const names[] = {"plaintext", "ssl", "sasl_plaintext",
+                                        "sasl_ssl"};
+    char a[4200];
+    const int p = c->kafka.security.protocol;
+    if (!c->kafka.security.on)
+        return;
+    printf("         security %s", names[p & 3]);
+    if (p == CONF_SEC_SASL_PLAINTEXT || p == CONF_SEC_SASL_SSL)
+        printf(", SASL %s as %s, password %s", c->kafka.security.sasl_mechanism,
+               c->kafka.security.username,
+               secret_from(c, "kafka.security.password_file",
+                           c->kafka.security.password, a, sizeof a));
+    if (p == CONF_SEC_SSL || p == CONF_SEC_SASL_SSL)
+        printf("\n         tls: ca %s%s%s, host name verification %s",
+               c->kafka.security.ca_file ? c->kafka.security.ca_file
+                                         : "(the system's store)",
+               c->kafka.security.cert_file ? ", client certificate " : "",
+               c->kafka.security.cert_file ? c->kafka.security.cert_file : "",
+               c->kafka.security.insecure_skip_hostname_verification
+                   ? "OFF (insecure_skip_hostname_verification)"
+                   : "on");
+    printf("\n");
+}
+
 static void print_summary(const struct conf *c, const struct convert *cv)
 {
     char a[32], b[32], d[32];
@@ -86,14 +142,16 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            c->mqtt.protocol == 4 ? "3.1.1" : "5", c->mqtt.qos,
            c->mqtt.keepalive, (long long)c->mqtt.session_expiry);
     units_format_size(c->mqtt.max_payload, a, sizeof a);
-    printf("         max_payload %s  reconnect_max %ds%s\n", a,
-           c->mqtt.reconnect_max, c->mqtt.username ? "  (with username)" : "");
+    printf("         max_payload %s  reconnect_max %ds\n", a,
+           c->mqtt.reconnect_max);
+    print_mqtt_security(c);
     units_format_size(c->kafka.inflight_bytes, a, sizeof a);
     units_format_duration_ms(c->kafka.shutdown_timeout, b, sizeof b);
     printf("kafka    %s  compression %s  dead letters -> %s\n",
            c->kafka.brokers, c->kafka.compression, c->kafka.dead_letter_topic);
     printf("         in flight %lld records / %s  shutdown_timeout %s\n",
            (long long)c->kafka.inflight_records, a, b);
+    print_kafka_security(c);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,
                secret_name(c->kafka.props[i].name) ? SECRET_SHOWN
