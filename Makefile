@@ -14,7 +14,7 @@
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
 PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
-             libmicrohttpd
+             libmicrohttpd openssl
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -89,7 +89,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libssl-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -119,7 +119,7 @@ UNIT_DEPS_test_batch  := bridge/batch.o
 UNIT_DEPS_test_redeliver := bridge/redeliver.o
 UNIT_DEPS_test_stats  := bridge/stats.o
 UNIT_DEPS_test_record := bridge/record.o
-UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
+UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/mqtt_tls.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o

@@ -61,7 +61,16 @@ void br_on_mqtt_state(void *ud, int connected, int session_present,
                       const char *reason);
 void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
 void br_commit(struct bridge *br);
+/* A producer for conf c (kafka.properties, then kafka.security) whose
+ * callbacks feed br's outbox; br_kafka_open() makes it br->out. */
+int br_kafka_new(struct bridge *br, const struct conf *c,
+                 struct kafka_out **out, char *err, size_t errlen);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
+/* An MQTT client for conf c subscribed to cv's filters, its callbacks
+ * wired to br; it copies what it keeps of c. */
+int br_mqtt_new(struct bridge *br, const struct conf *c,
+                const struct convert *cv, struct mqtt_in **out, char *err,
+                size_t errlen);
 void br_fault_point(struct bridge *br, int after_commit);
 
 #endif

@@ -50,6 +50,8 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
         .uplink = br->uplink,
         .mqtt = br->in && mqtt_in_connected(br->in),
         .backpressure = br->backpressure,
+        .uplink_cause = br->out ? kafka_out_cause(br->out) : NULL,
+        .mqtt_cause = br->in ? mqtt_in_cause(br->in) : NULL,
     };
 }
 
@@ -70,14 +72,14 @@ static void write_status(struct bridge *br, const char *state)
     const char *path = br->c->log.status_file;
     struct stats n;
     struct stats_gauges g;
-    char line[256];
+    char line[512];
     gather(br, &n, &g);
     stats_status_line(&g, line, sizeof(line));
     notify_status("%s", line);
     if (!path || !*path)
         return;
-    struct stats_ident id = {state, M2K_VERSION, br->c->gateway.id,
-                             (int)getpid(), log_wall_ms()};
+    struct stats_ident id = {state,         M2K_VERSION,   br->c->gateway.id,
+                             (int)getpid(), log_wall_ms(), NULL};
     int rc = stats_write_file(path, &id, &n, &g);
     if (rc && !br->status_warned++)
         log_warn("status file %s: %s (mqtt2kafka status will not work)", path,
@@ -370,44 +372,10 @@ fail:
     return -1;
 }
 
-/* The MQTT 5 maximum packet size we announce: a publish up to four times
- * mqtt.max_payload is still read and dead-lettered (cut, with its size);
- * the broker drops a larger one (and logs "Dropping too large outgoing
- * PUBLISH"), so it is never read into memory whole. */
-static uint32_t max_packet(const struct conf *c)
-{
-    int64_t m = c->mqtt.max_payload > 0 ? 4 * c->mqtt.max_payload : 0;
-    if (m <= 0 || m > (int64_t)UINT32_MAX - 131072)
-        return 0;
-    return (uint32_t)m + 131072; /* topic, properties, headers */
-}
-
 static int open_mqtt(struct bridge *br)
 {
-    const struct conf *c = br->c;
-    const char **filters = NULL;
     char err[512];
-    size_t nfilters = convert_filters(br->cv, &filters);
-    struct mqtt_in_opts mo = {
-        .host = c->mqtt.host,
-        .port = c->mqtt.port,
-        .client_id = c->mqtt.client_id,
-        .protocol = c->mqtt.protocol,
-        .qos = c->mqtt.qos,
-        .keepalive = c->mqtt.keepalive,
-        .session_expiry = c->mqtt.session_expiry,
-        .reconnect_max = c->mqtt.reconnect_max,
-        .username = c->mqtt.username,
-        .password = c->mqtt.password,
-        .max_packet = max_packet(c),
-        .filters = filters,
-        .nfilters = nfilters,
-        .watch_sys_drops = 1,
-    };
-    struct mqtt_in_cb mcb = {.message = br_on_message,
-                             .state = br_on_mqtt_state,
-                             .broker_dropped = br_on_broker_dropped};
-    if (mqtt_in_new(&mo, &mcb, br, &br->in, err, sizeof(err)) < 0) {
+    if (br_mqtt_new(br, br->c, br->cv, &br->in, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return -1;
     }

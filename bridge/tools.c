@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge/cli_reload.h"
 #include "bridge/convert.h"
 #include "bridge/secret.h"
 #include "bridge/units.h"
@@ -468,8 +469,14 @@ static const char *status_get(char *const *lines, size_t n, const char *name,
 
 static void status_print(char *const *l, size_t n)
 {
+    const char *uc = status_get(l, n, "uplink_cause", "");
+    const char *mc = status_get(l, n, "mqtt_cause", "");
     printf("  uplink %s, mqtt %s\n", status_get(l, n, "uplink", "?"),
            status_get(l, n, "mqtt", "?"));
+    if (*uc)
+        printf("  uplink down: kafka: %s\n", uc);
+    if (*mc)
+        printf("  mqtt down: mqtt: %s\n", mc);
     printf("  backlog %s records, %s bytes, oldest %ss; spool file %s bytes\n",
            status_get(l, n, "backlog", "?"),
            status_get(l, n, "backlog_bytes", "?"),
@@ -498,7 +505,8 @@ static void status_print(char *const *l, size_t n)
  * and the file is fresh, 3 when it is not running (the LSB status code). */
 int bridge_status(const struct conf *c)
 {
-    char buf[4096], *lines[128];
+    char buf[CLI_RELOAD_FILE_MAX + 1], *lines[160];
+    struct cli_reload_status rs;
     size_t n = 0;
     const char *path = c->log.status_file;
     FILE *f = path && *path ? fopen(path, "r") : NULL;
@@ -506,7 +514,8 @@ int bridge_status(const struct conf *c)
     if (f)
         fclose(f);
     buf[len] = '\0';
-    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 128;
+    cli_reload_parse(buf, len, &rs);
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 160;
          l = strtok_r(NULL, "\n", &save))
         lines[n++] = l;
     if (n == 0) {
@@ -526,5 +535,6 @@ int bridge_status(const struct conf *c)
            status_get(lines, n, "gateway", "?"),
            running ? state : "not running", pid, (double)age_ms / 1000.0);
     status_print(lines, n);
+    cli_reload_print_last(&rs, stdout);
     return running ? 0 : 3;
 }
