@@ -27,8 +27,9 @@
 #define STATUS_EVERY_MS   2000
 #define GROUP_RECORDS     512 /* commit at once when a burst has this */
 struct bridge {
-    const struct conf *c;
-    struct convert *cv; /* route + decode: message → records */
+    const struct conf *c; /* the config in effect */
+    struct conf *own;     /* c when a reload loaded it (ours to free) */
+    struct convert *cv;   /* route + decode: message → records */
     struct spool *sp;
     struct mqtt_in *in;
     struct kafka_out *out;
@@ -51,6 +52,15 @@ struct bridge {
     int out_failed;      /* the producer could not be recreated */
     int64_t next_status; /* when to rewrite the status file */
     int stop;
+    /* reload (reload.c): SIGHUP seen; the last attempt's answer for the
+     * status file (cli_reload.h); a new producer waiting for the records
+     * in flight in the old one to settle, and until when */
+    int reload_pending;
+    int64_t reload_seq, reload_ms;
+    char reload_result[8];
+    char reload_error[512], reload_detail[512];
+    struct kafka_out *out_next;
+    int64_t settle_until;
 };
 
 /* bridge.c: the data path. The mqtt_in callbacks; the group commit (the
@@ -72,5 +82,19 @@ int br_mqtt_new(struct bridge *br, const struct conf *c,
                 const struct convert *cv, struct mqtt_in **out, char *err,
                 size_t errlen);
 void br_fault_point(struct bridge *br, int after_commit);
+
+/* daemon.c: the status file and STATUS= line now; the largest payload c
+ * lets through, given the spool's cap (warns when it cuts c's). */
+void br_write_status(struct bridge *br, const char *state);
+int64_t br_payload_limit(const struct bridge *br, const struct conf *c);
+
+/* reload.c: SIGHUP's work, in the loop, between bursts. Starts an attempt
+ * when one is pending, finishes one waiting for its producer; now is
+ * log_now_ms(). */
+void br_reload_step(struct bridge *br, int64_t now);
+/* Replaces br->out by next (or a new producer for br->c when next is
+ * NULL): what was in flight in the old one goes round again. 0, or -1
+ * when no producer could be made. */
+int br_swap_producer(struct bridge *br, struct kafka_out *next);
 
 #endif

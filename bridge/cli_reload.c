@@ -147,8 +147,9 @@ void cli_reload_print_last(const struct cli_reload_status *st, FILE *out)
         return;
     if (gmtime_r(&t, &tm))
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    const char *why = st->error[0] ? st->error : st->detail;
     fprintf(out, "  last reload %s at %s%s%s\n", st->result, when,
-            st->error[0] ? ": " : "", st->error);
+            why[0] ? ": " : "", why);
 }
 
 /* Prints what the daemon answered; returns the exit code. */

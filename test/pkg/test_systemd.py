@@ -344,8 +344,6 @@ def test_reload_without_procps(machine):
                      j), j
 
 
-@pytest.mark.xfail(strict=True, reason="the daemon does not reread its config on SIGHUP yet "
-                                       "(the contract is in bridge/cli_reload.h)")
 def test_reload_refuses_a_bad_config_and_keeps_running(machine, stack):
     pid = machine.show("MainPID")["MainPID"]
     good = STATE["conf"]
