@@ -315,7 +315,8 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
 	  $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
 	  $(PB_SRC) $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
-	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf \
+	  ../test/fuzz/corpus/conf
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
 	  ../test/fuzz/corpus/decode
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_pb_schema"
