@@ -96,10 +96,27 @@ set_cause(struct mqtt_in *m, const char *fmt, ...)
     va_end(ap);
 }
 
+/* libmosquitto's sentences ("The connection was lost.") as a clause:
+ * "the connection was lost". */
+static const char *clause(const char *why, char *buf, size_t len)
+{
+    size_t n;
+    if (!why)
+        return NULL;
+    snprintf(buf, len, "%s", why);
+    n = strlen(buf);
+    if (n && buf[n - 1] == '.')
+        buf[n - 1] = '\0';
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z')
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    return buf;
+}
+
 /* An attempt ended before the CONNACK accepted it: why, in words. */
 static void attempt_failed(struct mqtt_in *m, const char *why)
 {
     const char *v = m->tls ? mqtt_tls_verify_error(m->tls) : NULL;
+    char c[200];
     if (m->refused) /* on_connect said why */
         return;
     if (!m->tcp_up)
@@ -129,7 +146,8 @@ static void attempt_failed(struct mqtt_in *m, const char *why)
                   "CONNECT: is %d a TLS port? then mqtt.tls is needed",
                   m->o.port);
     else
-        set_cause(m, "%s before the broker answered", why ? why : "closed");
+        set_cause(m, "%s before the broker answered",
+                  why ? clause(why, c, sizeof(c)) : "closed");
 }
 
 /* Says a failed attempt when its cause is new, and every tenth time. */
@@ -158,8 +176,10 @@ static void set_state(struct mqtt_in *m, enum conn_state s, int session,
         m->cause[0] = m->said[0] = '\0';
         m->cb.state(m->ud, 1, session, NULL);
     } else if (old == CONNECTED) {
-        set_cause(m, "connection lost: %s", why ? why : "closed");
-        m->cb.state(m->ud, 0, 0, m->cause);
+        char c[200];
+        const char *w = why ? clause(why, c, sizeof(c)) : "closed";
+        set_cause(m, "connection lost: %s", w);
+        m->cb.state(m->ud, 0, 0, w);
     } else if (s == DISCONNECTED) {
         attempt_failed(m, why);
     }
