@@ -87,9 +87,12 @@ static void set_uplink(struct kafka_out *k, int up, const char *reason)
  * "(after 5ms in state X, ...)" behind. */
 static void tidy(const char *reason, char *buf, size_t len)
 {
-    const char *p = strstr(reason, "://");
-    const char *q = p ? strstr(p, ": ") : NULL;
-    const char *s = q ? q + 2 : reason;
+    /* the broker's name: "sasl_ssl://h:p/1" or "h:p/bootstrap", no spaces */
+    const char *q = strstr(reason, ": ");
+    const char *s = q && memchr(reason, '/', (size_t)(q - reason)) &&
+                            !memchr(reason, ' ', (size_t)(q - reason))
+                        ? q + 2
+                        : reason;
     const char *e = strstr(s, " (after ");
     size_t n = e ? (size_t)(e - s) : strlen(s);
     snprintf(buf, len, "%.*s", (int)n, s);
@@ -145,7 +148,13 @@ static void cause_of(struct kafka_out *k, int err, const char *reason,
                          : "");
         return;
     }
-    snprintf(buf, len, "%s", t);
+    if (strstr(t, "incorrect security.protocol"))
+        snprintf(buf, len,
+                 "the broker closed the connection at once: "
+                 "kafka.security.protocol does not match the listener (a TLS "
+                 "or SASL listener reached in plaintext?)");
+    else
+        snprintf(buf, len, "%s", t);
 }
 
 /* The certificate verify callback (librdkafka's threads): OpenSSL has

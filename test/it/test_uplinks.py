@@ -441,7 +441,8 @@ def test_plain_text_to_a_tls_port_is_named(stack, uniq, tmp_path, out):
     br.start(wait_connected=False)
     wait_status(br, "mqtt_cause", f"is {port} a TLS port? then mqtt.tls is needed")
     pub(stack, f"{uniq}/sensors/eu/temp/{{device}}", devices=1, count=1)
-    wait_status(br, "uplink_cause", "security.protocol")
+    wait_status(br, "uplink_cause", "the broker closed the connection at once: "
+                "kafka.security.protocol does not match the listener")
     rc, text = status(out, br)
     assert "mqtt down: mqtt: the broker closed the connection before answering" in text, text
     assert br.stop() == 0
