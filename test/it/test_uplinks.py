@@ -59,6 +59,12 @@ class Outputs:
                 yield str(f), f.read_text(errors="replace")
 
 
+def leaks(o, secrets):
+    """Where any of secrets shows in what o collected: [(where, secret)]."""
+    return [(what, s) for what, text in list(o.texts) + list(o.files())
+            for s in secrets if s in text]
+
+
 @pytest.fixture
 def out(stack, tmp_path):
     o = Outputs(tmp_path)
@@ -68,10 +74,20 @@ def out(stack, tmp_path):
     keystore = stack.dir / "tls" / "keystore.password"
     if keystore.exists():
         secrets.append(stack.secret(keystore))
-    leaks = [(what, s) for what, text in list(o.texts) + list(o.files())
-             for s in secrets if s in text]
-    assert not leaks, f"a secret was printed: {[w for w, _ in leaks]}"
+    found = leaks(o, secrets)
+    assert not found, f"a secret was printed: {[w for w, _ in found]}"
     o.texts.clear()
+
+
+def test_the_secret_search_finds_a_printed_secret(tmp_path):
+    """The check every test ends with can fail: a secret in a daemon's log,
+    a status file or a command's output is found."""
+    o = Outputs(tmp_path)
+    assert leaks(o, MADE_UP) == []
+    (tmp_path / "bridge-1.log").write_text(f"info  login with {MADE_UP[0]}\n")
+    (tmp_path / "status").write_text("uplink=down\n")
+    o.add("mqtt2kafka check", f"password {MADE_UP[1]}")
+    assert sorted(s for _, s in leaks(o, MADE_UP)) == sorted(MADE_UP)
 
 
 # --- helpers ---------------------------------------------------------------------
