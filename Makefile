@@ -14,7 +14,7 @@
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
 PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
-             libmicrohttpd jansson
+             libmicrohttpd jansson openssl
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -96,7 +96,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libssl-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -115,8 +115,11 @@ UNIT_DEPS_test_outbox := bridge/outbox.o bridge/record.o $(UNIT_DEPS_test_kafka_
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/pb_json_wkt.o \
                          bridge/numfmt.o $(PB_SCHEMA_O)
-CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o
+CONF_O                := bridge/conf.o bridge/conf_keys.o bridge/units.o \
+                         bridge/conf_env.o bridge/conf_files.o bridge/conf_diff.o \
+                         bridge/conf_value.o
 UNIT_DEPS_test_conf   := $(CONF_O) bridge/route.o
+UNIT_DEPS_test_conf_secrets := $(CONF_O)
 UNIT_DEPS_test_units  := bridge/units.o
 UNIT_DEPS_test_route  := bridge/route.o $(CONF_O)
 UNIT_DEPS_test_pb     := $(PB_O) testproto/alltypes.pb-c.o
@@ -128,7 +131,7 @@ UNIT_DEPS_test_batch  := bridge/batch.o
 UNIT_DEPS_test_redeliver := bridge/redeliver.o
 UNIT_DEPS_test_stats  := bridge/stats.o
 UNIT_DEPS_test_record := bridge/record.o
-UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
+UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/mqtt_tls.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
@@ -341,7 +344,8 @@ PB_SRC       := bridge/pb.c bridge/pb_json.c bridge/pb_json_wkt.c bridge/numfmt.
                 $(addsuffix .c,$(basename $(PB_SCHEMA_O)))
 DECODE_SRC   := bridge/route.c bridge/payload.c bridge/convert.c bridge/schemas.c \
                 bridge/jsonp.c bridge/spb.c
-CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c
+CONF_SRC     := bridge/conf.c bridge/conf_keys.c bridge/units.c bridge/conf_env.c \
+                bridge/conf_files.c bridge/conf_diff.c bridge/conf_value.c
 FUZZ_DIR     := build-fuzz
 FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -D_GNU_SOURCE $(LFS) -I. -I$(B)/proto -I$(B)/pbdesc -I$(B)/testproto \
@@ -354,7 +358,8 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
 	  $(CONF_SRC) $(DECODE_SRC) $(PB_SRC) $(PROTO_C) $(PKG_LIBS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_decode test/fuzz/fuzz_decode.c \
 	  $(PB_SRC) $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(PKG_LIBS)
-	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_conf $(FUZZ_SECONDS) conf ../conf \
+	  ../test/fuzz/corpus/conf
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_decode $(FUZZ_SECONDS) decode \
 	  ../test/fuzz/corpus/decode
 	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_payload"

@@ -309,7 +309,7 @@ static void on_uplink(void *ud, int up, const char *reason)
 {
     struct bridge *br = ud;
     struct spool_stats st = {0};
-    if (br->uplink == up)
+    if (br->uplink == up) /* down still, with a new cause: kafka_out said */
         return;
     br->uplink = up;
     spool_stats(br->sp, &st);
@@ -321,22 +321,122 @@ static void on_uplink(void *ud, int up, const char *reason)
                  reason ? reason : "brokers unreachable", st.records);
 }
 
-int br_kafka_open(struct bridge *br, char *err, size_t errlen)
+/* kafka.security as librdkafka properties, after kafka.properties (the
+ * loader refuses a property both set). Returns how many. */
+static size_t security_props(const struct conf *c, struct kafka_out_prop *p)
 {
-    const struct conf *c = br->c;
-    struct kafka_out_prop props[CONF_MAX_PROPS];
+    static const char *const protocols[] = {"plaintext", "ssl",
+                                            "sasl_plaintext", "sasl_ssl"};
+    const int proto = c->kafka.security.protocol;
+    size_t n = 0;
+    if (!c->kafka.security.on)
+        return 0;
+    p[n++] = (struct kafka_out_prop){"security.protocol", protocols[proto & 3]};
+    if (proto == CONF_SEC_SASL_PLAINTEXT || proto == CONF_SEC_SASL_SSL) {
+        p[n++] = (struct kafka_out_prop){"sasl.mechanism",
+                                         c->kafka.security.sasl_mechanism};
+        p[n++] = (struct kafka_out_prop){"sasl.username",
+                                         c->kafka.security.username};
+        p[n++] = (struct kafka_out_prop){"sasl.password",
+                                         c->kafka.security.password};
+    }
+    if (proto != CONF_SEC_SSL && proto != CONF_SEC_SASL_SSL)
+        return n;
+    if (c->kafka.security.ca_file)
+        p[n++] = (struct kafka_out_prop){"ssl.ca.location",
+                                         c->kafka.security.ca_file};
+    if (c->kafka.security.cert_file) {
+        p[n++] = (struct kafka_out_prop){"ssl.certificate.location",
+                                         c->kafka.security.cert_file};
+        p[n++] = (struct kafka_out_prop){"ssl.key.location",
+                                         c->kafka.security.key_file};
+    }
+    if (c->kafka.security.key_password)
+        p[n++] = (struct kafka_out_prop){"ssl.key.password",
+                                         c->kafka.security.key_password};
+    p[n++] = (struct kafka_out_prop){
+        "ssl.endpoint.identification.algorithm",
+        c->kafka.security.insecure_skip_hostname_verification ? "none"
+                                                              : "https"};
+    return n;
+}
+
+int br_kafka_new(struct bridge *br, const struct conf *c,
+                 struct kafka_out **out, char *err, size_t errlen)
+{
+    struct kafka_out_prop props[CONF_MAX_PROPS + 16];
+    size_t n = 0;
     for (size_t i = 0; i < c->kafka.nprops && i < CONF_MAX_PROPS; i++)
-        props[i] = (struct kafka_out_prop){c->kafka.props[i].name,
-                                           c->kafka.props[i].value};
+        props[n++] = (struct kafka_out_prop){c->kafka.props[i].name,
+                                             c->kafka.props[i].value};
+    n += security_props(c, props + n);
     struct kafka_out_opts ko = {
         .brokers = c->kafka.brokers,
         .compression = c->kafka.compression,
         .props = props,
-        .nprops = c->kafka.nprops,
+        .nprops = n,
         .queue_records = c->kafka.inflight_records,
     };
     struct kafka_out_cb kcb = {.delivered = on_delivered, .uplink = on_uplink};
-    int rc = kafka_out_new(&ko, &kcb, br, &br->out, err, errlen);
+    if (c->kafka.security.insecure_skip_hostname_verification)
+        log_warn("kafka: TLS host name verification is OFF "
+                 "(kafka.security.insecure_skip_hostname_verification): any "
+                 "certificate the CA signed is taken for the brokers");
+    return kafka_out_new(&ko, &kcb, br, out, err, errlen);
+}
+
+int br_kafka_open(struct bridge *br, char *err, size_t errlen)
+{
+    int rc = br_kafka_new(br, br->c, &br->out, err, errlen);
     outbox_set_producer(br->ob, br->out);
     return rc;
+}
+
+/* --- MQTT in ------------------------------------------------------------ */
+
+/* The MQTT 5 maximum packet size we announce: a publish up to four times
+ * mqtt.max_payload is still read and dead-lettered (cut, with its size);
+ * the broker drops a larger one (and logs "Dropping too large outgoing
+ * PUBLISH"), so it is never read into memory whole. */
+static uint32_t max_packet(const struct conf *c)
+{
+    int64_t m = c->mqtt.max_payload > 0 ? 4 * c->mqtt.max_payload : 0;
+    if (m <= 0 || m > (int64_t)UINT32_MAX - 131072)
+        return 0;
+    return (uint32_t)m + 131072; /* topic, properties, headers */
+}
+
+int br_mqtt_new(struct bridge *br, const struct conf *c,
+                const struct convert *cv, struct mqtt_in **out, char *err,
+                size_t errlen)
+{
+    const char **filters = NULL;
+    size_t nfilters = convert_filters(cv, &filters);
+    struct mqtt_in_opts mo = {
+        .host = c->mqtt.host,
+        .port = c->mqtt.port,
+        .client_id = c->mqtt.client_id,
+        .protocol = c->mqtt.protocol,
+        .qos = c->mqtt.qos,
+        .keepalive = c->mqtt.keepalive,
+        .session_expiry = c->mqtt.session_expiry,
+        .reconnect_max = c->mqtt.reconnect_max,
+        .username = c->mqtt.username,
+        .password = c->mqtt.password,
+        .max_packet = max_packet(c),
+        .filters = filters,
+        .nfilters = nfilters,
+        .watch_sys_drops = 1,
+        .tls = c->mqtt.tls.on,
+        .ca_file = c->mqtt.tls.ca_file,
+        .cert_file = c->mqtt.tls.cert_file,
+        .key_file = c->mqtt.tls.key_file,
+        .key_password = c->mqtt.tls.key_password,
+        .tls_no_hostname_check =
+            c->mqtt.tls.insecure_skip_hostname_verification,
+    };
+    struct mqtt_in_cb mcb = {.message = br_on_message,
+                             .state = br_on_mqtt_state,
+                             .broker_dropped = br_on_broker_dropped};
+    return mqtt_in_new(&mo, &mcb, br, out, err, errlen);
 }

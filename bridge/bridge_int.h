@@ -36,7 +36,8 @@ enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
  * (batch_msg.notes). */
 enum { NOTE_UNKNOWN = 1, NOTE_UNRESOLVED = 2, NOTE_SEQ_GAP = 4 };
 struct bridge {
-    const struct conf *c;
+    const struct conf *c;      /* the config in effect */
+    struct conf *own;          /* c when a reload loaded it (ours to free) */
     struct convert *cv;        /* route + decode: message → records */
     struct pb_schema *schemas; /* the loaded protobuf schemas */
     struct spool *sp;
@@ -83,6 +84,15 @@ struct bridge {
      * commit in one transaction (the last value of each key) */
     struct spool_kv kv[KV_PENDING_MAX];
     size_t nkv;
+    /* reload (reload.c): SIGHUP seen; the last attempt's answer for the
+     * status file (cli_reload.h); a new producer waiting for the records
+     * in flight in the old one to settle, and until when */
+    int reload_pending;
+    int64_t reload_seq, reload_ms;
+    char reload_result[8];
+    char reload_error[512], reload_detail[512];
+    struct kafka_out *out_next;
+    int64_t settle_until;
 };
 
 /* bridge.c: the data path in. The mqtt_in callbacks (a message converted
@@ -91,7 +101,16 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m);
 void br_on_mqtt_state(void *ud, int connected, int session_present,
                       const char *reason);
 void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
+/* A producer for conf c (kafka.properties, then kafka.security) whose
+ * callbacks feed br's outbox; br_kafka_open() makes it br->out. */
+int br_kafka_new(struct bridge *br, const struct conf *c,
+                 struct kafka_out **out, char *err, size_t errlen);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
+/* An MQTT client for conf c subscribed to cv's filters, its callbacks
+ * wired to br; it copies what it keeps of c. */
+int br_mqtt_new(struct bridge *br, const struct conf *c,
+                const struct convert *cv, struct mqtt_in **out, char *err,
+                size_t errlen);
 
 /* commit.c: the burst made durable, then its PUBACKs: straight to Kafka
  * (the direct path, spilling into the spool what is not confirmed in
@@ -109,5 +128,19 @@ int br_direct_wait_ms(const struct bridge *br, int64_t now);
 int br_fits(void *ud, size_t first, size_t n);
 void br_fault_point(struct bridge *br, int after_commit);
 void br_kv_flush(struct bridge *br);
+
+/* daemon.c: the status file and STATUS= line now; the largest payload c
+ * lets through, given the spool's cap (warns when it cuts c's). */
+void br_write_status(struct bridge *br, const char *state);
+int64_t br_payload_limit(const struct bridge *br, const struct conf *c);
+
+/* reload.c: SIGHUP's work, in the loop, between bursts. Starts an attempt
+ * when one is pending, finishes one waiting for its producer; now is
+ * log_now_ms(). */
+void br_reload_step(struct bridge *br, int64_t now);
+/* Replaces br->out by next (or a new producer for br->c when next is
+ * NULL): what was in flight in the old one goes round again. 0, or -1
+ * when no producer could be made. */
+int br_swap_producer(struct bridge *br, struct kafka_out *next);
 
 #endif

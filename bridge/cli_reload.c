@@ -147,8 +147,9 @@ void cli_reload_print_last(const struct cli_reload_status *st, FILE *out)
         return;
     if (gmtime_r(&t, &tm))
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    const char *why = st->error[0] ? st->error : st->detail;
     fprintf(out, "  last reload %s at %s%s%s\n", st->result, when,
-            st->error[0] ? ": " : "", st->error);
+            why[0] ? ": " : "", why);
 }
 
 /* Prints what the daemon answered; returns the exit code. */
@@ -269,7 +270,9 @@ int cli_reload_main(const char *conf_path, int npos, char **pos)
                 prog, pos[npos - 1]);
         return EX_USAGE_CODE;
     }
-    int loaded = conf_load(conf_path, &c, err, sizeof(err)) == 0, rc;
+    int loaded =
+        conf_load_ex(conf_path, CONF_ENV_LENIENT, &c, err, sizeof(err)) == 0;
+    int rc;
     if (loaded) {
         if (!c.log.status_file || !*c.log.status_file)
             status = NULL;

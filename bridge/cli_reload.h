@@ -97,8 +97,8 @@ int cli_reload_format(char *buf, size_t len, int64_t seq, const char *result,
                       int64_t ms, const char *error, const char *detail);
 
 /* For `mqtt2kafka status`: one line about the last reload ("  last reload
- * ok at 2026-01-01 12:00:00 UTC" or "... failed at ...: why"), nothing
- * when there was none. */
+ * ok at 2026-01-01 12:00:00 UTC: what it did" or "... failed at ...: why"),
+ * nothing when there was none. */
 void cli_reload_print_last(const struct cli_reload_status *st, FILE *out);
 
 /* Steps 3 to 6 above: signals pid (> 0) and follows status_path for at most

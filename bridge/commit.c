@@ -235,11 +235,13 @@ static void spool_commit(struct bridge *br)
 int br_direct_ready(struct bridge *br, int64_t now)
 {
     int64_t bytes, room;
-    if (br->c->spool.mode != CONF_SPOOL_DIRECT || !br->out || br->uplink == 0 ||
-        br->stop || br->batch.failed || br->batch.n == 0 ||
-        now < br->direct_off_until || !mqtt_in_connected(br->in) ||
-        outbox_direct_busy(br->ob) || outbox_inflight(br->ob) != 0 ||
-        spool_backlog(br->sp) != 0)
+    /* (a reload waiting to apply takes the spool path: it must not find
+     * PUBACKs held when it reconnects) */
+    if (br->c->spool.mode != CONF_SPOOL_DIRECT || !br->out ||
+        br->reload_pending || br->out_next || br->uplink == 0 || br->stop ||
+        br->batch.failed || br->batch.n == 0 || now < br->direct_off_until ||
+        !mqtt_in_connected(br->in) || outbox_direct_busy(br->ob) ||
+        outbox_inflight(br->ob) != 0 || spool_backlog(br->sp) != 0)
         return 0;
     room = outbox_room(br->ob, &bytes);
     return (int64_t)br->batch.n <= room && (int64_t)br->batch.used <= bytes;

@@ -9,8 +9,17 @@
  * them (route.c, payload.c), at the marks this loader keeps in each
  * struct conf_route: one grammar for templates, in route.c.
  *
+ * Nested mappings (mqtt.tls, kafka.security) are walked the same way with
+ * their own tables. String values go through ${NAME} expansion
+ * (conf_env.c) before they are checked. A key naming a file is only
+ * recorded here (struct conf_file); conf_files.c reads it. Combinations the
+ * tables alone cannot express (a certificate without its key, SASL keys
+ * without a SASL protocol) are checked once the whole file is read, at the
+ * place of the key that does not fit.
+ *
  * Depends on libyaml and libc only. No global state: conf_parse() is safe
- * to call from a fuzzer in a loop.
+ * to call from a fuzzer in a loop. A secret's value is never part of a
+ * message.
  */
 #include "bridge/conf.h"
 
@@ -22,7 +31,6 @@
 #include <yaml.h>
 
 #include "bridge/conf_int.h"
-#include "bridge/units.h"
 
 struct ctx {
     const char *name;
@@ -32,6 +40,8 @@ struct ctx {
     struct conf *c;
     char *err;
     size_t errlen;
+    unsigned flags;  /* CONF_ENV_LENIENT */
+    yaml_mark_t cur; /* the value being expanded, for conf.unset */
 };
 
 __attribute__((format(printf, 3, 4))) static int
@@ -55,168 +65,6 @@ static struct conf_mark mark_of(yaml_mark_t m)
 
 /* ---- values --------------------------------------------------------- */
 
-static void store_int(void *p, size_t size, int64_t v)
-{
-    if (size == sizeof(int64_t))
-        *(int64_t *)p = v;
-    else
-        *(int *)p = (int)v;
-}
-
-void conf_range_text(const struct key *k, char *buf, size_t len)
-{
-    char a[32], b[32];
-    if (k->type == T_SIZE) {
-        units_format_size(k->min, a, sizeof a);
-        units_format_size(k->max, b, sizeof b);
-    } else if (k->type == T_DUR_MS) {
-        units_format_duration_ms(k->min, a, sizeof a);
-        units_format_duration_ms(k->max, b, sizeof b);
-    } else {
-        snprintf(a, sizeof a, "%lld", (long long)k->min);
-        snprintf(b, sizeof b, "%lld", (long long)k->max);
-    }
-    snprintf(buf, len, "%s to %s%s", a, b,
-             k->type == T_DUR_S ? " seconds" : "");
-}
-
-void conf_choices_text(const struct kenum *e, char *buf, size_t len)
-{
-    size_t n = 0;
-    buf[0] = '\0';
-    for (; e->name && n < len; e++)
-        n +=
-            (size_t)snprintf(buf + n, len - n, "%s%s", n ? " | " : "", e->name);
-}
-
-static const char *const type_names[] = {
-    [T_STR] = "a string",
-    [T_INT] = "an integer",
-    [T_SIZE] = "a size (e.g. 512MiB, 1GiB, 100MB, or bytes)",
-    [T_DUR_S] = "a duration (e.g. 30s, 12h, or plain seconds)",
-    [T_DUR_MS] = "a duration (e.g. 250ms, 10s, 7d, or plain seconds)",
-    [T_ENUM] = "one of",
-    [T_CHOICE] = "one of",
-    [T_PROPS] = "a mapping of librdkafka property names to values",
-};
-
-static int kafka_name_ok(const char *s, char *bad)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 249 || !strcmp(s, ".") || !strcmp(s, ".."))
-        return 0;
-    for (; *s; s++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-                    "6789._-",
-                    *s)) {
-            *bad = *s;
-            return 0;
-        }
-    return 1;
-}
-
-/* Converts text for key k and stores it at base+off. On error writes what
- * was expected into why. Used for defaults and for the file alike. */
-int conf_set_text(const struct key *k, const char *s, void *base, char *why,
-                  size_t wlen)
-{
-    void *p = (char *)base + k->off;
-    int64_t v = 0;
-    char buf[128];
-    int rc;
-
-    switch (k->type) {
-    case T_STR:
-    case T_CHOICE: {
-        size_t n = strlen(s);
-        if (k->type == T_CHOICE) {
-            const struct kenum *e = k->enums;
-            while (e->name && strcmp(e->name, s))
-                e++;
-            if (!e->name) {
-                conf_choices_text(k->enums, buf, sizeof buf);
-                snprintf(why, wlen, "expected one of %s, got \"%.60s\"", buf,
-                         s);
-                return -EINVAL;
-            }
-        } else if (n == 0 && !(k->flags & K_EMPTY_OK)) {
-            snprintf(why, wlen, "expected a non-empty string");
-            return -EINVAL;
-        } else if ((int64_t)n > k->max) {
-            snprintf(why, wlen, "expected a string of %d to %lld characters",
-                     k->flags & K_EMPTY_OK ? 0 : 1, (long long)k->max);
-            return -EINVAL;
-        }
-        for (const char *q = s; *q; q++)
-            if ((unsigned char)*q < 0x20 || *q == 0x7f) {
-                snprintf(why, wlen, "control characters are not allowed");
-                return -EINVAL;
-            }
-        char bad = '?';
-        if ((k->flags & K_TOPIC) && !kafka_name_ok(s, &bad)) {
-            snprintf(why, wlen,
-                     "\"%.60s\" is not a legal Kafka topic name ('%c' is not "
-                     "allowed: "
-                     "use only A-Z a-z 0-9 . _ -)",
-                     s, bad);
-            return -EINVAL;
-        }
-        char *d = strdup(s);
-        if (!d)
-            return -ENOMEM;
-        free(*(char **)p);
-        *(char **)p = d;
-        return 0;
-    }
-    case T_ENUM:
-        for (const struct kenum *e = k->enums; e->name; e++)
-            if (!strcmp(e->name, s)) {
-                store_int(p, k->size, e->val);
-                return 0;
-            }
-        conf_choices_text(k->enums, buf, sizeof buf);
-        snprintf(why, wlen, "expected one of %s, got \"%.60s\"", buf, s);
-        return -EINVAL;
-    case T_INT: {
-        char *end;
-        errno = 0;
-        long long ll = strtoll(s, &end, 10);
-        rc = (*s && !*end && errno == 0 && *s != ' ') ? 0 : -EINVAL;
-        v = ll;
-        break;
-    }
-    case T_SIZE:
-        rc = units_parse_size(s, &v);
-        break;
-    case T_DUR_S:
-    case T_DUR_MS:
-        rc = units_parse_duration_ms(s, &v);
-        if (rc == 0 && k->type == T_DUR_S) {
-            if (v % 1000) {
-                snprintf(why, wlen, "expected whole seconds, got \"%.60s\"", s);
-                return -EINVAL;
-            }
-            v /= 1000;
-        }
-        break;
-    default:
-        snprintf(why, wlen, "internal: no text form");
-        return -EINVAL;
-    }
-    conf_range_text(k, buf, sizeof buf);
-    if (rc) {
-        snprintf(why, wlen, "expected %s from %s, got \"%.60s\"",
-                 type_names[k->type], buf, s);
-        return -EINVAL;
-    }
-    if (v < k->min || v > k->max) {
-        snprintf(why, wlen, "%.60s is out of range (%s)", s, buf);
-        return -EINVAL;
-    }
-    store_int(p, k->size, v);
-    return 0;
-}
-
 static int apply_defaults(const struct key *keys, void *base)
 {
     char why[160];
@@ -229,8 +77,10 @@ static int apply_defaults(const struct key *keys, void *base)
 static void free_strings(const struct key *keys, void *base)
 {
     for (const struct key *k = keys; k->name; k++)
-        if (k->type == T_STR || k->type == T_CHOICE) {
+        if (k->type == T_STR || k->type == T_CHOICE || k->type == T_FILE) {
             char **p = (char **)((char *)base + k->off);
+            if (k->flags & K_SECRET && *p) /* no copy left in the heap */
+                memset(*p, 0, strlen(*p));
             free(*p);
             *p = NULL;
         }
@@ -338,6 +188,8 @@ static int mapping_key(struct ctx *x, yaml_node_t *map, yaml_node_pair_t *pair,
     return 0;
 }
 
+static int expand(struct ctx *x, yaml_node_t *vn, const char *what, char **out);
+
 static int parse_props(struct ctx *x, yaml_node_t *map)
 {
     struct conf *c = x->c;
@@ -346,7 +198,7 @@ static int parse_props(struct ctx *x, yaml_node_t *map)
     if (map->type != YAML_MAPPING_NODE)
         return fail(x, map->start_mark,
                     "expected %s for kafka.properties, got %s",
-                    type_names[T_PROPS], kind(map));
+                    conf_type_name(T_PROPS), kind(map));
     size_t n =
         (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
     if (n > CONF_MAX_PROPS)
@@ -380,8 +232,12 @@ static int parse_props(struct ctx *x, yaml_node_t *map)
                         "or number), got %s",
                         scalar(kn), kind(vn));
         struct conf_prop *p = &c->kafka.props[c->kafka.nprops];
+        char what[160];
+        snprintf(what, sizeof what, "kafka.properties: %.100s", scalar(kn));
+        int rc = expand(x, vn, what, &p->value);
+        if (rc)
+            return rc;
         p->name = strdup(scalar(kn));
-        p->value = strdup(scalar(vn));
         p->line = (int)kn->start_mark.line + 1;
         p->col = (int)kn->start_mark.column + 1;
         c->kafka.nprops++;
@@ -391,12 +247,95 @@ static int parse_props(struct ctx *x, yaml_node_t *map)
     return 0;
 }
 
-static int set_node(struct ctx *x, const struct key *k, yaml_node_t *vn,
-                    void *base, const char *where)
+static void note_unset(void *ud, const char *name)
 {
-    char why[320], choices[128];
+    struct ctx *x = ud;
+    struct conf *c = x->c;
+    for (size_t i = 0; i < c->nunset && i < CONF_MAX_UNSET; i++)
+        if (!strcmp(c->unset[i].name, name))
+            return;
+    if (c->nunset < CONF_MAX_UNSET) {
+        struct conf_unset *u = &c->unset[c->nunset];
+        snprintf(u->name, sizeof u->name, "%s", name);
+        u->line = (int)x->cur.line + 1;
+        u->col = (int)x->cur.column + 1;
+    }
+    c->nunset++;
+}
+
+/* ${NAME} expansion of a scalar, for string values; *out is malloc'ed. */
+static int expand(struct ctx *x, yaml_node_t *vn, const char *what, char **out)
+{
+    char why[160];
+    x->cur = vn->start_mark;
+    int rc = conf_env_expand(scalar(vn), x->flags, out, why, sizeof why,
+                             note_unset, x);
+    if (rc == -EINVAL)
+        return fail(x, vn->start_mark, "%s: %s", what, why);
+    return rc;
+}
+
+static int apply_mapping(struct ctx *x, yaml_node_t *map,
+                         const struct key *keys, void *base, const char *where,
+                         unsigned *seen);
+
+/* A key naming a file: where it is, so conf_files.c can read it and name
+ * it in errors. A T_FILE x_file with K_SECRET fills key x of its table. */
+static int record_file(struct ctx *x, const struct key *keys,
+                       const struct key *k, yaml_node_t *vn, void *base,
+                       const char *where)
+{
+    struct conf *c = x->c;
+    if (c->nfiles == CONF_MAX_FILES)
+        return fail(x, vn->start_mark, "too many file keys (at most %d)",
+                    CONF_MAX_FILES);
+    struct conf_file *f = &c->files[c->nfiles];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s.%s", where, k->name);
+    f->line = (int)vn->start_mark.line + 1;
+    f->col = (int)vn->start_mark.column + 1;
+    f->off = k->off;
+    f->flags = k->flags & K_PRIVATE ? CONF_FILE_PRIVATE : 0;
+    size_t n = strlen(k->name);
+    if (k->flags & K_SECRET && n > 5 && !strcmp(k->name + n - 5, "_file")) {
+        for (const struct key *t = keys; t->name; t++)
+            if (strlen(t->name) == n - 5 && !strncmp(t->name, k->name, n - 5)) {
+                f->flags |= CONF_FILE_SECRET;
+                f->secret_off = t->off;
+            }
+    }
+    if (!(f->written = strdup(*(char **)((char *)base + k->off))))
+        return -ENOMEM;
+    c->nfiles++;
+    return 0;
+}
+
+static int set_section(struct ctx *x, const struct key *k, yaml_node_t *vn,
+                       void *base, const char *where)
+{
+    char sub[64];
+    unsigned seen;
+    snprintf(sub, sizeof sub, "%s.%s", where, k->name);
+    const struct key *keys = conf_subsection(sub);
+    if (!keys)
+        return fail(x, vn->start_mark, "internal: no table for %s", sub);
+    conf_store_int((char *)base + k->off, k->size, 1);
+    int rc = apply_mapping(x, vn, keys, base, sub, &seen);
+    for (size_t i = 0; rc == 0 && keys[i].name; i++)
+        if ((keys[i].flags & K_REQUIRED) && !(seen & (1u << i)))
+            rc = fail(x, vn->start_mark, "%s needs key \"%s\" (%s)", sub,
+                      keys[i].name, keys[i].help);
+    return rc;
+}
+
+static int set_node(struct ctx *x, const struct key *keys, const struct key *k,
+                    yaml_node_t *vn, void *base, const char *where)
+{
+    char why[320], choices[128], what[96];
     if (k->type == T_PROPS)
         return parse_props(x, vn);
+    if (k->type == T_SECTION)
+        return set_section(x, k, vn, base, where);
     if (vn->type != YAML_SCALAR_NODE || is_null(vn)) {
         choices[0] = '\0';
         if (k->enums)
@@ -405,13 +344,47 @@ static int set_node(struct ctx *x, const struct key *k, yaml_node_t *vn,
         if (vn->type == YAML_MAPPING_NODE && k->type == T_STR)
             hint = " (a value that starts with '{' must be quoted: \"{name}\")";
         return fail(x, vn->start_mark, "expected %s%s%s for %s.%s, got %s%s",
-                    type_names[k->type], *choices ? " " : "", choices, where,
-                    k->name, kind(vn), hint);
+                    conf_type_name(k->type), *choices ? " " : "", choices,
+                    where, k->name, kind(vn), hint);
     }
-    int rc = conf_set_text(k, scalar(vn), base, why, sizeof why);
+    snprintf(what, sizeof what, "%s.%s", where, k->name);
+    char *text = NULL;
+    int rc = 0;
+    if (k->type == T_STR || k->type == T_FILE || k->type == T_CHOICE)
+        if ((rc = expand(x, vn, what, &text)))
+            return rc; /* the message is written */
+    rc = conf_set_text(k, text ? text : scalar(vn), base, why, sizeof why);
+    if (text && k->flags & K_SECRET)
+        memset(text, 0, strlen(text));
+    free(text);
     if (rc == -EINVAL)
-        return fail(x, vn->start_mark, "%s.%s: %s", where, k->name, why);
+        return fail(x, vn->start_mark, "%s: %s", what, why);
+    if (rc == 0 && k->type == T_FILE)
+        rc = record_file(x, keys, k, vn, base, where);
     return rc;
+}
+
+static yaml_node_t *find_value(struct ctx *x, yaml_node_t *map,
+                               const char *name);
+
+/* A secret is given inline or from its file, not both. */
+static int one_of_each(struct ctx *x, yaml_node_t *map, const struct key *keys,
+                       const char *where, unsigned seen)
+{
+    for (size_t i = 0; keys[i].name; i++) {
+        size_t n = strlen(keys[i].name);
+        if (keys[i].type != T_FILE || !(keys[i].flags & K_SECRET) ||
+            !(seen & (1u << i)) || n <= 5)
+            continue;
+        for (size_t j = 0; keys[j].name; j++)
+            if (strlen(keys[j].name) == n - 5 &&
+                !strncmp(keys[j].name, keys[i].name, n - 5) &&
+                (seen & (1u << j)))
+                return fail(x, find_value(x, map, keys[i].name)->start_mark,
+                            "%s.%s: set %s or %s, not both", where,
+                            keys[i].name, keys[j].name, keys[i].name);
+    }
+    return 0;
 }
 
 /* Applies a mapping node to base through keys; *seen marks which keys were
@@ -432,17 +405,32 @@ static int apply_mapping(struct ctx *x, yaml_node_t *map,
         size_t ki = 0;
         int rc = mapping_key(x, map, pr, keys, where, &ki);
         if (!rc)
-            rc = set_node(x, &keys[ki],
+            rc = set_node(x, keys, &keys[ki],
                           yaml_document_get_node(x->doc, pr->value), base,
                           where);
         if (rc)
             return rc;
         *seen |= 1u << ki;
     }
-    return 0;
+    return one_of_each(x, map, keys, where, *seen);
 }
 
 /* ---- routes --------------------------------------------------------- */
+
+/* The value of key name in mapping map, or NULL. */
+static yaml_node_t *find_value(struct ctx *x, yaml_node_t *map,
+                               const char *name)
+{
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+         pr < map->data.mapping.pairs.top; pr++) {
+        yaml_node_t *kn = yaml_document_get_node(x->doc, pr->key);
+        if (kn->type == YAML_SCALAR_NODE && !strcmp(scalar(kn), name))
+            return yaml_document_get_node(x->doc, pr->value);
+    }
+    return NULL;
+}
 
 /* Where the value of key name is in mapping map, 1-based; the mapping's own
  * start when the key is absent. */
@@ -562,6 +550,147 @@ static int parse_routes(struct ctx *x, yaml_node_t *seq)
     return 0;
 }
 
+/* ---- what the tables cannot say ---------------------------------------- */
+
+/* The node of "a.b" under the root (a section's key), or NULL. */
+static yaml_node_t *node_at(struct ctx *x, yaml_node_t *root, const char *a,
+                            const char *b)
+{
+    yaml_node_t *n = find_value(x, root, a);
+    return n && b ? find_value(x, n, b) : n;
+}
+
+/* The place of key name in mapping map, else of map itself. */
+static yaml_mark_t mark_at(struct ctx *x, yaml_node_t *map, const char *name)
+{
+    yaml_node_t *v = map ? find_value(x, map, name) : NULL;
+    return v ? v->start_mark : map ? map->start_mark : (yaml_mark_t){0, 0, 0};
+}
+
+/* A client certificate needs its key, and a key passphrase a key. */
+static int check_cert_pair(struct ctx *x, yaml_node_t *map, const char *where,
+                           const char *cert, const char *key, int has_pw)
+{
+    if (cert && !key)
+        return fail(x, mark_at(x, map, "cert_file"),
+                    "%s.cert_file needs %s.key_file (the certificate's private "
+                    "key)",
+                    where, where);
+    if (key && !cert)
+        return fail(x, mark_at(x, map, "key_file"),
+                    "%s.key_file needs %s.cert_file (the certificate it "
+                    "belongs to)",
+                    where, where);
+    if (has_pw && !key)
+        return fail(x,
+                    mark_at(x, map,
+                            find_value(x, map, "key_password")
+                                ? "key_password"
+                                : "key_password_file"),
+                    "%s: a key passphrase needs %s.key_file", where, where);
+    return 0;
+}
+
+static int check_mqtt(struct ctx *x, yaml_node_t *root)
+{
+    struct conf *c = x->c;
+    yaml_node_t *m = node_at(x, root, "mqtt", NULL);
+    if ((c->mqtt.password || find_value(x, m, "password_file")) &&
+        !c->mqtt.username)
+        return fail(
+            x, mark_at(x, m, c->mqtt.password ? "password" : "password_file"),
+            "mqtt: a password needs mqtt.username");
+    if (!c->mqtt.tls.on)
+        return 0;
+    yaml_node_t *t = node_at(x, root, "mqtt", "tls");
+    if (!find_value(x, m, "port"))
+        c->mqtt.port = 8883; /* MQTT over TLS */
+    return check_cert_pair(
+        x, t, "mqtt.tls", c->mqtt.tls.cert_file, c->mqtt.tls.key_file,
+        c->mqtt.tls.key_password || find_value(x, t, "key_password_file"));
+}
+
+/* librdkafka properties kafka.security sets; with it they are refused in
+ * kafka.properties, so one place says how the brokers are reached. */
+static const char *const security_props[] = {
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+};
+
+static int check_kafka(struct ctx *x, yaml_node_t *root)
+{
+    static const char *const sasl_keys[] = {"sasl_mechanism", "username",
+                                            "password", "password_file"};
+    static const char *const tls_keys[] = {
+        "ca_file",           "cert_file",
+        "key_file",          "key_password",
+        "key_password_file", "insecure_skip_hostname_verification"};
+    struct conf *c = x->c;
+    if (!c->kafka.security.on)
+        return 0;
+    yaml_node_t *s = node_at(x, root, "kafka", "security");
+    int p = c->kafka.security.protocol;
+    int sasl = p == CONF_SEC_SASL_PLAINTEXT || p == CONF_SEC_SASL_SSL;
+    int tls = p == CONF_SEC_SSL || p == CONF_SEC_SASL_SSL;
+    const char *pname = p == CONF_SEC_SSL              ? "ssl"
+                        : p == CONF_SEC_SASL_PLAINTEXT ? "sasl_plaintext"
+                        : p == CONF_SEC_SASL_SSL       ? "sasl_ssl"
+                                                       : "plaintext";
+    for (size_t i = 0; !sasl && i < sizeof sasl_keys / sizeof *sasl_keys; i++)
+        if (find_value(x, s, sasl_keys[i]))
+            return fail(x, mark_at(x, s, sasl_keys[i]),
+                        "kafka.security.%s is for the sasl_ssl and "
+                        "sasl_plaintext protocols (protocol is %s)",
+                        sasl_keys[i], pname);
+    for (size_t i = 0; !tls && i < sizeof tls_keys / sizeof *tls_keys; i++)
+        if (find_value(x, s, tls_keys[i]))
+            return fail(x, mark_at(x, s, tls_keys[i]),
+                        "kafka.security.%s is for the ssl and sasl_ssl "
+                        "protocols (protocol is %s)",
+                        tls_keys[i], pname);
+    if (sasl && !c->kafka.security.sasl_mechanism)
+        return fail(x, s->start_mark,
+                    "kafka.security: protocol %s needs sasl_mechanism (PLAIN | "
+                    "SCRAM-SHA-256 | SCRAM-SHA-512)",
+                    pname);
+    if (sasl && !c->kafka.security.username)
+        return fail(x, s->start_mark,
+                    "kafka.security: protocol %s needs username", pname);
+    if (sasl && !c->kafka.security.password &&
+        !find_value(x, s, "password_file"))
+        return fail(x, s->start_mark,
+                    "kafka.security: protocol %s needs password_file (or "
+                    "password)",
+                    pname);
+    int rc =
+        check_cert_pair(x, s, "kafka.security", c->kafka.security.cert_file,
+                        c->kafka.security.key_file,
+                        c->kafka.security.key_password ||
+                            find_value(x, s, "key_password_file"));
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < c->kafka.nprops; i++)
+        for (size_t j = 0; j < sizeof security_props / sizeof *security_props;
+             j++)
+            if (!strcmp(c->kafka.props[i].name, security_props[j]))
+                return fail(x,
+                            (yaml_mark_t){0, (size_t)c->kafka.props[i].line - 1,
+                                          (size_t)c->kafka.props[i].col - 1},
+                            "kafka.properties: \"%s\" cannot be set here when "
+                            "kafka.security is: kafka.security says how the "
+                            "brokers are reached",
+                            security_props[j]);
+    return 0;
+}
+
 /* ---- top level ------------------------------------------------------ */
 
 static int parse_root(struct ctx *x, yaml_node_t *root)
@@ -610,6 +739,11 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
     if (!c->nroutes)
         return fail(x, root->start_mark,
                     "missing routes: at least one route is required");
+    int rc = check_mqtt(x, root);
+    if (!rc)
+        rc = check_kafka(x, root);
+    if (rc)
+        return rc;
     if (!c->mqtt.client_id) {
         size_t n = strlen(c->gateway.id) + sizeof "mqtt2kafka-";
         if (!(c->mqtt.client_id = malloc(n)))
@@ -652,9 +786,23 @@ static int load_doc(struct ctx *x, yaml_parser_t *p, yaml_document_t *doc)
 int conf_parse(const char *buf, size_t len, const char *name, struct conf *c,
                char *err, size_t errlen)
 {
+    return conf_parse_ex(buf, len, name, 0, c, err, errlen);
+}
+
+int conf_parse_ex(const char *buf, size_t len, const char *name, unsigned flags,
+                  struct conf *c, char *err, size_t errlen)
+{
     yaml_parser_t p;
     yaml_document_t doc, extra;
-    struct ctx x = {name ? name : "<config>", buf, len, &doc, c, err, errlen};
+    struct ctx x = {name ? name : "<config>",
+                    buf,
+                    len,
+                    &doc,
+                    c,
+                    err,
+                    errlen,
+                    flags,
+                    {0, 0, 0}};
     yaml_mark_t start = {0, 0, 0};
     int rc = -ENOMEM, have_doc = 0;
 
@@ -668,6 +816,9 @@ int conf_parse(const char *buf, size_t len, const char *name, struct conf *c,
         goto fail;
     for (size_t i = 0; i < conf_nsections; i++)
         if (conf_sections[i].keys && apply_defaults(conf_sections[i].keys, c))
+            goto fail;
+    for (size_t i = 0; i < conf_nsubsections; i++)
+        if (apply_defaults(conf_subsections[i].keys, c))
             goto fail;
     if ((rc = load_doc(&x, &p, &doc)))
         goto fail;
@@ -709,6 +860,12 @@ fail:
 
 int conf_load(const char *path, struct conf *c, char *err, size_t errlen)
 {
+    return conf_load_ex(path, 0, c, err, errlen);
+}
+
+int conf_load_ex(const char *path, unsigned flags, struct conf *c, char *err,
+                 size_t errlen)
+{
     char *buf = NULL;
     size_t n = 0;
     int rc;
@@ -738,7 +895,7 @@ int conf_load(const char *path, struct conf *c, char *err, size_t errlen)
                  path, CONF_MAX_FILE);
         goto fail;
     }
-    rc = conf_parse(buf, n, path, c, err, errlen);
+    rc = conf_parse_ex(buf, n, path, flags, c, err, errlen);
 fail:
     free(buf);
     fclose(f);
@@ -752,11 +909,17 @@ void conf_fini(struct conf *c)
     for (size_t i = 0; i < conf_nsections; i++)
         if (conf_sections[i].keys)
             free_strings(conf_sections[i].keys, c);
+    for (size_t i = 0; i < conf_nsubsections; i++)
+        free_strings(conf_subsections[i].keys, c);
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i].written);
     for (size_t i = 0; i < c->nroutes; i++) {
         free_strings(conf_route_keys, &c->routes[i]);
     }
     for (size_t i = 0; i < c->kafka.nprops; i++) {
         free(c->kafka.props[i].name);
+        if (c->kafka.props[i].value)
+            memset(c->kafka.props[i].value, 0, strlen(c->kafka.props[i].value));
         free(c->kafka.props[i].value);
     }
     free(c->kafka.props);

@@ -6,6 +6,11 @@
  * Defaults are written as text and go through the same converters as the
  * file, so what the help says is what the loader does. The names are a
  * contract with users: extend, never rename.
+ *
+ * A nested mapping (mqtt.tls, kafka.security) is a T_SECTION key of its
+ * section whose own table is in conf_subsections under "section.key". What
+ * a change of each key does on reload is here too (conf_key_effect), so
+ * `check --keys`, the daemon and the documentation agree.
  */
 #include "bridge/conf_int.h"
 
@@ -32,6 +37,23 @@ static const struct kenum e_compression[] = {{"none", 0},   {"gzip", 0},
                                              {"zstd", 0},   {NULL, 0}};
 static const struct kenum e_level[] = {
     {"error", 0}, {"warn", 0}, {"info", 0}, {"debug", 0}, {NULL, 0}};
+static const struct kenum e_bool[] = {{"false", 0}, {"true", 1}, {"no", 0},
+                                      {"yes", 1},   {"on", 1},   {"off", 0},
+                                      {NULL, 0}};
+static const struct kenum e_security[] = {
+    {"plaintext", CONF_SEC_PLAINTEXT},
+    {"ssl", CONF_SEC_SSL},
+    {"sasl_plaintext", CONF_SEC_SASL_PLAINTEXT},
+    {"sasl_ssl", CONF_SEC_SASL_SSL},
+    {NULL, 0}};
+static const struct kenum e_mechanism[] = {
+    {"PLAIN", 0}, {"SCRAM-SHA-256", 0}, {"SCRAM-SHA-512", 0}, {NULL, 0}};
+
+#define INSECURE_HELP                                                          \
+    "true turns the check that the server's certificate names the host we "    \
+    "connect to OFF: anyone with a certificate from a trusted CA can then "    \
+    "pose as the broker. Only for a broker reached by an address its "         \
+    "certificate lacks"
 
 const struct key conf_gateway_keys[] = {
     {"id", T_STR, NULL, CF(gateway.id), 1, 128, NULL, K_REQUIRED,
@@ -60,11 +82,39 @@ static const struct key mqtt_keys[] = {
     {"reconnect_max", T_DUR_S, "30", CF(mqtt.reconnect_max), 1, 3600, NULL, 0,
      "cap of the reconnect backoff, in seconds"},
     {"username", T_STR, NULL, CF(mqtt.username), 0, 65535, NULL, K_EMPTY_OK,
-     "optional"},
-    {"password", T_STR, NULL, CF(mqtt.password), 0, 65535, NULL, K_EMPTY_OK,
-     "optional"},
+     "login name for the broker (optional)"},
+    {"password", T_STR, NULL, CF(mqtt.password), 0, 65535, NULL,
+     K_EMPTY_OK | K_SECRET,
+     "its password, in this file (discouraged: use password_file)"},
+    {"password_file", T_FILE, NULL, CF(mqtt.password_file), 1, 4096, NULL,
+     K_PRIVATE | K_SECRET,
+     "a file holding the password (one trailing newline is stripped), or "
+     "credential:NAME (systemd LoadCredential=); others must not be able to "
+     "read it"},
     {"max_payload", T_SIZE, "256KiB", CF(mqtt.max_payload), 1, 268435455, NULL,
      0, "larger payloads go to the dead-letter topic"},
+    {"tls", T_SECTION, NULL, CF(mqtt.tls.on), 0, 0, NULL, 0,
+     "present: connect with TLS (port default 8883); verifies the broker's "
+     "certificate and host name"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key mqtt_tls_keys[] = {
+    {"ca_file", T_FILE, NULL, CF(mqtt.tls.ca_file), 1, 4096, NULL, 0,
+     "the CA certificates (PEM) that sign the broker's certificate; default: "
+     "the system's store"},
+    {"cert_file", T_FILE, NULL, CF(mqtt.tls.cert_file), 1, 4096, NULL, 0,
+     "our client certificate (PEM, chain allowed), for brokers that require "
+     "one; with key_file"},
+    {"key_file", T_FILE, NULL, CF(mqtt.tls.key_file), 1, 4096, NULL, K_PRIVATE,
+     "its private key (PEM); others must not be able to read it"},
+    {"key_password", T_STR, NULL, CF(mqtt.tls.key_password), 0, 1024, NULL,
+     K_SECRET, "the key's passphrase, in this file (discouraged)"},
+    {"key_password_file", T_FILE, NULL, CF(mqtt.tls.key_password_file), 1, 4096,
+     NULL, K_PRIVATE | K_SECRET,
+     "a file holding the key's passphrase, or credential:NAME"},
+    {"insecure_skip_hostname_verification", T_ENUM, "false",
+     CF(mqtt.tls.insecure_skip_hostname_verification), 0, 0, e_bool, 0,
+     INSECURE_HELP},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 static const struct key kafka_keys[] = {
@@ -83,6 +133,40 @@ static const struct key kafka_keys[] = {
      NULL, 0, "how long to wait for deliveries on exit"},
     {"properties", T_PROPS, NULL, 0, 0, 0, 0, NULL, 0,
      "any librdkafka property, passed through verbatim"},
+    {"security", T_SECTION, NULL, CF(kafka.security.on), 0, 0, NULL, 0,
+     "TLS and SASL for the brokers (default: plaintext)"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
+static const struct key kafka_security_keys[] = {
+    {"protocol", T_ENUM, NULL, CF(kafka.security.protocol), 0, 0, e_security,
+     K_REQUIRED, "how to reach the brokers"},
+    {"sasl_mechanism", T_CHOICE, NULL, CF(kafka.security.sasl_mechanism), 0, 0,
+     e_mechanism, 0, "the SASL mechanism (sasl_ssl, sasl_plaintext)"},
+    {"username", T_STR, NULL, CF(kafka.security.username), 1, 1024, NULL, 0,
+     "the SASL user name"},
+    {"password", T_STR, NULL, CF(kafka.security.password), 0, 1024, NULL,
+     K_SECRET, "its password, in this file (discouraged: use password_file)"},
+    {"password_file", T_FILE, NULL, CF(kafka.security.password_file), 1, 4096,
+     NULL, K_PRIVATE | K_SECRET,
+     "a file holding the SASL password (one trailing newline is stripped), "
+     "or credential:NAME (systemd LoadCredential=); others must not be able "
+     "to read it"},
+    {"ca_file", T_FILE, NULL, CF(kafka.security.ca_file), 1, 4096, NULL, 0,
+     "the CA certificates (PEM) that sign the brokers' certificates; default: "
+     "the system's store"},
+    {"cert_file", T_FILE, NULL, CF(kafka.security.cert_file), 1, 4096, NULL, 0,
+     "our client certificate (PEM), for brokers that require one (mTLS); "
+     "with key_file"},
+    {"key_file", T_FILE, NULL, CF(kafka.security.key_file), 1, 4096, NULL,
+     K_PRIVATE, "its private key (PEM); others must not be able to read it"},
+    {"key_password", T_STR, NULL, CF(kafka.security.key_password), 0, 1024,
+     NULL, K_SECRET, "the key's passphrase, in this file (discouraged)"},
+    {"key_password_file", T_FILE, NULL, CF(kafka.security.key_password_file), 1,
+     4096, NULL, K_PRIVATE | K_SECRET,
+     "a file holding the key's passphrase, or credential:NAME"},
+    {"insecure_skip_hostname_verification", T_ENUM, "false",
+     CF(kafka.security.insecure_skip_hostname_verification), 0, 0, e_bool, 0,
+     INSECURE_HELP},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 static const struct key spool_keys[] = {
@@ -139,8 +223,6 @@ static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
                                         {"json", CONF_FORMAT_JSON},
                                         {"confluent", CONF_FORMAT_CONFLUENT},
                                         {NULL, 0}};
-static const struct kenum e_bool[] = {
-    {"true", 1}, {"false", 0}, {"on", 1}, {"off", 0}, {NULL, 0}};
 
 static const struct key sparkplug_keys[] = {
     {"rebirth", T_ENUM, "true", CF(sparkplug.rebirth), 0, 0, e_bool, 0,
@@ -191,6 +273,94 @@ const struct section conf_sections[] = {
 };
 const size_t conf_nsections = sizeof conf_sections / sizeof conf_sections[0];
 
+const struct section conf_subsections[] = {
+    {"mqtt.tls", mqtt_tls_keys},
+    {"kafka.security", kafka_security_keys},
+};
+const size_t conf_nsubsections =
+    sizeof conf_subsections / sizeof conf_subsections[0];
+
+const struct key *conf_subsection(const char *name)
+{
+    for (size_t i = 0; i < conf_nsubsections; i++)
+        if (!strcmp(conf_subsections[i].name, name))
+            return conf_subsections[i].keys;
+    return NULL;
+}
+
+static void each_key(const char *prefix, const struct key *keys,
+                     void (*fn)(void *, const struct key *, const char *),
+                     void *ud)
+{
+    char name[96];
+    for (const struct key *k = keys; k->name; k++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, k->name);
+        fn(ud, k, name);
+        if (k->type == T_SECTION && conf_subsection(name))
+            each_key(name, conf_subsection(name), fn, ud);
+    }
+}
+
+void conf_each_key(void (*fn)(void *, const struct key *, const char *),
+                   void *ud)
+{
+    for (size_t i = 0; i < conf_nsections; i++)
+        if (conf_sections[i].keys)
+            each_key(conf_sections[i].name, conf_sections[i].keys, fn, ud);
+}
+
+/* What a reload does with a changed key: the first rule whose prefix is
+ * the key, or the key's start up to a dot, wins. A key no rule names needs
+ * a restart (the safe answer for keys added later). The daemon applies
+ * these (reload.c); README.md and mqtt2kafka(1) describe them. */
+static const struct {
+    const char *prefix;
+    enum conf_effect effect;
+} effects[] = {
+    {"gateway.id", CONF_AT_ONCE},
+    {"mqtt", CONF_MQTT},
+    {"kafka.dead_letter_topic", CONF_AT_ONCE},
+    {"kafka.shutdown_timeout", CONF_AT_ONCE},
+    {"kafka.inflight_records", CONF_RESTART},
+    {"kafka.inflight_bytes", CONF_RESTART},
+    {"kafka", CONF_KAFKA},
+    {"spool.commit_delay", CONF_AT_ONCE},
+    {"spool.mode", CONF_AT_ONCE},
+    {"spool.direct_wait", CONF_AT_ONCE},
+    {"spool", CONF_RESTART},
+    {"log.status_file", CONF_RESTART},
+    {"log", CONF_AT_ONCE},
+    {"routes", CONF_ROUTES},
+};
+
+enum conf_effect conf_key_effect(const char *key)
+{
+    for (size_t i = 0; i < sizeof effects / sizeof effects[0]; i++) {
+        size_t n = strlen(effects[i].prefix);
+        if (!strncmp(key, effects[i].prefix, n) &&
+            (key[n] == '\0' || key[n] == '.' || key[n] == '['))
+            return effects[i].effect;
+    }
+    return CONF_RESTART;
+}
+
+const char *conf_effect_name(enum conf_effect e)
+{
+    switch (e) {
+    case CONF_AT_ONCE:
+        return "at once";
+    case CONF_ROUTES:
+        return "new routes";
+    case CONF_MQTT:
+        return "reconnect";
+    case CONF_KAFKA:
+        return "new producer";
+    case CONF_RESTART:
+        break;
+    }
+    return "restart";
+}
+
 /* Property names the bridge owns: the promise depends on them. */
 const char *const conf_owned_props[][2] = {
     {"enable.idempotence", "the bridge always enables idempotence"},
@@ -207,32 +377,42 @@ static void print_table(FILE *f, const char *prefix, const struct key *keys)
 {
     char def[64], range[96], name[64];
     for (const struct key *k = keys; k->name; k++) {
-        const char *t = k->type == T_STR      ? "string"
-                        : k->type == T_INT    ? "integer"
-                        : k->type == T_SIZE   ? "size"
-                        : k->type == T_DUR_S  ? "duration (s)"
-                        : k->type == T_DUR_MS ? "duration"
-                        : k->type == T_PROPS  ? "mapping"
-                                              : "choice";
+        const char *t = k->type == T_STR       ? "string"
+                        : k->type == T_INT     ? "integer"
+                        : k->type == T_SIZE    ? "size"
+                        : k->type == T_DUR_S   ? "duration (s)"
+                        : k->type == T_DUR_MS  ? "duration"
+                        : k->type == T_PROPS   ? "mapping"
+                        : k->type == T_SECTION ? "mapping"
+                        : k->type == T_FILE    ? "file"
+                                               : "choice";
         range[0] = '\0';
         if (k->enums)
             conf_choices_text(k->enums, range, sizeof range);
-        else if (k->type != T_STR && k->type != T_PROPS)
+        else if (k->type != T_STR && k->type != T_PROPS && k->type != T_FILE &&
+                 k->type != T_SECTION)
             conf_range_text(k, range, sizeof range);
         snprintf(def, sizeof def, "%s",
                  k->flags & K_REQUIRED ? "required"
                  : k->def              ? k->def
                                        : "-");
         snprintf(name, sizeof name, "%s%s", prefix, k->name);
-        fprintf(f, "  %-26s %-12s %-14s %s%s%s\n", name, t, def, k->help,
+        fprintf(f, "  %-36s %-12s %-14s %-12s %s%s%s\n", name, t, def,
+                conf_effect_name(conf_key_effect(name)), k->help,
                 *range ? "; " : "", range);
+        if (k->type == T_SECTION && conf_subsection(name)) {
+            char sub[sizeof name + 1];
+            snprintf(sub, sizeof sub, "%s.", name);
+            print_table(f, sub, conf_subsection(name));
+        }
     }
 }
 
 void conf_print_keys(FILE *f)
 {
     char prefix[32];
-    fprintf(f, "  %-26s %-12s %-14s %s\n", "key", "type", "default", "meaning");
+    fprintf(f, "  %-36s %-12s %-14s %-12s %s\n", "key", "type", "default",
+            "on reload", "meaning");
     for (size_t i = 0; i < conf_nsections; i++) {
         if (!strcmp(conf_sections[i].name, "schemas")) {
             fprintf(f, "  %-26s %-12s %-14s %s\n", "schemas[]", "string", "-",

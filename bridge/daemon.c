@@ -11,6 +11,9 @@
  * spool, the window refilled from it, backpressure, reconnects, expiry,
  * status. Nothing here blocks: connects run in mqtt_in's own thread,
  * expiry and acks in bounded slices.
+ *
+ * Signals: SIGTERM and SIGINT stop; SIGHUP rereads the configuration
+ * (reload.c, at the next turn, between bursts); SIGUSR1 logs the counters.
  */
 #include "bridge/bridge_int.h"
 
@@ -24,6 +27,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "bridge/cli_reload.h"
 #include "bridge/log.h"
 #include "bridge/notify.h"
 
@@ -54,6 +58,8 @@ static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
         .mqtt = br->in && mqtt_in_connected(br->in),
         .backpressure = br->backpressure,
         .direct = br->direct,
+        .uplink_cause = br->out ? kafka_out_cause(br->out) : NULL,
+        .mqtt_cause = br->in ? mqtt_in_cause(br->in) : NULL,
     };
 }
 
@@ -69,19 +75,22 @@ static void log_counters(struct bridge *br, const char *when)
 
 /* The status file (on tmpfs by default: rewriting it every few seconds
  * costs no flash) and the unit's STATUS= line, from the same numbers. */
-static void write_status(struct bridge *br, const char *state)
+void br_write_status(struct bridge *br, const char *state)
 {
     const char *path = br->c->log.status_file;
     struct stats n;
     struct stats_gauges g;
-    char line[256];
+    char line[512], reload[2 * CLI_RELOAD_TEXT_MAX + 128];
     gather(br, &n, &g);
     stats_status_line(&g, line, sizeof(line));
     notify_status("%s", line);
     if (!path || !*path)
         return;
-    struct stats_ident id = {state, M2K_VERSION, br->c->gateway.id,
-                             (int)getpid(), log_wall_ms()};
+    /* the answer `mqtt2kafka reload` waits for, in every version */
+    cli_reload_format(reload, sizeof(reload), br->reload_seq, br->reload_result,
+                      br->reload_ms, br->reload_error, br->reload_detail);
+    struct stats_ident id = {state,         M2K_VERSION,   br->c->gateway.id,
+                             (int)getpid(), log_wall_ms(), reload};
     int rc = stats_write_file(path, &id, &n, &g);
     if (rc && !br->status_warned++)
         log_warn("status file %s: %s (mqtt2kafka status will not work)", path,
@@ -95,6 +104,7 @@ static int open_signals(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -104,8 +114,12 @@ static void on_signal(struct bridge *br, int sfd)
 {
     struct signalfd_siginfo si;
     while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
+        if (si.ssi_signo == SIGUSR1) {
             log_counters(br, "stats");
+            continue;
+        }
+        if (si.ssi_signo == SIGHUP) { /* served between bursts */
+            br->reload_pending = 1;
             continue;
         }
         log_info("signal %u: stopping", si.ssi_signo);
@@ -181,19 +195,25 @@ static void turn(struct bridge *br, int sfd, int timeout)
  * order, so it is replaced; what was in flight goes round again. */
 static void restart_producer(struct bridge *br)
 {
-    char err[512];
     log_error("kafka: restarting the producer after a fatal error");
-    kafka_out_free(br->out); /* reports everything in flight as retry */
-    br->out = NULL;
-    outbox_set_producer(br->ob, NULL);
-    outbox_reset(br->ob);
-    if (br->kafka_no_recreate)
-        snprintf(err, sizeof(err), "fault injection");
-    else if (br_kafka_open(br, err, sizeof(err)) == 0)
-        return;
-    log_error("kafka: cannot recreate the producer: %s; exiting", err);
-    br->out_failed = 1;
-    br->stop = 1;
+    /* a reload's producer, if one waits, is the one to use now */
+    struct kafka_out *next = br->out_next;
+    br->out_next = NULL;
+    if (br->kafka_no_recreate) { /* the test hook: as if creating failed */
+        kafka_out_free(next);
+        kafka_out_free(br->out);
+        br->out = NULL;
+        outbox_set_producer(br->ob, NULL);
+        outbox_reset(br->ob);
+        log_error("kafka: cannot recreate the producer: fault injection; "
+                  "exiting");
+        br->out_failed = 1;
+        br->stop = 1;
+    } else if (br_swap_producer(br, next) < 0) {
+        log_error("kafka: cannot recreate the producer; exiting");
+        br->out_failed = 1;
+        br->stop = 1;
+    }
 }
 
 /* Before sleeping: apply delivery outcomes, refill the window, housekeeping. */
@@ -202,6 +222,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
 {
     int64_t now = log_now_ms();
     notify_watchdog();
+    br_reload_step(br, now);
     outbox_flush(br->ob, now, 0);
     if (br->kafka_fatal_at &&
         outbox_counters(br->ob)->delivered + br->n.direct >=
@@ -241,7 +262,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         *next_expire = k > 0 ? now : now + EXPIRE_EVERY_MS;
     }
     if (now >= br->next_status) {
-        write_status(br, br->backpressure ? "backpressure" : "running");
+        br_write_status(br, br->backpressure ? "backpressure" : "running");
         br->next_status = now + STATUS_EVERY_MS;
     }
     if (br->c->log.stats_interval > 0 && now >= *next_stats) {
@@ -292,7 +313,7 @@ static void shutdown_gracefully(struct bridge *br)
     br->out = NULL;
     outbox_flush(br->ob, log_now_ms(), 1);
     log_counters(br, "final");
-    write_status(br, "stopped");
+    br_write_status(br, "stopped");
 }
 
 /* --- start ---------------------------------------------------------------- */
@@ -372,6 +393,23 @@ static void load_state(struct bridge *br)
                  br->restored);
 }
 
+int64_t br_payload_limit(const struct bridge *br, const struct conf *c)
+{
+    /* One message, dead letters included, must fit one spool put. */
+    int64_t most = (int64_t)br->batch_bytes / 2;
+    if ((int64_t)br->max_record - 2 * HDRS_CAP < most)
+        most = (int64_t)br->max_record - 2 * HDRS_CAP;
+    int64_t max = c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX;
+    if (max > most) {
+        max = most > 0 ? most : 1;
+        if (c->mqtt.max_payload > 0)
+            log_warn("mqtt.max_payload %" PRId64 " is more than one spool "
+                     "transaction holds under the spool's cap; using %" PRId64,
+                     c->mqtt.max_payload, max);
+    }
+    return max;
+}
+
 /* Sizes that follow from the spool's cap in effect, computed once. */
 static void size_limits(struct bridge *br, int64_t *win_bytes)
 {
@@ -384,18 +422,7 @@ static void size_limits(struct bridge *br, int64_t *win_bytes)
     br->batch_bytes = BATCH_SOFT_BYTES;
     if ((size_t)(st.max_bytes / 128) < br->batch_bytes)
         br->batch_bytes = (size_t)(st.max_bytes / 128);
-    /* One message, dead letters included, must fit one spool put. */
-    int64_t most = (int64_t)br->batch_bytes / 2;
-    if ((int64_t)br->max_record - 2 * HDRS_CAP < most)
-        most = (int64_t)br->max_record - 2 * HDRS_CAP;
-    br->max_payload = c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX;
-    if (br->max_payload > most) {
-        br->max_payload = most > 0 ? most : 1;
-        if (c->mqtt.max_payload > 0)
-            log_warn("mqtt.max_payload %" PRId64 " is more than one spool "
-                     "transaction holds under the spool's cap; using %" PRId64,
-                     c->mqtt.max_payload, br->max_payload);
-    }
+    br->max_payload = br_payload_limit(br, c);
     /* drop_oldest never drops what is in flight, so the window must leave
      * most of the spool droppable: at most a quarter of its cap. */
     *win_bytes = c->kafka.inflight_bytes;
@@ -439,44 +466,10 @@ fail:
     return -1;
 }
 
-/* The MQTT 5 maximum packet size we announce: a publish up to four times
- * mqtt.max_payload is still read and dead-lettered (cut, with its size);
- * the broker drops a larger one (and logs "Dropping too large outgoing
- * PUBLISH"), so it is never read into memory whole. */
-static uint32_t max_packet(const struct conf *c)
-{
-    int64_t m = c->mqtt.max_payload > 0 ? 4 * c->mqtt.max_payload : 0;
-    if (m <= 0 || m > (int64_t)UINT32_MAX - 131072)
-        return 0;
-    return (uint32_t)m + 131072; /* topic, properties, headers */
-}
-
 static int open_mqtt(struct bridge *br)
 {
-    const struct conf *c = br->c;
-    const char **filters = NULL;
     char err[512];
-    size_t nfilters = convert_filters(br->cv, &filters);
-    struct mqtt_in_opts mo = {
-        .host = c->mqtt.host,
-        .port = c->mqtt.port,
-        .client_id = c->mqtt.client_id,
-        .protocol = c->mqtt.protocol,
-        .qos = c->mqtt.qos,
-        .keepalive = c->mqtt.keepalive,
-        .session_expiry = c->mqtt.session_expiry,
-        .reconnect_max = c->mqtt.reconnect_max,
-        .username = c->mqtt.username,
-        .password = c->mqtt.password,
-        .max_packet = max_packet(c),
-        .filters = filters,
-        .nfilters = nfilters,
-        .watch_sys_drops = 1,
-    };
-    struct mqtt_in_cb mcb = {.message = br_on_message,
-                             .state = br_on_mqtt_state,
-                             .broker_dropped = br_on_broker_dropped};
-    if (mqtt_in_new(&mo, &mcb, br, &br->in, err, sizeof(err)) < 0) {
+    if (br_mqtt_new(br, br->c, br->cv, &br->in, err, sizeof(err)) < 0) {
         log_error("%s", err);
         return -1;
     }
@@ -514,6 +507,7 @@ static void close_all(struct bridge *br)
 {
     if (br->sp)
         br_kv_flush(br);
+    kafka_out_free(br->out_next);
     kafka_out_free(br->out);
     mqtt_in_free(br->in);
     outbox_free(br->ob);
@@ -527,6 +521,8 @@ static void close_all(struct bridge *br)
     free(br->spill_at);
     free(br->spill_infl);
     free(br->spilled);
+    conf_fini(br->own);
+    free(br->own);
     free(br);
 }
 
@@ -539,6 +535,7 @@ int bridge_run(const struct conf *c)
         return 1;
     br->c = c;
     br->uplink = -1;
+    snprintf(br->reload_result, sizeof(br->reload_result), "none");
     set_fault(br);
     log_set_level(c->log.level);
     srandom((unsigned)(log_wall_ms() ^ getpid()));

@@ -13,13 +13,26 @@
  * (rd_kafka_queue_io_event_enable), so delivery reports are served in the
  * event-loop thread and never race the spool.
  *
- * Depends on librdkafka and libc; knows nothing of MQTT or the spool.
+ * Why the uplink is down is kept in words an operator can act on
+ * (kafka_out_cause): "authentication failed (SASL SCRAM-SHA-512)",
+ * "certificate verify failed: unable to get local issuer certificate", or
+ * librdkafka's own reason without its broker prefix and timing. librdkafka
+ * 2.0 only says "certificate verify failed"; the certificate verify
+ * callback sees OpenSSL's error code, so it records it, and returns the
+ * verdict OpenSSL would (see cert_verify). A new cause is logged once;
+ * librdkafka's own FAIL lines, which repeat at every reconnect, go to the
+ * debug level.
+ *
+ * Depends on librdkafka, OpenSSL's error strings and libc; knows nothing of
+ * MQTT or the spool.
  */
 #include "bridge/kafka_out.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,16 +62,152 @@ struct kafka_out {
     int pipefd[2]; /* [0] polled by the loop, [1] written by librdkafka */
     int inflight;
     int fatal;
-    int up; /* -1 unknown, 0 down, 1 up */
+    int up;             /* -1 unknown, 0 down, 1 up */
+    char mechanism[32]; /* sasl.mechanism, for the cause of a refusal */
+    char cause[400];    /* why the uplink is down; "" when it is not */
+    char said[400];     /* the cause last logged */
+    /* the certificate verify callback's record, from librdkafka's threads */
+    pthread_mutex_t lock;
+    int verify_err, verify_depth, verify_fresh;
+    char verify_broker[128];
 };
 
 static void set_uplink(struct kafka_out *k, int up, const char *reason)
 {
+    if (up)
+        k->cause[0] = k->said[0] = '\0';
     if (k->up == up)
         return;
     k->up = up;
     if (k->cb.uplink)
         k->cb.uplink(k->ud, up, reason);
+}
+
+/* librdkafka's reason without "sasl_ssl://host:port/id: " in front and
+ * "(after 5ms in state X, ...)" behind. */
+static void tidy(const char *reason, char *buf, size_t len)
+{
+    /* the broker's name: "sasl_ssl://h:p/1" or "h:p/bootstrap", no spaces */
+    const char *q = strstr(reason, ": ");
+    const char *s = q && memchr(reason, '/', (size_t)(q - reason)) &&
+                            !memchr(reason, ' ', (size_t)(q - reason))
+                        ? q + 2
+                        : reason;
+    const char *e = strstr(s, " (after ");
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    snprintf(buf, len, "%.*s", (int)n, s);
+}
+
+/* The reason after OpenSSL's "error:0A000086:SSL routines::". */
+static const char *ssl_reason(const char *s)
+{
+    const char *p = strstr(s, "routines:");
+    if (!p)
+        return s;
+    p = strchr(p + 9, ':');
+    return p ? p + 1 : s;
+}
+
+/* Why a connection failed, in words; empty when it says nothing new. */
+static void cause_of(struct kafka_out *k, int err, const char *reason,
+                     char *buf, size_t len)
+{
+    char t[300];
+    tidy(reason, t, sizeof(t));
+    buf[0] = '\0';
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+        if (strstr(t, "Authentication failed") || strstr(t, "credentials"))
+            snprintf(buf, len, "authentication failed (SASL %s)",
+                     k->mechanism[0] ? k->mechanism : "?");
+        else
+            snprintf(buf, len, "SASL error: %s", t);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__SSL) {
+        int verr = 0, depth = 0;
+        pthread_mutex_lock(&k->lock);
+        if (k->verify_fresh) {
+            verr = k->verify_err;
+            depth = k->verify_depth;
+            k->verify_fresh = 0;
+        }
+        pthread_mutex_unlock(&k->lock);
+        if (verr)
+            snprintf(buf, len, "certificate verify failed: %s%s",
+                     X509_verify_cert_error_string(verr),
+                     verr == X509_V_ERR_HOSTNAME_MISMATCH ||
+                             verr == X509_V_ERR_IP_ADDRESS_MISMATCH
+                         ? " (the broker's certificate does not name the host "
+                           "we connect to)"
+                     : depth > 0 ? " (in the broker's chain)"
+                                 : "");
+        else
+            snprintf(buf, len, "TLS error: %s%s", ssl_reason(t),
+                     strstr(t, "unexpected eof") || strstr(t, "wrong version")
+                         ? " (is the port a TLS listener?)"
+                         : "");
+        return;
+    }
+    if (strstr(t, "incorrect security.protocol"))
+        snprintf(buf, len,
+                 "the broker closed the connection at once: "
+                 "kafka.security.protocol does not match the listener (a TLS "
+                 "or SASL listener reached in plaintext?)");
+    else
+        snprintf(buf, len, "%s", t);
+}
+
+/* The certificate verify callback (librdkafka's threads): OpenSSL has
+ * judged the certificate; x509_error is its verdict (0: valid). We note a
+ * failure and return exactly that verdict: with SSL_VERIFY_PEER and no
+ * callback OpenSSL returns its preverify result, which is 0 precisely
+ * when it has set an error, since we never let an error pass. */
+static int cert_verify(rd_kafka_t *rk, const char *broker_name,
+                       int32_t broker_id, int *x509_error, int depth,
+                       const char *buf, size_t size, char *errstr,
+                       size_t errstr_size, void *opaque)
+{
+    struct kafka_out *k = opaque;
+    (void)rk, (void)broker_id, (void)buf, (void)size;
+    if (*x509_error == X509_V_OK)
+        return 1;
+    pthread_mutex_lock(&k->lock);
+    k->verify_err = *x509_error;
+    k->verify_depth = depth;
+    k->verify_fresh = 1;
+    snprintf(k->verify_broker, sizeof(k->verify_broker), "%s", broker_name);
+    pthread_mutex_unlock(&k->lock);
+    snprintf(errstr, errstr_size, "%s",
+             X509_verify_cert_error_string(*x509_error));
+    return 0;
+}
+
+/* A connection failed: keep the cause; a refusal (credentials, TLS) takes
+ * the uplink down at once, as retrying will not change it. */
+static void conn_failed(struct kafka_out *k, int err, const char *reason)
+{
+    char c[400];
+    cause_of(k, err, reason, c, sizeof(c));
+    if (!c[0])
+        return;
+    int refused = err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+                  err == RD_KAFKA_RESP_ERR__SSL;
+    if (k->up == 1 && !refused) { /* one broker of several: not yet down */
+        log_debug("kafka: %s", c);
+        return;
+    }
+    snprintf(k->cause, sizeof(k->cause), "%s", c);
+    if (strcmp(k->said, k->cause)) {
+        char t[400];
+        tidy(reason, t, sizeof(t));
+        memcpy(k->said, k->cause, sizeof(k->said));
+        log_warn("kafka: %s%s%s", k->cause, strcmp(t, k->cause) ? " -- " : "",
+                 strcmp(t, k->cause) ? t : "");
+        if (k->up == 0 && k->cb.uplink) /* down already: the cause changed */
+            k->cb.uplink(k->ud, 0, k->cause);
+    }
+    if (refused)
+        set_uplink(k, 0, k->cause);
 }
 
 /* Errors after which retrying the same record can never succeed. With
@@ -124,21 +273,26 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        set_uplink(k, 0, reason);
+        set_uplink(k, 0, k->cause[0] ? k->cause : reason);
         return;
     }
-    /* Connection churn is normal while the uplink is down; say it once. */
-    if (err == RD_KAFKA_RESP_ERR__TRANSPORT && k->up == 0)
-        return;
     log_debug("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
               reason);
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+        err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+        err == RD_KAFKA_RESP_ERR__SSL || err == RD_KAFKA_RESP_ERR__RESOLVE)
+        conn_failed(k, err, reason);
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf)
 {
     (void)rk;
-    if (level <= 3)
+    /* A failed connection: repeated at every reconnect, and the error
+     * callback turns it into the cause, said once. */
+    if (!strcmp(fac, "FAIL") || !strcmp(fac, "SSLCERTVRFY"))
+        log_debug("kafka: %s: %s", fac, buf);
+    else if (level <= 3)
         log_error("kafka: %s: %s", fac, buf);
     else if (level <= 4)
         log_warn("kafka: %s: %s", fac, buf);
@@ -184,10 +338,15 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (set(conf, defaults[i].name, defaults[i].value, err, errlen))
             goto fail;
-    for (size_t i = 0; i < o->nprops; i++)
+    for (size_t i = 0; i < o->nprops; i++) {
         if (set(conf, o->props[i].name, o->props[i].value, err, errlen))
             goto fail;
+        if (!strncmp(o->props[i].name, "sasl.mechanism", 14))
+            snprintf(k->mechanism, sizeof(k->mechanism), "%s",
+                     o->props[i].value);
+    }
     rd_kafka_conf_set_opaque(conf, k);
+    rd_kafka_conf_set_ssl_cert_verify_cb(conf, cert_verify);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
@@ -210,6 +369,7 @@ int kafka_out_new(const struct kafka_out_opts *o, const struct kafka_out_cb *cb,
     k->cb = *cb;
     k->ud = ud;
     k->up = -1;
+    pthread_mutex_init(&k->lock, NULL);
     k->pipefd[0] = k->pipefd[1] = -1;
     k->nslots = o->queue_records > 1000 ? (size_t)o->queue_records * 2 : 2000;
     if (!(k->slots = calloc(k->nslots, sizeof(*k->slots)))) {
@@ -258,6 +418,7 @@ void kafka_out_free(struct kafka_out *k)
         close(k->pipefd[0]);
     if (k->pipefd[1] >= 0)
         close(k->pipefd[1]);
+    pthread_mutex_destroy(&k->lock);
     free(k->slots);
     free(k);
 }
@@ -331,4 +492,14 @@ int kafka_out_flush(struct kafka_out *k, int timeout_ms)
 int kafka_out_inflight(const struct kafka_out *k)
 {
     return k->inflight;
+}
+
+const char *kafka_out_cause(const struct kafka_out *k)
+{
+    return k->up != 1 && k->cause[0] ? k->cause : NULL;
+}
+
+int kafka_out_up(const struct kafka_out *k)
+{
+    return k->up;
 }

@@ -58,7 +58,9 @@ struct kafka_out_cb {
      * window. */
     void (*delivered)(void *ud, int64_t id, enum kafka_out_outcome outcome,
                       const char *reason, size_t bytes);
-    /* The uplink changed: up = 1 after a success, 0 when brokers are down. */
+    /* The uplink changed: up = 1 after a success, 0 when brokers are down
+     * or refuse us (credentials, TLS); called again with 0 when the
+     * cause (reason) of a down uplink changes. */
     void (*uplink)(void *ud, int up, const char *reason);
 };
 
@@ -90,5 +92,12 @@ void kafka_out_test_fatal(struct kafka_out *k);
 int kafka_out_flush(struct kafka_out *k, int timeout_ms);
 /* Records handed to librdkafka and not yet reported. */
 int kafka_out_inflight(const struct kafka_out *k);
+/* Why the uplink is not up, in words ("authentication failed (SASL
+ * SCRAM-SHA-512)", "certificate verify failed: certificate has expired",
+ * "Connection refused"); NULL when it is up or nothing failed yet. Valid
+ * until the next kafka_out_poll(). */
+const char *kafka_out_cause(const struct kafka_out *k);
+/* -1 unknown (nothing delivered or refused yet), 0 down, 1 up. */
+int kafka_out_up(const struct kafka_out *k);
 
 #endif

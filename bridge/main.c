@@ -25,6 +25,7 @@
 #include "bridge/bridge.h"
 #include "bridge/cli_reload.h"
 #include "bridge/conf.h"
+#include "bridge/log.h"
 
 #define EX_USAGE_CODE 64
 
@@ -141,15 +142,49 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* Loads and checks the whole config: the YAML, then what the stages make
- * of it (routes, payload types), so every command refuses a bad file the
- * same way. */
-static int load(struct opts *o, struct conf *c)
+/* How much of the config a command needs. The tools read the YAML only,
+ * and a ${NAME} the shell lacks stays as written (the service's
+ * environment may have it); `check` reads the files too, noting what only
+ * the service can read; `run` needs everything. */
+enum load_how { LOAD_TOOL, LOAD_CHECK, LOAD_RUN };
+
+static void note_stderr(void *ud, const char *text)
+{
+    (void)ud;
+    fprintf(stderr, "%s: note: %s\n", prog, text);
+}
+
+static void note_log(void *ud, const char *text)
+{
+    (void)ud;
+    log_warn("%s", text);
+}
+
+/* Loads and checks the whole config: the YAML, the files it names (for
+ * check and run), then what the stages make of it (routes, payload types),
+ * so every command refuses a bad file the same way. */
+static int load(struct opts *o, struct conf *c, enum load_how how)
 {
     char err[1024];
     int rc;
-    if (conf_load(o->conf, c, err, sizeof err)) {
+    if (conf_load_ex(o->conf, how == LOAD_RUN ? 0 : CONF_ENV_LENIENT, c, err,
+                     sizeof err)) {
         fprintf(stderr, "%s\n", err);
+        return EX_CONFIG_CODE;
+    }
+    if (how == LOAD_CHECK)
+        for (size_t i = 0; i < c->nunset && i < CONF_MAX_UNSET; i++)
+            fprintf(stderr,
+                    "%s: note: %s:%d:%d: ${%s} is not set here; the service's "
+                    "environment must set it\n",
+                    prog, c->path, c->unset[i].line, c->unset[i].col,
+                    c->unset[i].name);
+    if (how != LOAD_TOOL &&
+        conf_load_files(c, how == LOAD_CHECK ? CONF_FILES_CHECK : 0,
+                        how == LOAD_RUN ? note_log : note_stderr, NULL, err,
+                        sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        conf_fini(c);
         return EX_CONFIG_CODE;
     }
     if ((rc = bridge_check_conf(c)))
@@ -165,7 +200,7 @@ static int cmd_run(struct opts *o)
     int rc;
     if (o->npos)
         return usage_error("run takes no arguments, got \"%s\"", o->pos[0]);
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_RUN)))
         return rc;
     rc = bridge_run(&c);
     conf_fini(&c);
@@ -182,7 +217,7 @@ static int cmd_check(struct opts *o)
     }
     if (o->npos)
         return usage_error("check takes no arguments, got \"%s\"", o->pos[0]);
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_CHECK)))
         return rc;
     rc = bridge_check(&c);
     conf_fini(&c);
@@ -195,7 +230,7 @@ static int cmd_route(struct opts *o)
     int rc;
     if (!o->npos)
         return usage_error("%s", "route needs at least one MQTT topic");
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_TOOL)))
         return rc;
     rc = bridge_route(&c, o->pos, o->npos, o->payload_file);
     conf_fini(&c);
@@ -214,7 +249,7 @@ static int cmd_spool(struct opts *o)
     if (o->npos > (strcmp(what, "dead") ? 1 : 2) ||
         (strcmp(sub, "list") && strcmp(sub, "replay") && strcmp(sub, "purge")))
         return usage_error("unexpected argument \"%s\"", o->pos[o->npos - 1]);
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_TOOL)))
         return rc;
     rc = bridge_spool(&c, what, sub);
     conf_fini(&c);
@@ -232,7 +267,7 @@ static int cmd_schema(struct opts *o)
         return usage_error("%s", "schema show needs one TYPE");
     if (!strcmp(what, "list") && o->npos > 1)
         return usage_error("unexpected argument \"%s\"", o->pos[1]);
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_TOOL)))
         return rc;
     rc = bridge_schema(&c, what, o->npos > 1 ? o->pos[1] : NULL);
     conf_fini(&c);
@@ -245,7 +280,7 @@ static int cmd_status(struct opts *o)
     int rc;
     if (o->npos)
         return usage_error("unexpected argument \"%s\"", o->pos[0]);
-    if ((rc = load(o, &c)))
+    if ((rc = load(o, &c, LOAD_TOOL)))
         return rc;
     rc = bridge_status(&c);
     conf_fini(&c);

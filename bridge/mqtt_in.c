@@ -12,12 +12,19 @@
  * socket down so the queued acknowledgements die with it and the broker
  * redelivers (libmosquitto empties its packet queue on reconnect).
  *
+ * TLS uses a context of our own (mqtt_tls.c) so that a refused
+ * certificate is reported with OpenSSL's reason. Every attempt that fails
+ * leaves a cause in words (mqtt_in_cause): the broker's CONNACK refusal,
+ * the certificate's verification error, the TLS alert or error that
+ * libmosquitto logged, or what the closed connection suggests; the log
+ * says it when it changes and every tenth attempt, not at every retry.
+ *
  * mqtt_in_publish() queues a QoS 0 publish the same way: it leaves with the
  * next write, behind the acknowledgements before it.
  *
- * Depends on libmosquitto and libc; knows nothing of routes, spool or Kafka.
- * The broker's $SYS drop counter is handled here and never reaches the
- * message callback.
+ * Depends on libmosquitto, mqtt_tls.c and libc; knows nothing of routes,
+ * spool or Kafka. The broker's $SYS drop counter is handled here and never
+ * reaches the message callback. Option strings and filters are copied.
  */
 #include "bridge/mqtt_in.h"
 
@@ -27,6 +34,7 @@
 #include <mqtt_protocol.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +42,7 @@
 #include <sys/socket.h>
 
 #include "bridge/log.h"
+#include "bridge/mqtt_tls.h"
 
 #define SYS_DROPPED        "$SYS/broker/publish/messages/dropped"
 #define CONNECT_TIMEOUT_MS 15000
@@ -43,6 +52,8 @@
  * block for minutes on a broken network); nothing else touches the client
  * meanwhile. CONNECTING: the CONNECT is queued, no CONNACK yet. */
 enum conn_state { DISCONNECTED, DIALING, CONNECTING, CONNECTED };
+/* dial_done: the thread runs; it is done; mqtt_in_free() left it alone */
+enum { DIAL_RUNNING, DIAL_DONE, DIAL_ABANDONED };
 
 struct mqtt_in {
     struct mosquitto *mosq;
@@ -63,11 +74,96 @@ struct mqtt_in {
     int dial_rc, dial_errno;
     mosquitto_property *dial_props;
     int warned_slow; /* the slow dial was said once */
+    struct mqtt_tls *tls;
+    char **filters; /* owned copies; o.filters points here */
+    char **diff;    /* filters of the last SUBSCRIBE after a change */
+    size_t ndiff;
+    int diff_mid;
+    /* this attempt: the TCP connection was made; the CONNACK refused */
+    int tcp_up, refused;
+    char tls_error[200]; /* the first OpenSSL error libmosquitto logged */
+    char cause[400];     /* why we are not connected; "" when we are */
+    char said[400];      /* the cause last logged */
 };
 
 static int lib_refs;
 
 static void schedule_retry(struct mqtt_in *m);
+
+__attribute__((format(printf, 2, 3))) static void
+set_cause(struct mqtt_in *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->cause, sizeof(m->cause), fmt, ap);
+    va_end(ap);
+}
+
+/* libmosquitto's sentences ("The connection was lost.") as a clause:
+ * "the connection was lost". */
+static const char *clause(const char *why, char *buf, size_t len)
+{
+    size_t n;
+    if (!why)
+        return NULL;
+    snprintf(buf, len, "%s", why);
+    n = strlen(buf);
+    if (n && buf[n - 1] == '.')
+        buf[n - 1] = '\0';
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && buf[1] >= 'a' && buf[1] <= 'z')
+        buf[0] = (char)(buf[0] - 'A' + 'a');
+    return buf;
+}
+
+/* An attempt ended before the CONNACK accepted it: why, in words. */
+static void attempt_failed(struct mqtt_in *m, const char *why)
+{
+    const char *v = m->tls ? mqtt_tls_verify_error(m->tls) : NULL;
+    char c[200];
+    if (m->refused) /* on_connect said why */
+        return;
+    if (!m->tcp_up)
+        set_cause(m, "%s", why ? why : "cannot connect");
+    else if (v)
+        set_cause(m, "certificate verify failed: %s", v);
+    else if (m->tls_error[0] && strstr(m->tls_error, "alert"))
+        set_cause(
+            m, "the broker refused the TLS connection: %s%s", m->tls_error,
+            strstr(m->tls_error, "certificate required")
+                ? " (it requires a client certificate: mqtt.tls.cert_file "
+                  "and key_file)"
+            : strstr(m->tls_error, "certificate") ||
+                    strstr(m->tls_error, "unknown ca")
+                ? " (it does not accept our client certificate, "
+                  "mqtt.tls.cert_file)"
+                : "");
+    else if (m->tls_error[0] && (strstr(m->tls_error, "wrong version") ||
+                                 strstr(m->tls_error, "unexpected eof")))
+        set_cause(m, "TLS error: %s (does port %d speak TLS?)", m->tls_error,
+                  m->o.port);
+    else if (m->tls_error[0])
+        set_cause(m, "TLS error: %s", m->tls_error);
+    else if (!m->o.tls)
+        set_cause(m,
+                  "the broker closed the connection before answering "
+                  "CONNECT: is %d a TLS port? then mqtt.tls is needed",
+                  m->o.port);
+    else
+        set_cause(m, "%s before the broker answered",
+                  why ? clause(why, c, sizeof(c)) : "closed");
+}
+
+/* Says a failed attempt when its cause is new, and every tenth time. */
+static void say_failure(struct mqtt_in *m)
+{
+    if (!strcmp(m->said, m->cause) && m->attempts % 10 != 0)
+        return;
+    memcpy(m->said, m->cause, sizeof(m->said));
+    log_warn("mqtt: cannot connect to %s:%d: %s (attempt %d; retrying in "
+             "%.1f s)",
+             m->o.host, m->o.port, m->cause, m->attempts,
+             (double)(m->next_try_ms - log_now_ms()) / 1000.0);
+}
 
 static void set_state(struct mqtt_in *m, enum conn_state s, int session,
                       const char *why)
@@ -79,12 +175,22 @@ static void set_state(struct mqtt_in *m, enum conn_state s, int session,
     log_debug("mqtt: %s -> %s", names[m->state], names[s]);
     enum conn_state old = m->state;
     m->state = s;
-    if (s == CONNECTED)
+    if (s == CONNECTED) {
+        m->cause[0] = m->said[0] = '\0';
         m->cb.state(m->ud, 1, session, NULL);
-    else if (old == CONNECTED)
-        m->cb.state(m->ud, 0, 0, why);
-    if (s == DISCONNECTED)
+    } else if (old == CONNECTED) {
+        char c[200];
+        const char *w = why ? clause(why, c, sizeof(c)) : "closed";
+        set_cause(m, "connection lost: %s", w);
+        m->cb.state(m->ud, 0, 0, w);
+    } else if (s == DISCONNECTED) {
+        attempt_failed(m, why);
+    }
+    if (s == DISCONNECTED) {
         schedule_retry(m);
+        if (old != CONNECTED)
+            say_failure(m);
+    }
 }
 
 /* Capped exponential backoff with jitter in [d/2, d], so a fleet of gateways
@@ -109,10 +215,18 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
     struct mqtt_in *m = ud;
     (void)props;
     if (rc != 0) {
-        log_warn("mqtt: broker %s:%d refused the connection: %s", m->o.host,
-                 m->o.port,
-                 m->o.protocol == 5 ? mosquitto_reason_string(rc)
-                                    : mosquitto_connack_string(rc));
+        int auth = m->o.protocol == 5
+                       ? rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD ||
+                             rc == MQTT_RC_NOT_AUTHORIZED
+                       : rc == 4 || rc == 5;
+        m->refused = 1;
+        if (auth)
+            set_cause(m, "not authorized (bad username or password)%s",
+                      m->o.username ? "" : "; no mqtt.username is set");
+        else
+            set_cause(m, "the broker refused the connection: %s",
+                      m->o.protocol == 5 ? mosquitto_reason_string(rc)
+                                         : mosquitto_connack_string(rc));
         return; /* the broker closes; on_disconnect follows */
     }
     /* Never trust the broker to have kept our subscriptions. */
@@ -121,8 +235,7 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
      * not have, or every reconnect would send them to Kafka again. */
     int opts = m->o.protocol == 5 ? MQTT_SUB_OPT_SEND_RETAIN_NEW : 0;
     rc = mosquitto_subscribe_multiple(mosq, &m->sub_mid, (int)m->o.nfilters,
-                                      (char *const *)m->o.filters, qos, opts,
-                                      NULL);
+                                      m->filters, qos, opts, NULL);
     if (rc != MOSQ_ERR_SUCCESS)
         log_error("mqtt: subscribe failed: %s", mosquitto_strerror(rc));
     if (m->o.watch_sys_drops)
@@ -135,16 +248,19 @@ static void on_subscribe(struct mosquitto *mosq, void *ud, int mid, int n,
                          const int *granted, const mosquitto_property *props)
 {
     struct mqtt_in *m = ud;
+    char *const *f = mid == m->sub_mid && n == (int)m->o.nfilters ? m->filters
+                     : mid == m->diff_mid && n == (int)m->ndiff   ? m->diff
+                                                                  : NULL;
     (void)mosq, (void)props;
-    if (mid != m->sub_mid || n != (int)m->o.nfilters)
+    if (!f)
         return; /* the $SYS subscription: optional */
     for (int i = 0; i < n; i++) {
         if (granted[i] >= 0x80)
             log_error("mqtt: broker refused subscription '%s' (reason %d)",
-                      m->o.filters[i], granted[i]);
+                      f[i], granted[i]);
         else if (granted[i] < m->o.qos)
-            log_warn("mqtt: subscription '%s' granted QoS %d, asked %d",
-                     m->o.filters[i], granted[i], m->o.qos);
+            log_warn("mqtt: subscription '%s' granted QoS %d, asked %d", f[i],
+                     granted[i], m->o.qos);
     }
 }
 
@@ -216,6 +332,97 @@ static void on_message(struct mosquitto *mosq, void *ud,
     }
 }
 
+/* libmosquitto's own log: its OpenSSL errors name a TLS failure. */
+static void on_log(struct mosquitto *mosq, void *ud, int level, const char *str)
+{
+    struct mqtt_in *m = ud;
+    (void)mosq;
+    if (!(level & MOSQ_LOG_ERR))
+        return;
+    if (!strncmp(str, "OpenSSL Error[", 14) && !m->tls_error[0])
+        mqtt_tls_reason(str, m->tls_error, sizeof(m->tls_error));
+    log_debug("mqtt: libmosquitto: %s", str);
+}
+
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; l && i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+static char **copy_list(const char *const *l, size_t n)
+{
+    char **c = calloc(n ? n : 1, sizeof(*c));
+    for (size_t i = 0; c && i < n; i++)
+        if (!(c[i] = strdup(l[i]))) {
+            free_list(c, i);
+            return NULL;
+        }
+    return c;
+}
+
+/* The option strings become ours: the conf they came from may go. */
+static int copy_opts(struct mqtt_in *m, const struct mqtt_in_opts *o)
+{
+    const char **s[] = {&m->o.host,     &m->o.client_id,   &m->o.username,
+                        &m->o.password, &m->o.ca_file,     &m->o.cert_file,
+                        &m->o.key_file, &m->o.key_password};
+    m->o = *o;
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        if (*s[i] && !(*s[i] = strdup(*s[i])))
+            return -ENOMEM;
+    if (!(m->filters = copy_list(o->filters, o->nfilters)))
+        return -ENOMEM;
+    m->o.filters = (const char *const *)m->filters;
+    return 0;
+}
+
+static void free_opts(struct mqtt_in *m)
+{
+    char *s[] = {(char *)m->o.host,     (char *)m->o.client_id,
+                 (char *)m->o.username, (char *)m->o.password,
+                 (char *)m->o.ca_file,  (char *)m->o.cert_file,
+                 (char *)m->o.key_file, (char *)m->o.key_password};
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+        if (s[i] && (i == 3 || i == 7)) /* secrets: no copy left behind */
+            memset(s[i], 0, strlen(s[i]));
+        free(s[i]);
+    }
+    free_list(m->filters, m->o.nfilters);
+    free_list(m->diff, m->ndiff);
+}
+
+static int start_tls(struct mqtt_in *m, char *err, size_t errlen)
+{
+    struct mqtt_tls_opts to = {
+        .host = m->o.host,
+        .ca_file = m->o.ca_file,
+        .cert_file = m->o.cert_file,
+        .key_file = m->o.key_file,
+        .key_password = m->o.key_password,
+        .no_hostname_check = m->o.tls_no_hostname_check,
+    };
+    int rc = mqtt_tls_new(&to, &m->tls, err, errlen);
+    if (rc)
+        return rc;
+    /* Ours as it is: libmosquitto 2.0 would otherwise apply its own
+     * defaults over it (and want its own cafile). */
+    if (mosquitto_int_option(m->mosq, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) !=
+            MOSQ_ERR_SUCCESS ||
+        mosquitto_void_option(m->mosq, MOSQ_OPT_SSL_CTX,
+                              mqtt_tls_ctx(m->tls)) != MOSQ_ERR_SUCCESS) {
+        snprintf(err, errlen, "mqtt: this libmosquitto has no TLS");
+        return -EINVAL;
+    }
+    if (m->o.tls_no_hostname_check)
+        log_warn("mqtt: TLS host name verification is OFF "
+                 "(mqtt.tls.insecure_skip_hostname_verification): any "
+                 "certificate the CA signed is taken for %s",
+                 m->o.host);
+    return 0;
+}
+
 int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
                 void *ud, struct mqtt_in **out, char *err, size_t errlen)
 {
@@ -225,10 +432,15 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
         return -ENOMEM;
     if (lib_refs++ == 0)
         mosquitto_lib_init();
-    m->o = *o;
     m->cb = *cb;
     m->ud = ud;
     m->sys_dropped = -1;
+    if (copy_opts(m, o)) {
+        snprintf(err, errlen, "mqtt: out of memory");
+        mqtt_in_free(m);
+        return -ENOMEM;
+    }
+    o = &m->o;
     /* clean_session false: the broker keeps our session while we are away. */
     m->mosq = mosquitto_new(o->client_id, false, m);
     if (!m->mosq) {
@@ -250,6 +462,14 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
                              MQTT_IN_RECEIVE_MAX);
     if (o->username)
         mosquitto_username_pw_set(m->mosq, o->username, o->password);
+    mosquitto_log_callback_set(m->mosq, on_log);
+    if (o->tls) {
+        int rc = start_tls(m, err, errlen);
+        if (rc) {
+            mqtt_in_free(m);
+            return rc;
+        }
+    }
     mosquitto_connect_v5_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(m->mosq, on_message);
@@ -258,24 +478,35 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
     return 0;
 }
 
+/* Everything but the library's reference. */
+static void destroy(struct mqtt_in *m)
+{
+    mosquitto_property_free_all(&m->dial_props);
+    if (m->mosq)
+        mosquitto_destroy(m->mosq); /* closes a socket the dial opened */
+    mqtt_tls_free(m->tls);
+    free_opts(m);
+    free(m);
+}
+
 void mqtt_in_free(struct mqtt_in *m)
 {
+    int running = DIAL_RUNNING;
     if (!m)
         return;
-    if (m->state == DIALING && !atomic_load(&m->dial_done)) {
-        /* The dialing thread may hang in connect() for minutes: let it
-         * finish on its own; the process is on its way out. */
+    if (m->state == DIALING && atomic_compare_exchange_strong(
+                                   &m->dial_done, &running, DIAL_ABANDONED)) {
+        /* The dialing thread may hang in connect() for minutes: it frees
+         * the client when it returns (a reload must not leave a live
+         * connection behind). The library stays initialised for it. */
         pthread_detach(m->dialer);
         return;
     }
     if (m->state == DIALING)
         pthread_join(m->dialer, NULL);
-    mosquitto_property_free_all(&m->dial_props);
-    if (m->mosq)
-        mosquitto_destroy(m->mosq);
+    destroy(m);
     if (--lib_refs == 0)
         mosquitto_lib_cleanup();
-    free(m);
 }
 
 static int live(const struct mqtt_in *m)
@@ -296,6 +527,65 @@ int mqtt_in_want_write(const struct mqtt_in *m)
 int mqtt_in_connected(const struct mqtt_in *m)
 {
     return m->state == CONNECTED;
+}
+
+const char *mqtt_in_cause(const struct mqtt_in *m)
+{
+    return m->state == CONNECTED || !m->cause[0] ? NULL : m->cause;
+}
+
+static int has(char *const *l, size_t n, const char *f)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(l[i], f))
+            return 1;
+    return 0;
+}
+
+int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters, size_t n)
+{
+    char **next = copy_list(filters, n),
+         **add = calloc(n ? n : 1, sizeof(char *));
+    char **gone = calloc(m->o.nfilters ? m->o.nfilters : 1, sizeof(char *));
+    size_t nadd = 0, ngone = 0;
+    int rc = next && add && gone ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (!has(m->filters, m->o.nfilters, next[i]) &&
+            !(add[nadd++] = strdup(next[i])))
+            rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < m->o.nfilters; i++)
+        if (!has(next, n, m->filters[i]))
+            gone[ngone++] = m->filters[i];
+    if (rc) {
+        free_list(next, n);
+        free_list(add, nadd);
+        free(gone);
+        return rc;
+    }
+    if (m->state == CONNECTED && ngone) {
+        int r = mosquitto_unsubscribe_multiple(m->mosq, NULL, (int)ngone, gone,
+                                               NULL);
+        log_info("mqtt: unsubscribed from %zu filter%s%s", ngone,
+                 ngone == 1 ? "" : "s",
+                 r == MOSQ_ERR_SUCCESS ? "" : " (failed: after a reconnect)");
+    }
+    free(gone);
+    free_list(m->diff, m->ndiff);
+    m->diff = add;
+    m->ndiff = nadd;
+    if (m->state == CONNECTED && nadd) {
+        int opts = m->o.protocol == 5 ? MQTT_SUB_OPT_SEND_RETAIN_NEW : 0;
+        int r = mosquitto_subscribe_multiple(m->mosq, &m->diff_mid, (int)nadd,
+                                             add, m->o.qos, opts, NULL);
+        log_info("mqtt: subscribed to %zu more filter%s%s", nadd,
+                 nadd == 1 ? "" : "s",
+                 r == MOSQ_ERR_SUCCESS ? "" : " (failed: after a reconnect)");
+    }
+    free_list(m->filters, m->o.nfilters);
+    m->filters = next;
+    m->o.filters = (const char *const *)next;
+    m->o.nfilters = n;
+    return 0;
 }
 
 int mqtt_in_read(struct mqtt_in *m, size_t max)
@@ -353,7 +643,8 @@ static void *dial(void *arg)
     m->dial_rc = mosquitto_connect_bind_v5(m->mosq, m->o.host, m->o.port,
                                            m->o.keepalive, NULL, m->dial_props);
     m->dial_errno = errno;
-    atomic_store(&m->dial_done, 1);
+    if (atomic_exchange(&m->dial_done, DIAL_DONE) == DIAL_ABANDONED)
+        destroy(m); /* mqtt_in_free() left it to us */
     return NULL;
 }
 
@@ -372,9 +663,13 @@ static void try_connect(struct mqtt_in *m, int64_t now_ms)
     if (m->o.protocol == 5 && m->o.max_packet)
         mosquitto_property_add_int32(
             &m->dial_props, MQTT_PROP_MAXIMUM_PACKET_SIZE, m->o.max_packet);
-    atomic_store(&m->dial_done, 0);
+    atomic_store(&m->dial_done, DIAL_RUNNING);
     m->connect_ms = now_ms;
     m->warned_slow = 0;
+    m->tcp_up = m->refused = 0;
+    m->tls_error[0] = '\0';
+    if (m->tls)
+        mqtt_tls_reset(m->tls);
     if (pthread_create(&m->dialer, NULL, dial, m) != 0) {
         log_error("mqtt: cannot start a thread to connect: %s",
                   strerror(errno));
@@ -389,18 +684,20 @@ static void try_connect(struct mqtt_in *m, int64_t now_ms)
 static void dialed(struct mqtt_in *m)
 {
     int rc = m->dial_rc;
+    char why[256];
     pthread_join(m->dialer, NULL);
     if (rc == MOSQ_ERR_SUCCESS) {
+        m->tcp_up = 1;
         set_state(m, CONNECTING, 0, NULL);
         return;
     }
-    if (m->attempts == 0 || m->attempts % 10 == 0)
-        log_warn("mqtt: cannot connect to %s:%d: %s (retrying)", m->o.host,
-                 m->o.port,
-                 rc == MOSQ_ERR_ERRNO ? strerror(m->dial_errno)
-                 : rc == MOSQ_ERR_EAI ? gai_strerror(m->dial_errno)
-                                      : mosquitto_strerror(rc));
-    set_state(m, DISCONNECTED, 0, NULL); /* and the next try is scheduled */
+    /* a TLS failure here happened after the TCP connect */
+    m->tcp_up = rc == MOSQ_ERR_TLS;
+    snprintf(why, sizeof(why), "%s",
+             rc == MOSQ_ERR_ERRNO ? strerror(m->dial_errno)
+             : rc == MOSQ_ERR_EAI ? gai_strerror(m->dial_errno)
+                                  : mosquitto_strerror(rc));
+    set_state(m, DISCONNECTED, 0, why); /* and the next try is scheduled */
 }
 
 int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
@@ -415,7 +712,7 @@ int mqtt_in_tick(struct mqtt_in *m, int64_t now_ms, int paused)
             return (int)(m->next_try_ms - now_ms);
         return 100;
     case DIALING:
-        if (atomic_load(&m->dial_done)) {
+        if (atomic_load(&m->dial_done) == DIAL_DONE) {
             dialed(m);
             return 0;
         }

@@ -6,6 +6,13 @@
  * broker until mqtt_in_write(). The caller makes the batch durable between
  * the two. If it cannot (spool full, disk error), mqtt_in_abort() drops the
  * connection with the acknowledgements unsent, so the broker redelivers.
+ *
+ * The connection may use TLS (the broker's certificate and host name
+ * verified by OpenSSL, optionally a client certificate) and a user name
+ * and password. When an attempt fails, mqtt_in_cause() says why in words
+ * an operator can act on: "not authorized (bad username or password)",
+ * "certificate verify failed: unable to get local issuer certificate",
+ * "the broker closed the connection before answering (a TLS listener?)".
  */
 #ifndef MQTT2KAFKA_MQTT_IN_H
 #define MQTT2KAFKA_MQTT_IN_H
@@ -21,14 +28,19 @@ struct mqtt_in_opts {
     const char *client_id;
     int protocol; /* 5 or 4 (3.1.1) */
     int qos;
-    int keepalive;          /* s */
-    int64_t session_expiry; /* s, MQTT 5 */
-    int reconnect_max;      /* s, cap of the backoff */
-    const char *username, *password;
+    int keepalive;                   /* s */
+    int64_t session_expiry;          /* s, MQTT 5 */
+    int reconnect_max;               /* s, cap of the backoff */
+    const char *username, *password; /* NULL: none */
     uint32_t max_packet; /* MQTT 5 maximum packet size we accept; 0: none */
     const char *const *filters; /* subscriptions, renewed on every connect */
     size_t nfilters;
     int watch_sys_drops; /* also subscribe to the broker's drop counter */
+    /* TLS: on when tls is 1. ca_file NULL: the system's CA store. A client
+     * certificate needs its key; key_password for an encrypted key. */
+    int tls;
+    const char *ca_file, *cert_file, *key_file, *key_password;
+    int tls_no_hostname_check; /* insecure: the chain only */
 };
 
 struct mqtt_in_prop { /* an MQTT 5 user property */
@@ -63,8 +75,9 @@ struct mqtt_in_cb {
     void (*broker_dropped)(void *ud, int64_t old, int64_t now);
 };
 
-/* Creates the client; it connects on the first mqtt_in_tick(). Borrows o's
- * strings for its lifetime. -ENOMEM or -EINVAL (err says why). */
+/* Creates the client; it connects on the first mqtt_in_tick(). Copies o's
+ * strings (and the filters). -ENOMEM or -EINVAL (err says why: a CA file,
+ * certificate or key that does not load, named). */
 int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
                 void *ud, struct mqtt_in **out, char *err, size_t errlen);
 void mqtt_in_free(struct mqtt_in *m); /* NULL is fine; no DISCONNECT sent */
@@ -74,6 +87,16 @@ int mqtt_in_fd(const struct mqtt_in *m);
 /* 1 when queued packets wait for mqtt_in_write(). */
 int mqtt_in_want_write(const struct mqtt_in *m);
 int mqtt_in_connected(const struct mqtt_in *m);
+/* Why the connection is down: the last failed attempt's or lost
+ * connection's cause, one line without secrets; NULL while connected or
+ * before the first attempt ended. Valid until the next call into m. */
+const char *mqtt_in_cause(const struct mqtt_in *m);
+
+/* Replaces the subscriptions (copied): while connected, subscribes to the
+ * new filters and unsubscribes from the ones no longer wanted; after any
+ * reconnect the whole list is subscribed. 0 or -ENOMEM. */
+int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters,
+                        size_t n);
 
 /* Reads until the socket is dry or max messages were handed over. Returns
  * the number of messages, or < 0 when the connection was lost (the state

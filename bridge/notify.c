@@ -17,7 +17,7 @@
 
 static uint64_t watchdog_us;  /* 0: no watchdog */
 static uint64_t last_ping_us; /* monotonic */
-static char last_status[256];
+static char last_status[512];
 
 static uint64_t mono_us(void)
 {
@@ -59,6 +59,20 @@ void notify_watchdog(void)
         return;
     last_ping_us = now;
     sd_notify(0, "WATCHDOG=1");
+}
+
+void notify_reloading(void)
+{
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)mono_us());
+}
+
+void notify_reloaded(void)
+{
+    if (last_status[0])
+        sd_notifyf(0, "READY=1\nSTATUS=%s", last_status);
+    else
+        sd_notify(0, "READY=1");
 }
 
 void notify_stopping(void)

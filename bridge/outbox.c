@@ -334,7 +334,9 @@ void outbox_reset(struct outbox *ob)
     apply(ob);
     spool_rewind(ob->sp);
     ob->inflight = ob->inflight_bytes = 0;
-    ob->hold_until = ob->hold_ms = 0; /* a new producer: no reason to wait */
+    /* the purge of the old producer is no delivery failure: the new one
+     * starts at once */
+    ob->hold_until = ob->hold_ms = 0;
 }
 
 /* --- the direct path ------------------------------------------------------ */

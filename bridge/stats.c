@@ -68,12 +68,25 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
 
 void stats_status_line(const struct stats_gauges *g, char *buf, size_t len)
 {
+    const char *uc = g->uplink != 1 ? g->uplink_cause : NULL;
+    const char *mc = !g->mqtt ? g->mqtt_cause : NULL;
     snprintf(buf, len,
-             "%suplink %s, mqtt %s, %s path, spool %" PRId64
+             "%suplink %s%s%.120s%s, mqtt %s%s%.120s%s, %s path, spool %" PRId64
              " records, %" PRId64 " dead letters",
              g->backpressure ? "backpressure (spool full), " : "",
-             uplink_name(g->uplink), g->mqtt ? "connected" : "disconnected",
+             uplink_name(g->uplink), uc ? " (kafka: " : "", uc ? uc : "",
+             uc ? ")" : "", g->mqtt ? "connected" : "disconnected",
+             mc ? " (mqtt: " : "", mc ? mc : "", mc ? ")" : "",
              g->direct ? "direct" : "spool", g->backlog, g->dead_in_spool);
+}
+
+/* A cause as one status file line: control characters become spaces. */
+static void put_line(FILE *f, const char *name, const char *v)
+{
+    fprintf(f, "%s=", name);
+    for (; v && *v; v++)
+        fputc((unsigned char)*v < 0x20 ? ' ' : *v, f);
+    fputc('\n', f);
 }
 
 int stats_write_file(const char *path, const struct stats_ident *id,
@@ -90,6 +103,10 @@ int stats_write_file(const char *path, const struct stats_ident *id,
             "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
             "gateway=%s\n%s\n",
             id->state, id->pid, id->now_ms, id->version, id->gateway, body);
+    put_line(f, "uplink_cause", g->uplink != 1 ? g->uplink_cause : NULL);
+    put_line(f, "mqtt_cause", !g->mqtt ? g->mqtt_cause : NULL);
+    if (id->extra)
+        fputs(id->extra, f);
     if (fclose(f) != 0)
         rc = -errno;
     if (rc == 0 && rename(tmp, path) != 0)

@@ -48,24 +48,31 @@ struct stats_gauges { /* the state now, from the spool and the links */
     int mqtt;         /* 1 connected */
     int backpressure; /* not reading MQTT: the spool is full */
     int direct;       /* 1: bursts go straight to Kafka (spool.mode) */
+    /* why the uplink or the MQTT link is down, one line without secrets
+     * ("authentication failed (SASL SCRAM-SHA-512)"); NULL: none known */
+    const char *uplink_cause, *mqtt_cause;
 };
 
 /* "name=value" pairs separated by sep, then uplink= and mqtt=. Truncates
  * to len like snprintf. */
 void stats_format(const struct stats *n, const struct stats_gauges *g,
                   char *buf, size_t len, char sep);
-/* "uplink up, mqtt connected, spool 3 records, 0 dead letters". */
+/* "uplink up, mqtt connected, spool 3 records, 0 dead letters"; a link
+ * that is down with a known cause says it: "uplink down (kafka:
+ * authentication failed (SASL PLAIN)), ...". */
 void stats_status_line(const struct stats_gauges *g, char *buf, size_t len);
 
 struct stats_ident { /* who writes the status file */
     const char *state, *version, *gateway;
     int pid;
     int64_t now_ms;
+    const char *extra; /* more "name=value\n" lines, or NULL */
 };
 
 /* Replaces the status file atomically (a temporary file, then rename), so
  * a reader never sees half of it: the identity lines, then the counters
- * one per line. 0, or -errno. */
+ * one per line, uplink_cause= and mqtt_cause= (empty when none), then
+ * id->extra. 0, or -errno. */
 int stats_write_file(const char *path, const struct stats_ident *id,
                      const struct stats *n, const struct stats_gauges *g);
 

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge/cli_reload.h"
 #include "bridge/convert.h"
 #include "bridge/schemas.h"
 #include "bridge/secret.h"
@@ -99,6 +100,62 @@ static void print_routes(const struct conf *c, const struct convert *cv)
     printf("\n");
 }
 
+/* Where a secret comes from, never what it is. */
+static const char *secret_from(const struct conf *c, const char *file_key,
+                               const char *value, char *buf, size_t len)
+{
+    for (size_t i = 0; i < c->nfiles; i++)
+        if (!strcmp(c->files[i].name, file_key)) {
+            snprintf(buf, len, "from %s", c->files[i].written);
+            return buf;
+        }
+    return value ? "in the config file" : "none";
+}
+
+static void print_mqtt_security(const struct conf *c)
+{
+    char a[4200];
+    if (c->mqtt.username)
+        printf("         login %s, password %s\n", c->mqtt.username,
+               secret_from(c, "mqtt.password_file", c->mqtt.password, a,
+                           sizeof a));
+    if (!c->mqtt.tls.on)
+        return;
+    printf("         tls on: ca %s%s%s, host name verification %s\n",
+           c->mqtt.tls.ca_file ? c->mqtt.tls.ca_file : "(the system's store)",
+           c->mqtt.tls.cert_file ? ", client certificate " : "",
+           c->mqtt.tls.cert_file ? c->mqtt.tls.cert_file : "",
+           c->mqtt.tls.insecure_skip_hostname_verification
+               ? "OFF (insecure_skip_hostname_verification)"
+               : "on");
+}
+
+static void print_kafka_security(const struct conf *c)
+{
+    static const char *const names[] = {"plaintext", "ssl", "sasl_plaintext",
+                                        "sasl_ssl"};
+    char a[4200];
+    const int p = c->kafka.security.protocol;
+    if (!c->kafka.security.on)
+        return;
+    printf("         security %s", names[p & 3]);
+    if (p == CONF_SEC_SASL_PLAINTEXT || p == CONF_SEC_SASL_SSL)
+        printf(", SASL %s as %s, password %s", c->kafka.security.sasl_mechanism,
+               c->kafka.security.username,
+               secret_from(c, "kafka.security.password_file",
+                           c->kafka.security.password, a, sizeof a));
+    if (p == CONF_SEC_SSL || p == CONF_SEC_SASL_SSL)
+        printf("\n         tls: ca %s%s%s, host name verification %s",
+               c->kafka.security.ca_file ? c->kafka.security.ca_file
+                                         : "(the system's store)",
+               c->kafka.security.cert_file ? ", client certificate " : "",
+               c->kafka.security.cert_file ? c->kafka.security.cert_file : "",
+               c->kafka.security.insecure_skip_hostname_verification
+                   ? "OFF (insecure_skip_hostname_verification)"
+                   : "on");
+    printf("\n");
+}
+
 static void print_summary(const struct conf *c, const struct convert *cv)
 {
     char a[32], b[32], d[32];
@@ -110,14 +167,16 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            c->mqtt.protocol == 4 ? "3.1.1" : "5", c->mqtt.qos,
            c->mqtt.keepalive, (long long)c->mqtt.session_expiry);
     units_format_size(c->mqtt.max_payload, a, sizeof a);
-    printf("         max_payload %s  reconnect_max %ds%s\n", a,
-           c->mqtt.reconnect_max, c->mqtt.username ? "  (with username)" : "");
+    printf("         max_payload %s  reconnect_max %ds\n", a,
+           c->mqtt.reconnect_max);
+    print_mqtt_security(c);
     units_format_size(c->kafka.inflight_bytes, a, sizeof a);
     units_format_duration_ms(c->kafka.shutdown_timeout, b, sizeof b);
     printf("kafka    %s  compression %s  dead letters -> %s\n",
            c->kafka.brokers, c->kafka.compression, c->kafka.dead_letter_topic);
     printf("         in flight %lld records / %s  shutdown_timeout %s\n",
            (long long)c->kafka.inflight_records, a, b);
+    print_kafka_security(c);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,
                secret_name(c->kafka.props[i].name) ? SECRET_SHOWN
@@ -494,8 +553,14 @@ static const char *status_get(char *const *lines, size_t n, const char *name,
 
 static void status_print(char *const *l, size_t n)
 {
+    const char *uc = status_get(l, n, "uplink_cause", "");
+    const char *mc = status_get(l, n, "mqtt_cause", "");
     printf("  uplink %s, mqtt %s\n", status_get(l, n, "uplink", "?"),
            status_get(l, n, "mqtt", "?"));
+    if (*uc)
+        printf("  uplink down: kafka: %s\n", uc);
+    if (*mc)
+        printf("  mqtt down: mqtt: %s\n", mc);
     printf("  backlog %s records, %s bytes, oldest %ss; spool file %s bytes\n",
            status_get(l, n, "backlog", "?"),
            status_get(l, n, "backlog_bytes", "?"),
@@ -531,7 +596,8 @@ static void status_print(char *const *l, size_t n)
  * and the file is fresh, 3 when it is not running (the LSB status code). */
 int bridge_status(const struct conf *c)
 {
-    char buf[4096], *lines[128];
+    char buf[CLI_RELOAD_FILE_MAX + 1], *lines[160];
+    struct cli_reload_status rs;
     size_t n = 0;
     const char *path = c->log.status_file;
     FILE *f = path && *path ? fopen(path, "r") : NULL;
@@ -539,7 +605,8 @@ int bridge_status(const struct conf *c)
     if (f)
         fclose(f);
     buf[len] = '\0';
-    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 128;
+    cli_reload_parse(buf, len, &rs);
+    for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l && n < 160;
          l = strtok_r(NULL, "\n", &save))
         lines[n++] = l;
     if (n == 0) {
@@ -559,5 +626,6 @@ int bridge_status(const struct conf *c)
            status_get(lines, n, "gateway", "?"),
            running ? state : "not running", pid, (double)age_ms / 1000.0);
     status_print(lines, n);
+    cli_reload_print_last(&rs, stdout);
     return running ? 0 : 3;
 }

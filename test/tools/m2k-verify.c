@@ -23,6 +23,12 @@
  * records per second between the first and the last record. Exit 0 when
  * nothing is missing, nothing is out of order and -e (if given) was
  * reached; 1 otherwise; 2 on usage errors or when Kafka cannot be reached.
+ *
+ * Secured brokers: -X name=value sets any librdkafka property (as kcat's
+ * -X: security.protocol, ssl.ca.location, sasl.mechanism, sasl.username,
+ * ...) and -F FILE reads name=value lines from a file (so a password need
+ * not be on a command line, where `ps` shows it). A property whose value
+ * is refused is named, never its value.
  */
 #include <ctype.h>
 #include <getopt.h>
@@ -73,9 +79,13 @@ struct dev {
     unsigned npm;
 };
 
+#define MAX_PROPS 32
+
 struct ctx {
     /* options */
     const char *brokers, *topics, *regex, *acked_path, *group;
+    char *props[MAX_PROPS]; /* "name=value" from -X and -F */
+    size_t nprops;
     uint64_t expect;
     double idle_s, timeout_s;
     /* devices: open addressing on dev.hash */
@@ -510,6 +520,19 @@ static rd_kafka_t *consumer_new(struct ctx *c)
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    for (size_t i = 0; i < c->nprops; i++) {
+        char *eq = strchr(c->props[i], '=');
+        *eq = '\0';
+        int bad = rd_kafka_conf_set(conf, c->props[i], eq + 1, err,
+                                    sizeof err) != RD_KAFKA_CONF_OK;
+        *eq = '=';
+        if (bad) {
+            fprintf(stderr, "m2k-verify: kafka property %.*s: %s\n",
+                    (int)(eq - c->props[i]), c->props[i], err);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
@@ -721,11 +744,45 @@ static void report(struct ctx *c, double secs, double active)
 
 /* ---- main -------------------------------------------------------------- */
 
+/* One name=value property (copied); -1 when malformed or too many. */
+static int add_prop(struct ctx *c, const char *s, size_t n)
+{
+    const char *eq = memchr(s, '=', n);
+    if (!eq || eq == s || c->nprops == MAX_PROPS)
+        return -1;
+    if (!(c->props[c->nprops] = strndup(s, n)))
+        return -1;
+    c->nprops++;
+    return 0;
+}
+
+/* -F FILE: name=value lines; blank lines and # comments skipped. */
+static int add_prop_file(struct ctx *c, const char *path)
+{
+    char line[4096];
+    int bad = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "m2k-verify: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while (!bad && fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        if (n && line[0] != '#')
+            bad = add_prop(c, line, n);
+    }
+    fclose(f);
+    if (bad)
+        fprintf(stderr, "m2k-verify: %s: expected name=value lines\n", path);
+    return bad;
+}
+
 static void usage(FILE *out)
 {
     fputs("usage: m2k-verify -b BROKERS (-t topic[,topic...] | -R regex) "
           "[--acked FILE]\n"
           "        [-e expect-count] [--idle S] [--timeout S] [--group G]\n"
+          "        [-X name=value]... [-F properties-file]\n"
           "Reads the topics from the beginning and checks every device's "
           "sequence numbers.\n"
           "Prints one JSON line; exit 0 when nothing is missing or out of "
@@ -749,8 +806,19 @@ static int parse_args(struct ctx *c, int argc, char **argv)
 
     c->idle_s = 5;
     c->timeout_s = 120;
-    while ((o = getopt_long(argc, argv, "b:t:R:e:h", longs, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "b:t:R:e:X:F:h", longs, NULL)) != -1) {
         switch (o) {
+        case 'X':
+            if (add_prop(c, optarg, strlen(optarg))) {
+                fprintf(stderr,
+                        "m2k-verify: -X wants name=value (at most %d)\n",
+                        MAX_PROPS);
+                bad = 1;
+            }
+            break;
+        case 'F':
+            bad |= add_prop_file(c, optarg) != 0;
+            break;
         case 'b':
             c->brokers = optarg;
             break;

@@ -133,12 +133,18 @@ static void test_print_last(void **state)
                                  "reload_error=c.yaml:1:1: no\n";
     cli_reload_parse(none, sizeof(none) - 1, &st);
     cli_reload_print_last(&st, f); /* nothing: no reload yet */
+    static const char ok[] = "reload_seq=3\nreload=ok\n"
+                             "reload_ms=1767225600000\nreload_error=\n"
+                             "reload_detail=routes applied\n";
     cli_reload_parse(failed, sizeof(failed) - 1, &st);
+    cli_reload_print_last(&st, f);
+    cli_reload_parse(ok, sizeof(ok) - 1, &st);
     cli_reload_print_last(&st, f);
     fclose(f);
     assert_string_equal(
         text,
-        "  last reload failed at 2026-01-01 00:00:00 UTC: c.yaml:1:1: no\n");
+        "  last reload failed at 2026-01-01 00:00:00 UTC: c.yaml:1:1: no\n"
+        "  last reload ok at 2026-01-01 00:00:00 UTC: routes applied\n");
     free(text);
 }
 

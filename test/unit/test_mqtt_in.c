@@ -5,6 +5,9 @@
  * their QoS, packet id and user properties; nothing is acknowledged until
  * mqtt_in_write(), so after mqtt_in_abort() the broker sends the same
  * messages again on the resumed session, and after a write it does not.
+ * Subscriptions change on a live session; a failed attempt leaves a cause
+ * an operator can read (a refused login, a port that closes on us, a TLS
+ * context that cannot load its CA).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <netinet/in.h>
@@ -28,12 +32,14 @@
 
 #include "bridge/log.h"
 #include "bridge/mqtt_in.h"
+#include "bridge/mqtt_tls.h"
 
 #define MOSQUITTO "/usr/sbin/mosquitto"
 
 struct fx {
     pid_t broker;
     int port;
+    int locked_port; /* a listener that wants a user name and password */
     char dir[64];
 };
 
@@ -94,9 +100,16 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     f->port = free_port();
+    do
+        f->locked_port = free_port();
+    while (f->locked_port == f->port);
     snprintf(conf, sizeof conf, "%s/m.conf", f->dir);
     FILE *c = fopen(conf, "w");
-    fprintf(c, "listener %d 127.0.0.1\nallow_anonymous true\n", f->port);
+    fprintf(c,
+            "per_listener_settings true\n"
+            "listener %d 127.0.0.1\nallow_anonymous true\n"
+            "listener %d 127.0.0.1\nallow_anonymous false\n",
+            f->port, f->locked_port);
     fclose(c);
     f->broker = fork();
     if (f->broker == 0) {
@@ -192,10 +205,10 @@ static void pump(struct mqtt_in *in, struct got *g, int want)
     pump_for(in, g, want, 5000);
 }
 
-static struct mqtt_in *client(struct fx *f, struct got *g, const char **filters)
+static struct mqtt_in *client_at(int port, struct got *g, const char **filters)
 {
     struct mqtt_in_opts o = {.host = "127.0.0.1",
-                             .port = f->port,
+                             .port = port,
                              .client_id = "m2k-unit",
                              .protocol = 5,
                              .qos = 1,
@@ -209,6 +222,11 @@ static struct mqtt_in *client(struct fx *f, struct got *g, const char **filters)
     char err[256];
     assert_int_equal(mqtt_in_new(&o, &cb, g, &in, err, sizeof err), 0);
     return in;
+}
+
+static struct mqtt_in *client(struct fx *f, struct got *g, const char **filters)
+{
+    return client_at(f->port, g, filters);
 }
 
 static void test_acks_only_on_write(void **state)
@@ -297,10 +315,136 @@ static void test_connect_never_blocks(void **state)
     close(ls);
 }
 
+/* Subscriptions follow a new route map on the live session: a new filter
+ * is subscribed, a dropped one unsubscribed; the caller's array is copied. */
+static void test_filters_change(void **state)
+{
+    struct fx *f = *state;
+    char a[] = "unit/a/#";
+    const char *filters[] = {a};
+    const char *next[] = {"unit/b/#", "unit/c"};
+    struct got g = {0};
+    if (!f)
+        skip();
+    struct mqtt_in *in = client(f, &g, filters);
+    strcpy(a, "unit/x/#"); /* ours to change: the client kept a copy */
+    pump(in, &g, 0);
+    pump_for(in, &g, 1, 300);
+    publish(f->port, "unit/a/1", 1);
+    pump(in, &g, 1);
+    assert_int_equal(g.n, 1);
+    g.committed = g.n;
+    assert_int_equal(mqtt_in_set_filters(in, next, 2), 0);
+    pump_for(in, &g, 99, 300); /* SUBSCRIBE and UNSUBSCRIBE go out */
+    publish(f->port, "unit/a/2", 1);
+    publish(f->port, "unit/b/2", 2);
+    publish(f->port, "unit/c", 1);
+    pump(in, &g, 4);
+    assert_int_equal(g.n, 4);
+    assert_int_equal(g.connected, 1); /* the session was never dropped */
+    assert_string_equal(g.payload[1], "m0");
+    assert_string_equal(g.payload[3], "m0");
+    g.committed = g.n;
+    mqtt_in_close(in);
+    mqtt_in_free(in);
+}
+
+static void wait_cause(struct mqtt_in *in, struct got *g, const char *want)
+{
+    for (int i = 0; i < 100; i++) {
+        pump_for(in, g, 0, 50);
+        const char *c = mqtt_in_cause(in);
+        if (c && strstr(c, want))
+            return;
+    }
+    fail_msg("no cause with \"%s\"; last: %s", want,
+             mqtt_in_cause(in) ? mqtt_in_cause(in) : "(none)");
+}
+
+static void test_failure_causes(void **state)
+{
+    struct fx *f = *state;
+    const char *filters[] = {"unit/#"};
+    struct got g = {0};
+    char cause[80];
+    if (!f)
+        skip();
+    /* the broker wants a login */
+    struct mqtt_in *in = client_at(f->locked_port, &g, filters);
+    assert_null(mqtt_in_cause(in));
+    wait_cause(in, &g,
+               "not authorized (bad username or password); no "
+               "mqtt.username is set");
+    assert_int_equal(g.connected, 0);
+    mqtt_in_free(in);
+    /* nobody listens */
+    in = client_at(free_port(), &g, filters);
+    wait_cause(in, &g, "Connection refused");
+    mqtt_in_free(in);
+    /* a port that closes on us before any CONNACK (a TLS listener does) */
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_int_equal(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(ls, 4), 0);
+    getsockname(ls, (struct sockaddr *)&a, &alen);
+    in = client_at(ntohs(a.sin_port), &g, filters);
+    snprintf(cause, sizeof cause, "is %d a TLS port? then mqtt.tls is needed",
+             ntohs(a.sin_port));
+    for (int i = 0; i < 100 && !mqtt_in_cause(in); i++) {
+        pump_for(in, &g, 0, 20);
+        int c = accept4(ls, NULL, NULL, SOCK_NONBLOCK);
+        if (c >= 0)
+            close(c);
+    }
+    wait_cause(in, &g, cause);
+    mqtt_in_free(in);
+    close(ls);
+}
+
+static void test_tls_context_errors(void **state)
+{
+    const char *filters[] = {"unit/#"};
+    struct mqtt_in_opts o = {.host = "127.0.0.1",
+                             .port = 8883,
+                             .client_id = "m2k-unit",
+                             .protocol = 5,
+                             .qos = 1,
+                             .keepalive = 10,
+                             .reconnect_max = 1,
+                             .filters = filters,
+                             .nfilters = 1,
+                             .tls = 1,
+                             .ca_file = "/nonexistent/ca.crt"};
+    struct mqtt_in_cb cb = {.message = on_message, .state = on_state};
+    struct mqtt_in *in;
+    struct got g = {0};
+    char err[256], reason[64];
+    (void)state;
+    assert_int_equal(mqtt_in_new(&o, &cb, &g, &in, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "cannot load the CA certificates from "
+                                "/nonexistent/ca.crt"));
+    o.ca_file = NULL; /* the system's store */
+    assert_int_equal(mqtt_in_new(&o, &cb, &g, &in, err, sizeof err), 0);
+    mqtt_in_free(in);
+    mqtt_tls_reason("OpenSSL Error[0]: error:0A000086:SSL "
+                    "routines::certificate verify failed",
+                    reason, sizeof reason);
+    assert_string_equal(reason, "certificate verify failed");
+    mqtt_tls_reason("error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert "
+                    "unknown ca",
+                    reason, sizeof reason);
+    assert_string_equal(reason, "tlsv1 alert unknown ca");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_never_blocks),
+        cmocka_unit_test(test_tls_context_errors),
+        cmocka_unit_test_setup_teardown(test_filters_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_causes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_only_on_write, setup,
                                         teardown),
     };

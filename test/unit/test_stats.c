@@ -74,7 +74,8 @@ static void test_file(void **state)
     char path[] = "/tmp/m2k-stats-XXXXXX", tmp[64], text[2048];
     struct stats n = {.received = 5};
     struct stats_gauges g = {.uplink = 0};
-    struct stats_ident id = {"running", "9.9", "gw-1", 1234, 1700000000000};
+    struct stats_ident id = {"running", "9.9",         "gw-1",
+                             1234,      1700000000000, NULL};
     (void)state;
     int fd = mkstemp(path);
     assert_true(fd >= 0);
