@@ -16,7 +16,10 @@
  * the PUBACKs that go out are always those of messages that are durable.
  *
  * When: a burst goes direct only while spool.mode is direct, the uplink is
- * not known to be down, nothing waits in the spool or is in flight from it
+ * known to be up (a delivery succeeded since the producer started or the
+ * uplink was last lost: a new producer's first record waits for its
+ * producer id and metadata, longer than a direct burst should hold its
+ * PUBACKs), nothing waits in the spool or is in flight from it
  * (so records of one key reach Kafka in order across the switch, both
  * ways), and the direct path is not backing off after a spill. A spill
  * turns it off for a second, doubling while spills keep coming within a
@@ -238,7 +241,7 @@ int br_direct_ready(struct bridge *br, int64_t now)
     /* (a reload waiting to apply takes the spool path: it must not find
      * PUBACKs held when it reconnects) */
     if (br->c->spool.mode != CONF_SPOOL_DIRECT || !br->out ||
-        br->reload_pending || br->out_next || br->uplink == 0 || br->stop ||
+        br->reload_pending || br->out_next || br->uplink != 1 || br->stop ||
         br->batch.failed || br->batch.n == 0 || now < br->direct_off_until ||
         !mqtt_in_connected(br->in) || outbox_direct_busy(br->ob) ||
         outbox_inflight(br->ob) != 0 || spool_backlog(br->sp) != 0)

@@ -253,7 +253,7 @@ mqtt_version() { "$(mosquitto_bin)" -h 2>/dev/null | sed -n 's/^mosquitto versio
 kafka_conf() {
     local d="$DIR/kafka"
     mkdir -p "$d/data"
-    (umask 077 && cat >"$d/server.properties") <<EOF
+    (umask 077 && rm -f "$d/server.properties" && cat >"$d/server.properties") <<EOF
 # Written by stack.sh; regenerated on every start. Holds passwords: 0600.
 process.roles=broker,controller
 node.id=1
