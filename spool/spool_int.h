@@ -42,8 +42,6 @@ enum {
     S_STATE,
     S_PAGES,
     S_FREE,
-    S_SYNC_FULL,
-    S_SYNC_NORMAL,
     S_RECENT,
     S_KEEP_TAGS,
     S_PRUNE_TAGS,
