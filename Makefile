@@ -14,7 +14,7 @@
 # SAN=1 builds with address+undefined sanitizers into build-san/.
 
 PKGS      := libmosquitto rdkafka libprotobuf-c sqlite3 yaml-0.1 libsystemd \
-             libmicrohttpd
+             libmicrohttpd jansson
 TEST_PKGS := cmocka
 PYTHON    ?= /usr/bin/python3
 
@@ -89,7 +89,7 @@ all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 check-deps:
 ifneq ($(PKG_OK)$(wildcard $(PROTO_INC)/google/protobuf/descriptor.proto),yes$(PROTO_INC)/google/protobuf/descriptor.proto)
 	@echo "mqtt2kafka: build libraries missing ($(PKGS), $(PROTO_INC)/google/protobuf/descriptor.proto)." >&2
-	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev pkg-config" >&2
+	@echo "  fix: sudo apt-get install libmosquitto-dev librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libcmocka-dev pkg-config" >&2
 	@echo "  or:  sudo test/stack/deps.sh" >&2
 	@exit 1
 endif
@@ -119,6 +119,7 @@ UNIT_DEPS_test_record := bridge/record.o
 UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
+UNIT_DEPS_test_kstats := bridge/kstats.o
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
@@ -319,6 +320,12 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
 	  $(addsuffix .c,$(basename $(PB_SCHEMA_O))) $(PBDESC_C) $(PKG_LIBS)
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_pb_schema $(FUZZ_SECONDS) pb_schema \
 	  ../$(B)/schema
+	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_kstats"
+	@mkdir -p $(FUZZ_DIR)/kstats
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_kstats test/fuzz/fuzz_kstats.c \
+	  bridge/kstats.c $(PKG_LIBS)
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_kstats $(FUZZ_SECONDS) kstats \
+	  ../test/fuzz/corpus/kstats
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -15,9 +15,9 @@ host=$(dpkg --print-architecture)
 want=(make gcc pkg-config dpkg-dev debhelper fakeroot lintian debootstrap
       systemd-container protobuf-c-compiler libmosquitto-dev librdkafka-dev
       libprotobuf-c-dev libprotobuf-dev protobuf-compiler libsqlite3-dev
-      libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
+      libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libcmocka-dev)
 libs=(libmosquitto-dev librdkafka-dev libprotobuf-c-dev libsqlite3-dev
-      libyaml-dev libsystemd-dev libmicrohttpd-dev libcmocka-dev)
+      libyaml-dev libsystemd-dev libmicrohttpd-dev libjansson-dev libcmocka-dev)
 foreign=()
 for a in "$@"; do
     [ "$a" = "$host" ] && continue
