@@ -373,10 +373,10 @@ write:
 /* --- Kafka out ------------------------------------------------------------ */
 
 static void on_delivered(void *ud, int64_t id, enum kafka_out_outcome o,
-                         const char *reason, size_t bytes)
+                         const char *reason, const struct kafka_out_echo *echo)
 {
     struct bridge *br = ud;
-    outbox_delivered(br->ob, id, o, reason, bytes);
+    outbox_delivered(br->ob, id, o, reason, echo);
 }
 
 static void on_uplink(void *ud, int up, const char *reason)

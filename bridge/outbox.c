@@ -32,8 +32,10 @@ struct outbox {
     struct outbox_opts o;
     struct outbox_counters n;
     int64_t inflight, inflight_bytes;
-    /* delivery outcomes waiting to be applied to the spool */
-    int64_t *acks, *retry;
+    /* delivery outcomes waiting to be applied to the spool; a success
+     * keeps its route and latency until its ack counts it */
+    int64_t *acks, *retry, *ack_ms;
+    int32_t *ack_route;
     size_t nacks, nretry, cap;
     int64_t dead_ids[DEAD_MAX];
     char dead_why[DEAD_MAX][96];
@@ -54,9 +56,15 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     ob->sp = sp;
     ob->o = *o;
     ob->cap = (size_t)o->inflight_records + 1;
+    static const double le[] = {PROM_LATENCY_BUCKETS};
     ob->acks = calloc(ob->cap, sizeof(int64_t));
     ob->retry = calloc(ob->cap, sizeof(int64_t));
-    if (!ob->acks || !ob->retry) {
+    ob->ack_ms = calloc(ob->cap, sizeof(int64_t));
+    ob->ack_route = calloc(ob->cap, sizeof(int32_t));
+    ob->n.route_delivered = calloc(o->nroutes + 1, sizeof(int64_t));
+    if (!ob->acks || !ob->retry || !ob->ack_ms || !ob->ack_route ||
+        !ob->n.route_delivered ||
+        prom_hist_init(&ob->n.latency, le, sizeof le / sizeof le[0])) {
         outbox_free(ob);
         return -ENOMEM;
     }
@@ -70,6 +78,9 @@ void outbox_free(struct outbox *ob)
         return;
     free(ob->acks);
     free(ob->retry);
+    free(ob->ack_ms);
+    free(ob->ack_route);
+    free(ob->n.route_delivered);
     free(ob);
 }
 
@@ -86,6 +97,13 @@ static void apply(struct outbox *ob)
                 log_info("spool: acks work again (%" PRId64 " failed)",
                          ob->ack_failures);
             ob->n.delivered += (int64_t)ob->nacks;
+            for (size_t i = 0; i < ob->nacks; i++) {
+                int32_t r = ob->ack_route[i];
+                if (r >= 0 && (size_t)r < ob->o.nroutes)
+                    ob->n.route_delivered[r]++;
+                prom_hist_observe(&ob->n.latency,
+                                  (double)ob->ack_ms[i] / 1000.0);
+            }
             ob->nacks = 0;
             ob->ack_failures = 0;
         } else if (ob->ack_failures++ % 500 == 0) {
@@ -121,14 +139,18 @@ void outbox_flush(struct outbox *ob, int64_t now, int force)
 }
 
 void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
-                      const char *reason, size_t bytes)
+                      const char *reason, const struct kafka_out_echo *echo)
 {
+    int64_t ms;
     ob->inflight--;
-    ob->inflight_bytes -= (int64_t)bytes;
+    ob->inflight_bytes -= (int64_t)echo->bytes;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
         apply(ob);
     switch (o) {
     case KAFKA_OUT_OK:
+        ms = log_wall_ms() - echo->recv_ms;
+        ob->ack_ms[ob->nacks] = ms > 0 ? ms : 0;
+        ob->ack_route[ob->nacks] = echo->route;
         ob->acks[ob->nacks++] = id;
         ob->hold_ms = 0;
         break;
@@ -177,12 +199,15 @@ static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
         .hdrs = hdrs,
         .nhdrs = (size_t)nh,
         .timestamp_ms = r->recv_ms,
-        .bytes = r->key_len + r->payload_len + r->headers_len + strlen(idbuf),
+        .echo = {.bytes = r->key_len + r->payload_len + r->headers_len +
+                          strlen(idbuf),
+                 .recv_ms = r->recv_ms,
+                 .route = r->route},
     };
     int rc = kafka_out_produce(ob->k, &km, why, whylen);
     if (rc == 0) {
         ob->inflight++;
-        ob->inflight_bytes += (int64_t)km.bytes;
+        ob->inflight_bytes += (int64_t)km.echo.bytes;
     }
     return rc;
 }
