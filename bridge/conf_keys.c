@@ -121,6 +121,12 @@ static const struct key log_keys[] = {
      "none"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
+static const struct key metrics_keys[] = {
+    {"listen", T_STR, "127.0.0.1:9464", CF(metrics.listen), 1, 80, NULL, 0,
+     "where GET /metrics (Prometheus), /healthz and /ready are served: "
+     "host:port ([v6]:port; :port for every address), or off"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
 static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
                                         {"envelope", CONF_FORMAT_ENVELOPE},
                                         {"json", CONF_FORMAT_JSON},
@@ -145,11 +151,15 @@ const struct key conf_route_keys[] = {
      "a repeated message field of the payload: one Kafka record per element"},
     {"max_payload", T_SIZE, "0", RF(max_payload), 0, 268435455, NULL, 0,
      "larger payloads on this route dead-letter; 0: mqtt.max_payload applies"},
+    {"name", T_STR, NULL, RF(name), 1, 64, NULL, 0,
+     "the route's label in metrics (letters, digits, _ . : -; unique); "
+     "default its position, 1 for the first"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 const struct section conf_sections[] = {
     {"gateway", conf_gateway_keys}, {"mqtt", mqtt_keys}, {"kafka", kafka_keys},
     {"spool", spool_keys},          {"log", log_keys},   {"routes", NULL},
+    {"metrics", metrics_keys},
 };
 const size_t conf_nsections = sizeof conf_sections / sizeof conf_sections[0];
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bridge/convert.h"
+#include "bridge/http.h"
 #include "bridge/secret.h"
 #include "bridge/units.h"
 #include "spool/spool.h"
@@ -35,10 +36,25 @@ static int build(const struct conf *c, struct convert **cv)
     return 0;
 }
 
+/* metrics.listen is an address the HTTP server can bind (http.h). */
+static int check_listen(const struct conf *c)
+{
+    char err[256];
+    const char *l = c->metrics.listen;
+    if (!l || !strcmp(l, "off") || !http_check_listen(l, err, sizeof err))
+        return 0;
+    fprintf(stderr, "%s:%d:%d: metrics.listen: %s\n", c->path,
+            c->metrics.at_listen.line, c->metrics.at_listen.col, err);
+    return EX_CONFIG_CODE;
+}
+
 int bridge_check_conf(const struct conf *c)
 {
     struct convert *cv;
-    int rc = build(c, &cv);
+    int rc = check_listen(c);
+    if (rc)
+        return rc;
+    rc = build(c, &cv);
     convert_free(cv);
     return rc;
 }
@@ -58,6 +74,10 @@ static void print_routes(const struct conf *c, const struct convert *cv)
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct conf_route *r = &c->routes[i];
         printf("  %zu. %s  (line %d)\n", i + 1, r->match, r->line);
+        char pos[24];
+        snprintf(pos, sizeof pos, "%zu", i + 1);
+        if (strcmp(r->name, pos)) /* named, not by its position */
+            printf("     name    %s\n", r->name);
         printf("     filter  %s\n", convert_filter(cv, i));
         printf("     topic   %s\n", r->topic);
         printf("     key     %s\n", r->key ? r->key : "(none)");
@@ -105,8 +125,12 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            on_full_name(c->spool.on_full), c->spool.max_age ? b : "never",
            c->spool.sync == CONF_SYNC_NORMAL ? "normal" : "full");
     snprintf(d, sizeof d, "%ds", c->log.stats_interval);
-    printf("log      level %s  stats every %s\n\n", c->log.level,
+    printf("log      level %s  stats every %s\n", c->log.level,
            c->log.stats_interval ? d : "(only on shutdown)");
+    printf("metrics  %s\n\n", strcmp(c->metrics.listen, "off")
+                                  ? c->metrics.listen
+                                  : "off (no /metrics, /healthz, "
+                                    "/ready)");
     print_routes(c, cv);
 }
 
