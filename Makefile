@@ -120,6 +120,8 @@ UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
 UNIT_DEPS_test_kstats := bridge/kstats.o
+UNIT_DEPS_test_metrics := bridge/metrics.o bridge/prom.o bridge/kstats.o \
+                          bridge/http.o bridge/log.o
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)

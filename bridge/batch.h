@@ -41,6 +41,7 @@ struct batch_msg {   /* one MQTT message of the burst */
     int fate;    /* the owner's: stored, dead-lettered, redelivered, ... */
     int kind;    /* the owner's: why it was dead-lettered */
     int64_t tag; /* the owner's: redelivery tag */
+    int route;   /* the owner's: the route it matched, or -1 */
 };
 
 struct batch {

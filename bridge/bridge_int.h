@@ -12,7 +12,9 @@
 #include "bridge/batch.h"
 #include "bridge/bridge.h"
 #include "bridge/convert.h"
+#include "bridge/http.h"
 #include "bridge/kafka_out.h"
+#include "bridge/kstats.h"
 #include "bridge/mqtt_in.h"
 #include "bridge/outbox.h"
 #include "bridge/redeliver.h"
@@ -51,6 +53,20 @@ struct bridge {
     int out_failed;      /* the producer could not be recreated */
     int64_t next_status; /* when to rewrite the status file */
     int stop;
+    /* how it is seen (observe.c) */
+    struct http *http;              /* NULL: metrics.listen off */
+    const char **route_names;       /* conf routes[].name, by index */
+    int64_t *route_received;        /* messages that matched route i */
+    struct spool_stats spool_start; /* the spool when this run opened it */
+    struct kstats kstats;           /* librdkafka's last statistics */
+    int64_t kstats_ms;              /* when they came (monotonic); 0 */
+    int kstats_warned;              /* a bad document was logged */
+    int64_t start_ms;               /* wall clock at start */
+    int64_t turn_ms, turns, stalls; /* the loop's pulse (monotonic) */
+    char mqtt_why[256];             /* why MQTT is not connected */
+    int spool_failing;              /* the last commit failed */
+    char spool_why[256];            /* and why */
+    char metrics_state[320];        /* the endpoint's address or error */
 };
 
 /* bridge.c: the data path. The mqtt_in callbacks; the group commit (the
@@ -63,5 +79,20 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
 void br_commit(struct bridge *br);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
 void br_fault_point(struct bridge *br, int after_commit);
+
+/* observe.c: the one snapshot the log line, the status file, STATUS= and
+ * /metrics read; the HTTP endpoints; the loop's pulse. */
+#define KAFKA_STATS_MS 10000 /* statistics.interval.ms with metrics on */
+void br_gather(struct bridge *br, struct stats *n, struct stats_gauges *g);
+/* Every turn (before sleeping): counts turns, and stalls over 5 s. */
+void br_loop_turned(struct bridge *br, int64_t now_ms);
+/* librdkafka's statistics; 1 if some broker is UP. */
+int br_take_kafka_stats(struct bridge *br, const char *json, size_t len);
+/* Creates and starts the server (metrics.listen off: none); a port in use
+ * is logged and retried. -1 only for an address it cannot use at all. */
+int br_http_open(struct bridge *br);
+/* Every turn: serve what is ready, retry a failed bind when due. */
+void br_http_run(struct bridge *br);
+void br_http_close(struct bridge *br);
 
 #endif

@@ -9,7 +9,9 @@
  * converted; the burst committed when it is large or has waited
  * spool.commit_delay. Before sleeping: delivery outcomes applied to the
  * spool, the window refilled from it, backpressure, reconnects, expiry,
- * status. Nothing here blocks: connects run in mqtt_in's own thread,
+ * status. The metrics server's one fd (libmicrohttpd's epoll set) is
+ * polled with the others and served first in a turn (observe.c). Nothing
+ * here blocks: connects run in mqtt_in's own thread,
  * expiry and acks in bounded slices.
  */
 #include "bridge/bridge_int.h"
@@ -29,36 +31,12 @@
 
 /* --- counters, status, signals, the loop --------------------------------- */
 
-static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
-{
-    struct spool_stats st = {0};
-    const struct outbox_counters *o = outbox_counters(br->ob);
-    spool_stats(br->sp, &st);
-    *n = br->n;
-    n->props_renamed = br->renamed;
-    n->delivered = o->delivered;
-    n->retries = o->retries;
-    n->kafka_refused = o->kafka_refused;
-    *g = (struct stats_gauges){
-        .dropped_full = st.dropped[SPOOL_DROP_FULL],
-        .expired = st.dropped[SPOOL_DROP_EXPIRED],
-        .backlog = st.records,
-        .backlog_bytes = st.bytes,
-        .oldest_s = st.oldest_ms ? (log_wall_ms() - st.oldest_ms) / 1000 : 0,
-        .dead_in_spool = st.dead,
-        .spool_file_bytes = st.file_bytes,
-        .uplink = br->uplink,
-        .mqtt = br->in && mqtt_in_connected(br->in),
-        .backpressure = br->backpressure,
-    };
-}
-
 static void log_counters(struct bridge *br, const char *when)
 {
     struct stats n;
     struct stats_gauges g;
     char line[1024];
-    gather(br, &n, &g);
+    br_gather(br, &n, &g);
     stats_format(&n, &g, line, sizeof(line), ' ');
     log_info("%s: %s", when, line);
 }
@@ -70,8 +48,8 @@ static void write_status(struct bridge *br, const char *state)
     const char *path = br->c->log.status_file;
     struct stats n;
     struct stats_gauges g;
-    char line[256];
-    gather(br, &n, &g);
+    char line[512];
+    br_gather(br, &n, &g);
     stats_status_line(&g, line, sizeof(line));
     notify_status("%s", line);
     if (!path || !*path)
@@ -128,10 +106,11 @@ static void read_burst(struct bridge *br)
 
 static void turn(struct bridge *br, int sfd, int timeout)
 {
-    struct pollfd pf[3] = {
+    struct pollfd pf[4] = {
         {.fd = sfd, .events = POLLIN},
         {.fd = kafka_out_fd(br->out), .events = POLLIN},
         {.fd = mqtt_in_fd(br->in), .events = 0},
+        {.fd = br->http ? http_fd(br->http) : -1, .events = POLLIN},
     };
     if (!br->backpressure)
         pf[2].events |= POLLIN;
@@ -139,10 +118,13 @@ static void turn(struct bridge *br, int sfd, int timeout)
      * anyway: no POLLOUT for them, or the loop would spin. */
     if (mqtt_in_want_write(br->in) && br->batch.nmsgs == 0 && !br->batch.failed)
         pf[2].events |= POLLOUT;
-    if (poll(pf, 3, timeout) < 0 && errno != EINTR)
+    if (poll(pf, 4, timeout) < 0 && errno != EINTR)
         log_error("poll: %s", strerror(errno));
     if (pf[0].revents)
         on_signal(br, sfd);
+    /* Scrapes and health checks first, before this turn's work: a handler
+     * sees how long ago the loop last turned (observe.c). */
+    br_http_run(br);
     /* Every turn, not only when the pipe says so: the pipe is written only
      * when librdkafka's queue goes from empty to non-empty, and serving it
      * costs one lock when there is nothing to serve. */
@@ -187,6 +169,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
 {
     int64_t now = log_now_ms();
     notify_watchdog();
+    br_loop_turned(br, now);
     outbox_flush(br->ob, now, 0);
     if (kafka_out_fatal(br->out)) {
         restart_producer(br);
@@ -219,6 +202,11 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
     }
     wait = outbox_wait_ms(br->ob, now, wait);
+    if (br->http) { /* connection deadlines, a bind retry */
+        int h = http_timeout_ms(br->http);
+        if (h >= 0 && h < wait)
+            wait = h;
+    }
     if (br->batch.nmsgs > 0) { /* a burst waits for its group commit */
         int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
         if (left < wait)
@@ -234,6 +222,7 @@ static void shutdown_gracefully(struct bridge *br)
 {
     int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
     notify_stopping();
+    br_http_close(br); /* the port is free at once; nothing is served */
     br_commit(br);
     mqtt_in_close(br->in);
     while (outbox_inflight(br->ob) > 0 && log_now_ms() < deadline) {
@@ -278,6 +267,7 @@ static int open_spool(struct bridge *br, char *err, size_t errlen)
         return -1;
     struct spool_stats st = {0};
     spool_stats(br->sp, &st);
+    br->spool_start = st; /* this run's counters start from here */
     if (!c->spool.max_bytes || st.max_bytes < c->spool.max_bytes)
         log_warn("spool: the filesystem holding %s has room for %" PRId64
                  " bytes%s; the spool keeps under that (and leaves a "
@@ -357,6 +347,8 @@ static int open_stages(struct bridge *br)
     if (batch_init(&br->batch, BATCH_MAX_RECORDS, BATCH_BASE_BYTES,
                    br->batch_bytes + br->max_record + 2 * HDRS_CAP) ||
         !(br->put = calloc(BATCH_MAX_RECORDS, sizeof(*br->put))) ||
+        !(br->route_received = calloc(c->nroutes + 1, sizeof(int64_t))) ||
+        !(br->route_names = calloc(c->nroutes + 1, sizeof(char *))) ||
         redeliver_new(MQTT_IN_RECEIVE_MAX, &br->rd) ||
         outbox_new(br->sp, &oo, &br->ob) < 0)
         goto fail;
@@ -364,6 +356,8 @@ static int open_stages(struct bridge *br)
         br_kafka_open(br, err, sizeof(err)) < 0)
         goto fail;
     load_tags(br);
+    for (size_t i = 0; i < c->nroutes; i++)
+        br->route_names[i] = c->routes[i].name;
     return 0;
 fail:
     log_error("%s", err);
@@ -428,6 +422,7 @@ static void set_fault(struct bridge *br)
 
 static void close_all(struct bridge *br)
 {
+    br_http_close(br);
     kafka_out_free(br->out);
     mqtt_in_free(br->in);
     outbox_free(br->ob);
@@ -436,6 +431,8 @@ static void close_all(struct bridge *br)
     redeliver_free(br->rd);
     batch_fini(&br->batch);
     free(br->put);
+    free(br->route_received);
+    free(br->route_names);
     free(br);
 }
 
@@ -451,7 +448,7 @@ int bridge_run(const struct conf *c)
     set_fault(br);
     log_set_level(c->log.level);
     srandom((unsigned)(log_wall_ms() ^ getpid()));
-    if (open_stages(br) < 0 || open_mqtt(br) < 0)
+    if (open_stages(br) < 0 || open_mqtt(br) < 0 || br_http_open(br) < 0)
         goto out;
     sfd = open_signals();
     if (sfd < 0) {

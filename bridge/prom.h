@@ -19,7 +19,15 @@
 /* The Content-Type of what the writer produces. */
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-enum prom_type { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM, PROM_UNTYPED };
+/* A summary's samples are the caller's: name{quantile="0.5"} ...,
+ * name_sum and name_count. */
+enum prom_type {
+    PROM_COUNTER,
+    PROM_GAUGE,
+    PROM_HISTOGRAM,
+    PROM_UNTYPED,
+    PROM_SUMMARY
+};
 
 struct prom_label {
     const char *name;  /* [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__" */

@@ -26,24 +26,50 @@ struct stats {
     int64_t spool_errors;   /* batches the spool refused (acks withheld) */
     int64_t broker_dropped; /* the broker's own drop counter went up by */
     int64_t reconnects;
-    int64_t redelivered;   /* broker redeliveries of committed messages */
-    int64_t dropped_qos0;  /* QoS 0 messages lost: their commit failed */
-    int64_t props_renamed; /* device properties named like the bridge's */
+    int64_t redelivered;      /* broker redeliveries of committed messages */
+    int64_t dropped_qos0;     /* QoS 0 messages lost: their commit failed */
+    int64_t props_renamed;    /* device properties named like the bridge's */
+    int64_t stored;           /* messages whose records were committed for their
+                               * route (spooled counts records: split and dead
+                               * letters) */
+    int64_t kafka_reconnects; /* times the uplink went from up to down */
 };
 
+/* This run's counters are `struct stats` (they start at 0 with the
+ * process). The spool keeps its own since its file was made, across
+ * restarts and crashes: the "lifetime" ones below. */
 struct stats_gauges { /* the state now, from the spool and the links */
     int64_t dropped_full, expired; /* since the spool file was made */
     int64_t backlog, backlog_bytes, oldest_s, dead_in_spool, spool_file_bytes;
     int uplink;       /* -1 unknown, 0 down, 1 up */
     int mqtt;         /* 1 connected */
     int backpressure; /* not reading MQTT: the spool is full */
+    /* the spool since its file was made */
+    int64_t dead_full, dead_expired; /* dead letters dropped, by reason */
+    int64_t dead_purged, put_total, acked_total;
+    /* the spool in this run (since it was opened) */
+    int64_t run_full, run_expired, run_dead_full, run_dead_expired;
+    int64_t backlog_at_start, dead_at_start;
+    int64_t written, fsyncs; /* bytes the spool wrote, its fsyncs */
+    int64_t disk_written;    /* the process's write_bytes; -1 unknown */
+    /* the spool now */
+    int64_t oldest_ms; /* age of the oldest record, ms (oldest_s rounded) */
+    int64_t inflight, dead_bytes, max_bytes;
+    /* the metrics endpoint: its address, "off", or why it is not served */
+    const char *metrics;
+    int metrics_up; /* listening */
 };
 
 /* "name=value" pairs separated by sep, then uplink= and mqtt=. Truncates
- * to len like snprintf. */
+ * to len like snprintf. The counter log line. */
 void stats_format(const struct stats *n, const struct stats_gauges *g,
                   char *buf, size_t len, char sep);
-/* "uplink up, mqtt connected, spool 3 records, 0 dead letters". */
+/* The spool's lifetime and this run's spool counters, "name=value" pairs
+ * separated by sep (the status file has them after stats_format's). */
+void stats_format_spool(const struct stats_gauges *g, char *buf, size_t len,
+                        char sep);
+/* "uplink up, mqtt connected, spool 3 records, 0 dead letters", then
+ * "; metrics not served (why)" when they are not. */
 void stats_status_line(const struct stats_gauges *g, char *buf, size_t len);
 
 struct stats_ident { /* who writes the status file */
@@ -54,7 +80,7 @@ struct stats_ident { /* who writes the status file */
 
 /* Replaces the status file atomically (a temporary file, then rename), so
  * a reader never sees half of it: the identity lines, then the counters
- * one per line. 0, or -errno. */
+ * one per line, the spool's, and metrics=. 0, or -errno. */
 int stats_write_file(const char *path, const struct stats_ident *id,
                      const struct stats *n, const struct stats_gauges *g);
 

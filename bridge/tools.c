@@ -454,10 +454,39 @@ static void status_print(char *const *l, size_t n)
            status_get(l, n, "bad_payload", "?"),
            status_get(l, n, "missing_field", "?"),
            status_get(l, n, "kafka_refused", "?"));
-    printf("  dropped: spool full %s, expired %s, by the broker %s\n",
+    printf("  dropped: spool full %s, expired %s (since the spool was "
+           "made), by the broker %s\n",
            status_get(l, n, "dropped_full", "?"),
            status_get(l, n, "expired", "?"),
            status_get(l, n, "broker_dropped", "?"));
+    printf("  this run: stored %s, records spooled %s, QoS 0 lost %s; "
+           "dropped: spool full %s, expired %s, dead letters %s + %s "
+           "expired\n",
+           status_get(l, n, "stored", "?"), status_get(l, n, "spooled", "?"),
+           status_get(l, n, "dropped_qos0", "?"),
+           status_get(l, n, "dropped_full_run", "?"),
+           status_get(l, n, "expired_run", "?"),
+           status_get(l, n, "dead_dropped_full_run", "?"),
+           status_get(l, n, "dead_expired_run", "?"));
+    printf("  since the spool was made: put %s, delivered %s, dead letters "
+           "dropped %s + %s expired, purged %s\n",
+           status_get(l, n, "put_total", "?"),
+           status_get(l, n, "acked_total", "?"),
+           status_get(l, n, "dead_dropped_full", "?"),
+           status_get(l, n, "dead_expired", "?"),
+           status_get(l, n, "dead_purged", "?"));
+    printf("  flash: the spool wrote %s bytes (%s fsyncs) this run; "
+           "the process wrote %s bytes to disk\n",
+           status_get(l, n, "spool_bytes_written", "?"),
+           status_get(l, n, "spool_fsyncs", "?"),
+           status_get(l, n, "disk_bytes_written", "?"));
+    const char *m = status_get(l, n, "metrics", "off");
+    if (!strcmp(m, "off"))
+        printf("  metrics: off\n");
+    else if (!strcmp(status_get(l, n, "metrics_up", "0"), "1"))
+        printf("  metrics: http://%s/metrics\n", m);
+    else
+        printf("  metrics: NOT SERVED: %s\n", m);
 }
 
 /* Reads what the daemon wrote to log.status_file. Exit 0 when it is running
