@@ -63,6 +63,7 @@ struct bridge {
     int kstats_warned;              /* a bad document was logged */
     int64_t start_ms;               /* wall clock at start */
     int64_t turn_ms, turns, stalls; /* the loop's pulse (monotonic) */
+    int64_t stall_ms, stall_end_ms; /* the last stall: length, end */
     char mqtt_why[256];             /* why MQTT is not connected */
     int spool_failing;              /* the last commit failed */
     char spool_why[256];            /* and why */

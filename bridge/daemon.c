@@ -202,6 +202,8 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         *next_stats = now + (int64_t)br->c->log.stats_interval * 1000;
     }
     wait = outbox_wait_ms(br->ob, now, wait);
+    if (br->next_status - now < wait) /* the status file on time */
+        wait = (int)(br->next_status - now);
     if (br->http) { /* connection deadlines, a bind retry */
         int h = http_timeout_ms(br->http);
         if (h >= 0 && h < wait)

@@ -14,10 +14,13 @@
  * /healthz and a stalled loop: the handler runs inside the loop, so a loop
  * that is stuck answers nothing at all (the client times out, and
  * systemd's watchdog restarts the daemon). What the handler can tell is
- * how long ago the loop last turned before this request was served: the
- * loop turns at least once a second, so more than METRICS_STALL_MS means
- * it was stalled (blocked in a call, the process stopped or starved) until
- * just now, and the requests that waited through the stall get 503.
+ * how long the loop went without turning: the time since its last turn,
+ * or, for STALL_ANSWER_MS after a stall ended, that stall's length (the
+ * loop turns at least once a second, so a gap over METRICS_STALL_MS is a
+ * stall: blocked in a call, the process stopped or starved). The requests
+ * that waited through a stall are served in the first turns after it, and
+ * libmicrohttpd may need a turn or two to get to them: they get 503, and
+ * requests after STALL_ANSWER_MS get 200 again.
  */
 #include "bridge/bridge_int.h"
 
@@ -31,7 +34,8 @@
 #include "bridge/log.h"
 #include "bridge/metrics.h"
 
-#define HTTP_BODY_MAX (256u << 10) /* the largest /metrics we serve */
+#define HTTP_BODY_MAX   (256u << 10) /* the largest /metrics we serve */
+#define STALL_ANSWER_MS 2000 /* a stall is told this long after it ended */
 
 /* --- the snapshot --------------------------------------------------------- */
 
@@ -124,6 +128,8 @@ void br_loop_turned(struct bridge *br, int64_t now)
 {
     if (br->turn_ms && now - br->turn_ms > METRICS_STALL_MS) {
         br->stalls++;
+        br->stall_ms = now - br->turn_ms;
+        br->stall_end_ms = now;
         log_warn("loop: %.1f s since the last turn (blocked, or the process "
                  "was stopped)",
                  (double)(now - br->turn_ms) / 1000.0);
@@ -224,13 +230,17 @@ static void health(struct bridge *br, struct metrics_health *h)
     struct spool_stats st = {0};
     const struct conf *c = br->c;
     spool_stats(br->sp, &st);
+    int64_t now = log_now_ms();
     *h = (struct metrics_health){
-        .lag_ms = log_now_ms() - br->turn_ms,
+        .lag_ms = now - br->turn_ms,
         .mqtt = br->in && mqtt_in_connected(br->in),
         .stopping = br->stop,
         .uplink = br->uplink,
         .backlog = st.records,
     };
+    if (br->stall_end_ms && now - br->stall_end_ms < STALL_ANSWER_MS &&
+        br->stall_ms > h->lag_ms)
+        h->lag_ms = br->stall_ms; /* a stall that just ended */
     if (!h->mqtt) {
         if (!br->mqtt_why[0])
             snprintf(br->mqtt_why, sizeof br->mqtt_why,
