@@ -57,21 +57,21 @@ static int64_t proc_field(const char *path, const char *name)
     return v;
 }
 
-/* Why the metrics are not served, their address, or "off". */
-static const char *metrics_state(struct bridge *br, int *up)
+/* Why the metrics are not served, their address, or "off"; when the next
+ * bind is tried (-1: none). */
+static const char *metrics_state(struct bridge *br, int *up, int64_t *retry_s)
 {
     struct http_info hi;
     *up = 0;
+    *retry_s = -1;
     if (!br->http)
         return "off";
     http_info(br->http, &hi);
     *up = hi.listening;
-    if (hi.listening)
-        snprintf(br->metrics_state, sizeof br->metrics_state, "%s", hi.address);
-    else
-        snprintf(br->metrics_state, sizeof br->metrics_state,
-                 "%s; trying again in %" PRId64 " s", http_error(br->http),
-                 (hi.retry_in_ms + 999) / 1000);
+    snprintf(br->metrics_state, sizeof br->metrics_state, "%s",
+             hi.listening ? hi.address : http_error(br->http));
+    if (!hi.listening && hi.retry_in_ms >= 0)
+        *retry_s = (hi.retry_in_ms + 999) / 1000;
     return br->metrics_state;
 }
 
@@ -119,7 +119,7 @@ void br_gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
         .dead_bytes = st.dead_bytes,
         .max_bytes = st.max_bytes,
     };
-    g->metrics = metrics_state(br, &g->metrics_up);
+    g->metrics = metrics_state(br, &g->metrics_up, &g->metrics_retry_s);
 }
 
 /* --- the loop's pulse ----------------------------------------------------- */

@@ -123,9 +123,11 @@ int stats_write_file(const char *path, const struct stats_ident *id,
     stats_format_spool(g, spool, sizeof(spool), '\n');
     fprintf(f,
             "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
-            "gateway=%s\n%s\n%s\nmetrics=%s\nmetrics_up=%d\n",
+            "gateway=%s\n%s\n%s\nmetrics=%s\nmetrics_up=%d\n"
+            "metrics_retry_s=%" PRId64 "\n",
             id->state, id->pid, id->now_ms, id->version, id->gateway, body,
-            spool, g->metrics ? g->metrics : "off", g->metrics_up);
+            spool, g->metrics ? g->metrics : "off", g->metrics_up,
+            g->metrics_retry_s);
     if (fclose(f) != 0)
         rc = -errno;
     if (rc == 0 && rename(tmp, path) != 0)

@@ -57,7 +57,8 @@ struct stats_gauges { /* the state now, from the spool and the links */
     int64_t inflight, dead_bytes, max_bytes;
     /* the metrics endpoint: its address, "off", or why it is not served */
     const char *metrics;
-    int metrics_up; /* listening */
+    int metrics_up;          /* listening */
+    int64_t metrics_retry_s; /* not listening: next bind in; -1 none */
 };
 
 /* "name=value" pairs separated by sep, then uplink= and mqtt=. Truncates

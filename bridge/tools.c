@@ -486,7 +486,8 @@ static void status_print(char *const *l, size_t n)
     else if (!strcmp(status_get(l, n, "metrics_up", "0"), "1"))
         printf("  metrics: http://%s/metrics\n", m);
     else
-        printf("  metrics: NOT SERVED: %s\n", m);
+        printf("  metrics: NOT SERVED: %s; trying again in %s s\n", m,
+               status_get(l, n, "metrics_retry_s", "?"));
 }
 
 /* Reads what the daemon wrote to log.status_file. Exit 0 when it is running

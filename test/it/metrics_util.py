@@ -135,7 +135,8 @@ def promtool_check(text):
 
 class Prometheus:
     """Debian's prometheus on 127.0.0.1, its own data dir, scraping
-    `targets` ({job: ["host:port", ...]}) every `interval`."""
+    `targets` ({job: ["host:port" or ("host:port", {label: value}), ...]})
+    every `interval`."""
 
     def __init__(self, workdir, targets, interval="1s"):
         self.dir = Path(workdir)
@@ -143,9 +144,14 @@ class Prometheus:
         self.port = free_port()
         jobs = []
         for job, addrs in targets.items():
+            static = ""
+            for a in addrs:
+                addr, labels = (a, {}) if isinstance(a, str) else a
+                static += f"      - targets: {json.dumps([addr])}\n"
+                if labels:
+                    static += f"        labels: {json.dumps(labels)}\n"
             jobs.append(f"  - job_name: {json.dumps(job)}\n"
-                        f"    static_configs:\n"
-                        f"      - targets: {json.dumps(addrs)}\n")
+                        f"    static_configs:\n{static}")
         (self.dir / "prometheus.yml").write_text(
             f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
             f"  evaluation_interval: {interval}\nscrape_configs:\n" + "".join(jobs))

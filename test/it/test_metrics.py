@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+import test_dashboard
 from bridge_util import Bridge, kill_all, pub, pub_background, verify
 from metrics_util import (Prometheus, free_port, http_get, identity,
                           lifetime_identity, promtool_check, scrape,
@@ -132,9 +133,82 @@ def test_promtool_accepts_a_live_scrape_and_status_agrees(stack, uniq, tmp_path)
     assert (c["received"], c["delivered"], c["stored"], c["bad_topic"]) == (303, 303, 300, 1)
 
 
+class NotifySocket:
+    """A datagram socket standing in for systemd's: the daemon's sd_notify
+    messages (READY=1, STATUS=...) arrive here when NOTIFY_SOCKET names it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.status = None
+        self.done = threading.Event()
+        # read all the time, as systemd does: sd_notify() blocks once a
+        # datagram socket's queue (10 messages) is full
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while not self.done.is_set():
+            try:
+                msg = self.sock.recv(4096).decode()
+            except (socket.timeout, BlockingIOError):
+                continue
+            for line in msg.splitlines():
+                if line.startswith("STATUS="):
+                    self.status = line[len("STATUS="):]
+
+    def drain(self):
+        return self.status
+
+    def close(self):
+        self.done.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_systemd_status_line_reads_the_same_numbers(stack, uniq, tmp_path):
+    """The STATUS= line systemd shows, read from a notify socket of our own,
+    says what /metrics says: uplink, MQTT, the backlog, the dead letters;
+    and, while the metrics port is taken, that they are not served."""
+    port = free_port()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen(1)
+    ns = NotifySocket(tmp_path / "notify")
+    br = metrics_bridge(stack, tmp_path, uniq, port,
+                        extra={"kafka": {"properties": {"message.max.bytes": 5000}}})
+    try:
+        br.start(env={"NOTIFY_SOCKET": ns.path})
+        deadline = time.time() + 10
+        while time.time() < deadline and "metrics not served" not in (ns.drain() or ""):
+            time.sleep(0.3)
+        assert ns.status.startswith("uplink "), ns.status
+        assert ns.status.endswith(
+            f"; metrics not served (cannot listen on 127.0.0.1:{port}: Address "
+            "already in use (another process serves on that port))"), ns.status
+    finally:
+        squatter.close()
+    br.wait_log("(bound now)", 45)
+    pub(stack, f"{uniq}/sensors/eu/temp/{{device}}", devices=2, count=20)
+    mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/big", b"B" * 6000)  # refused
+    m = wait_metric(port, lambda m: m["mqtt2kafka_messages_delivered_total"] == 40
+                    and m["mqtt2kafka_spool_dead_letters"] == 1, "delivered")
+    time.sleep(2.5)  # the status is sent every 2 s
+    line = ns.drain()
+    m = scrape(port)
+    assert line == (f"uplink up, mqtt connected, spool "
+                    f"{m['mqtt2kafka_spool_records']:.0f} records, "
+                    f"{m['mqtt2kafka_spool_dead_letters']:.0f} dead letters"), line
+    assert m["mqtt2kafka_uplink_up"] == 1 and m["mqtt2kafka_mqtt_connected"] == 1
+    assert br.stop() == 0
+    ns.close()
+
+
 def test_prometheus_scrapes_under_load(stack, uniq, tmp_path):
     """A real Prometheus scrapes every second while 30,000 messages flow
-    for 10 s;
+    for 10 s (every query of the Grafana dashboard finds data in it);
     its API then gives the delivered count, equal to the records in Kafka,
     and its samples saw the count rise in between."""
     port = free_port()
@@ -170,6 +244,10 @@ def test_prometheus_scrapes_under_load(stack, uniq, tmp_path):
         rate = prom.query('max_over_time(rate(mqtt2kafka_messages_delivered_total'
                           f'{{job="m2k"}}[5s])[{int(t1 - t0) + 5}s:1s])')
         assert rate and rate[0][1] > 500, rate
+        # every query of the Grafana dashboard finds its series
+        for title, q in test_dashboard.queries(test_dashboard.load(), job="m2k",
+                                               interval="5s"):
+            assert prom.query(q), f"dashboard panel {title!r}: no data for {q}"
         print(f"\nprometheus: {len(series)} samples over {t1 - t0:.1f}s, "
               f"{len(mid)} mid-load; peak delivered rate {rate[0][1]:.0f}/s")
     finally:
@@ -390,8 +468,8 @@ def test_metrics_port_in_use_never_stops_forwarding(stack, uniq, tmp_path):
         rc, out = br.status()
         assert rc == 0
         assert (f"metrics: NOT SERVED: cannot listen on 127.0.0.1:{port}: Address "
-                "already in use" in out), out
-        assert "trying again in" in out, out
+                "already in use (another process serves on that port); trying again "
+                "in " in out), out
     finally:
         squatter.close()
     br.wait_log("(bound now)", 45)

@@ -117,7 +117,7 @@ static void test_file(void **state)
     assert_non_null(strstr(text, "\nuplink=down\nmqtt=disconnected\n"
                                  "put_total=0\n"));
     assert_non_null(strstr(text, "\ndisk_bytes_written=0\nmetrics=off\n"
-                                 "metrics_up=0\n"));
+                                 "metrics_up=0\nmetrics_retry_s=0\n"));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_int_equal(access(tmp, F_OK), -1); /* renamed into place */
     unlink(path);
