@@ -9,6 +9,7 @@
 #   make deb        the .deb (ARCH=arm64|armhf) make deb-check  build, install, upgrade, purge
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each, clang
 #   make bench      benchmarks on a private stack, < 15 min (bench-quick: < 2)
+#   make dashboard-picture  the Grafana dashboard's panels from a real run (~5 min)
 #
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
@@ -83,7 +84,7 @@ BENCH_SRC  := $(wildcard test/bench/*.c)
 BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps check-deps test unit it san lint fmt clean demo fuzz deb deb-check \
-        bench bench-quick
+        bench bench-quick dashboard-picture
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
@@ -282,6 +283,13 @@ bench: all
 bench-quick: all
 	@test/stack/deps.sh bench
 	@M2K_BUILD=$(abspath $(B)) $(PYTHON) test/bench/bench.py --quick $(BENCH_ARGS)
+
+# packaging/grafana/mqtt2kafka-panels.png: two bridges on the test stack
+# (stack.sh up first; M2K_* for a private one), a real Prometheus, Kafka
+# stopped for a minute, and the dashboard's own queries drawn with gnuplot.
+dashboard-picture: all
+	@test/stack/deps.sh bench
+	@M2K_BUILD=$(abspath $(B)) $(PYTHON) packaging/grafana/picture.py
 
 # The Debian package (packaging/): `make deb` for this machine, `make deb
 # ARCH=arm64|armhf` cross-builds (unit tests under qemu-user). deb-check
