@@ -6,11 +6,12 @@ every panel of mqtt2kafka.json is drawn with gnuplot from the same PromQL
 (its $job, $instance and $__rate_interval filled in), queried through
 Prometheus' HTTP API. So the picture shows what the dashboard shows.
 
-The run (about 4 minutes, on the test stack: test/stack/stack.sh up, with
-its M2K_* variables for a private one): two gateways, gw-a (400 msgs/s,
-an 8 MiB spool that drops its oldest records, max_age 50 s, a few bad
-messages every 5 s) and gw-b (200 msgs/s, a 64 MiB spool, sync full, split
-batches); Kafka is stopped from 60 s to 120 s.
+The run (about 5 minutes, on the test stack: test/stack/stack.sh up, with
+its M2K_* variables for a private one): two gateways, gw-a (600 msgs/s,
+an 8 MiB spool that drops its oldest records when full, two bad messages
+every 5 s) and gw-b (200 msgs/s, a 64 MiB spool with max_age 30 s and a
+window of 2,000 records in flight, sync full); Kafka is stopped from 60 s
+to about 120 s.
 
 Usage: packaging/grafana/picture.py [OUT.png]   (make dashboard-picture)
 """
@@ -29,6 +30,8 @@ from bridge_util import Bridge, pub_background  # noqa: E402
 from metrics_util import Prometheus, free_port  # noqa: E402
 
 STEP = 2  # seconds between points, = the scrape interval
+UNITS = {"none": "", "short": "", "ops": "per second", "Bps": "bytes per second",
+         "s": "seconds", "percentunit": "fraction of the cap"}
 STACK_SH = REPO / "test" / "stack" / "stack.sh"
 
 
@@ -64,16 +67,18 @@ def run(work):
     stack = Stack()
     stamp = int(time.time()) % 100000
     gws = []
-    for name, spool, sync in (("a", "8MiB", "normal"), ("b", "64MiB", "full")):
+    for name, spool, sync, age, window in (("a", "8MiB", "normal", "1h", 10000),
+                                           ("b", "64MiB", "full", "30s", 2000)):
         uniq = f"dash-{name}-{stamp}"
         port = free_port()
+        (work / name).mkdir(parents=True, exist_ok=True)
         br = Bridge(stack, work / name, uniq, extra={
             "gateway": {"id": f"gw-{name}"},
             "metrics": {"listen": f"127.0.0.1:{port}"},
-            "kafka": {"properties": {"linger.ms": 5, "statistics.interval.ms": 2000}},
-            "spool": {"max_bytes": spool, "max_age": "50s", "sync": sync},
+            "kafka": {"inflight_records": window,
+                      "properties": {"linger.ms": 5, "statistics.interval.ms": 2000}},
+            "spool": {"max_bytes": spool, "max_age": age, "sync": sync},
             "log": {"stats_interval": 10}})
-        (work / name).mkdir(parents=True, exist_ok=True)
         gws.append((name, uniq, port, br))
     prom = Prometheus(work / "prom", {"mqtt2kafka": [
         (f"127.0.0.1:{port}", {"instance": f"gw-{name}"}) for name, _, port, _ in gws]},
@@ -85,16 +90,18 @@ def run(work):
         t0 = time.time()
         (_, ua, _, _), (_, ub, _, _) = gws
         feeds.append(pub_background(stack, f"{ua}/sensors/eu/temp/{{device}}", 20, 240,
-                                    400, work / "a.acked"))
+                                    600, work / "a.acked"))
         feeds.append(pub_background(stack, f"{ub}/sensors/eu/temp/{{device}}", 10, 240,
                                     200, work / "b.acked"))
         bad = threading.Thread(target=bad_messages, args=(stack, ua, stop))
         bad.start()
         time.sleep(60)
-        print("picture: Kafka stopped", flush=True)
         stack.kafka_ctl("stop")
+        t_stop = time.time() - t0
+        print("picture: Kafka stopped", flush=True)
         time.sleep(60)
-        stack.kafka_ctl("start")
+        stack.kafka_ctl("start")  # returns when Kafka answers again
+        t_back = time.time() - t0
         print("picture: Kafka started", flush=True)
         for f in feeds:
             f.communicate(timeout=300)
@@ -102,7 +109,7 @@ def run(work):
         bad.join()
         time.sleep(20)
         t1 = time.time()
-        return prom, t0, t1
+        return prom, t0, t1, f"Kafka stopped at {t_stop:.0f} s, back at {t_back:.0f} s"
     except BaseException:
         stop.set()
         prom.stop()
@@ -140,35 +147,46 @@ def legend(fmt, labels):
     return out
 
 
-def draw(prom, t0, t1, out, work):
+def draw(prom, t0, t1, what, out, work):
     dash = json.loads((Path(__file__).with_name("mqtt2kafka.json")).read_text())
     rows = panels(dash)
     ncols = max(len(ps) for _, ps in rows)
     gp = [f'set terminal pngcairo size {560 * ncols},{330 * len(rows)} font "sans,9"',
           f'set output "{out}"',
           f'set multiplot layout {len(rows)},{ncols} title "mqtt2kafka dashboard '
-          f'panels, drawn from a real run (Kafka stopped from 60 s to 120 s)" '
+          f'panels, drawn from a real run through Prometheus ({what})" '
           f'font "sans,12"',
-          "set grid", "set key top left font \",8\" noopaque",
-          'set xlabel "seconds"', "set style fill solid 0.5 noborder"]
+          "set termoption noenhanced", "set grid",
+          "set key top left font \",8\" noopaque", 'set xlabel "seconds"']
     n = 0
     for _, ps in rows:
         for p in ps:
             unit = p["fieldConfig"]["defaults"].get("unit", "")
+            bars = p["fieldConfig"]["defaults"].get("custom", {}).get(
+                "drawStyle") == "bars"
             plots = []
             for t in p["targets"]:
                 for labels, values in prom.query_range(fill(t["expr"]), t0, t1,
                                                        f"{STEP}s"):
+                    if bars and not any(v for _, v in values if v == v):
+                        continue  # a reason that never happened
                     n += 1
                     f = work / f"series{n}.dat"
-                    f.write_text("".join(f"{ts - t0:.0f} {v}\n" for ts, v in values
-                                         if v == v))  # NaN left out
+                    # NaN (nothing to compute, as in an outage) and missing
+                    # points are gaps, as Grafana draws them
+                    rows, last = [], None
+                    for ts, v in values:
+                        if v != v or (last is not None and ts - last > 2 * STEP):
+                            rows.append("\n")
+                        if v == v:
+                            rows.append(f"{ts - t0:.0f} {v}\n")
+                        last = ts
+                    f.write_text("".join(rows))
                     title = legend(t["legendFormat"], labels).replace('"', "'")
-                    style = ("boxes" if p["fieldConfig"]["defaults"].get("custom", {})
-                             .get("drawStyle") == "bars" else "lines lw 1.5")
+                    style = "steps lw 1.5" if bars else "lines lw 1.5"
                     plots.append(f'"{f}" using 1:2 with {style} title "{title}"')
             gp.append(f'set title "{p["title"]}" font "sans,10"')
-            gp.append(f'set ylabel "{unit}"')
+            gp.append(f'set ylabel "{UNITS.get(unit, unit)}"')
             gp.append("set yrange [0:*]" if unit != "percentunit" else "set yrange [0:1]")
             gp.append(f"set xrange [0:{t1 - t0:.0f}]")
             if plots:
@@ -189,9 +207,9 @@ def main():
                Path(__file__).with_name("mqtt2kafka-panels.png")).resolve()
     with tempfile.TemporaryDirectory(prefix="m2k-picture-") as d:
         work = Path(d)
-        prom, t0, t1 = run(work)
+        prom, t0, t1, what = run(work)
         try:
-            draw(prom, t0, t1, out, work)
+            draw(prom, t0, t1, what, out, work)
         finally:
             prom.stop()
     print(f"picture: {out}")
