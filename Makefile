@@ -9,6 +9,7 @@
 #   make deb        the .deb (ARCH=arm64|armhf) make deb-check  build, install, upgrade, purge
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS (60) each, clang
 #   make bench      benchmarks on a private stack, < 15 min (bench-quick: < 2)
+#   make dashboard-picture  the Grafana dashboard's panels from a real run (~5 min)
 #
 # V=1 shows the full commands; WERROR=1 (set by CI) turns warnings into errors;
 # SAN=1 builds with address+undefined sanitizers into build-san/.
@@ -90,7 +91,7 @@ BENCH_SRC  := $(wildcard test/bench/*.c)
 BENCH_BIN  := $(patsubst test/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps check-deps test unit it san lint fmt clean demo fuzz deb deb-check \
-        bench bench-quick
+        bench bench-quick dashboard-picture
 all: check-deps $(B)/mqtt2kafka $(TOOL_BIN) $(BENCH_BIN)
 
 check-deps:
@@ -111,7 +112,7 @@ UNIT_DEPS_test_spool_crash := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
-UNIT_DEPS_test_outbox := bridge/outbox.o bridge/record.o $(UNIT_DEPS_test_kafka_out)
+UNIT_DEPS_test_outbox := bridge/outbox.o bridge/record.o bridge/prom.o $(UNIT_DEPS_test_kafka_out)
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/pb_json_wkt.o \
                          bridge/numfmt.o $(PB_SCHEMA_O)
@@ -134,6 +135,9 @@ UNIT_DEPS_test_record := bridge/record.o
 UNIT_DEPS_test_mqtt_in := bridge/mqtt_in.o bridge/mqtt_tls.o bridge/log.o
 UNIT_DEPS_test_http   := bridge/http.o bridge/prom.o bridge/log.o
 UNIT_DEPS_test_prom   := bridge/prom.o
+UNIT_DEPS_test_kstats := bridge/kstats.o
+UNIT_DEPS_test_metrics := bridge/metrics.o bridge/prom.o bridge/kstats.o \
+                          bridge/http.o bridge/log.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O) bridge/schemas.o
@@ -322,6 +326,13 @@ bench-quick: all
 	@test/stack/deps.sh bench
 	@M2K_BUILD=$(abspath $(B)) $(PYTHON) test/bench/bench.py --quick $(BENCH_ARGS)
 
+# packaging/grafana/mqtt2kafka-panels.png: two bridges on the test stack
+# (stack.sh up first; M2K_* for a private one), a real Prometheus, Kafka
+# stopped for a minute, and the dashboard's own queries drawn with gnuplot.
+dashboard-picture: all
+	@test/stack/deps.sh bench
+	@M2K_BUILD=$(abspath $(B)) $(PYTHON) packaging/grafana/picture.py
+
 # The Debian package (packaging/): `make deb` for this machine, `make deb
 # ARCH=arm64|armhf` cross-builds (unit tests under qemu-user). deb-check
 # builds all three, runs lintian, and installs, runs, upgrades, removes and
@@ -373,6 +384,12 @@ fuzz: check-deps $(PROTO_C) $(B)/testproto/alltypes.pb-c.c $(SCHEMA_DESC)
 	  $(addsuffix .c,$(basename $(PB_SCHEMA_O))) $(PBDESC_C) $(PKG_LIBS)
 	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_pb_schema $(FUZZ_SECONDS) pb_schema \
 	  ../$(B)/schema
+	@echo "  FUZZCC  $(FUZZ_DIR)/fuzz_kstats"
+	@mkdir -p $(FUZZ_DIR)/kstats
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $(FUZZ_DIR)/fuzz_kstats test/fuzz/fuzz_kstats.c \
+	  bridge/kstats.c $(PKG_LIBS)
+	cd $(FUZZ_DIR) && ../test/fuzz/run ./fuzz_kstats $(FUZZ_SECONDS) kstats \
+	  ../test/fuzz/corpus/kstats
 
 clean:
 	rm -rf build build-san build-fuzz

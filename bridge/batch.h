@@ -42,6 +42,7 @@ struct batch_msg {   /* one MQTT message of the burst */
     int kind;       /* the owner's: why it was dead-lettered */
     int64_t tag;    /* the owner's: redelivery tag */
     unsigned notes; /* the owner's: what else to count when it is stored */
+    int route;      /* the owner's: the route it matched, or -1 */
 };
 
 struct batch {

@@ -18,9 +18,17 @@
  * opens them in order and turns the loop.
  *
  * Counting: every message is counted once, when its fate is final: stored
- * (spooled += its records), dead-lettered (its kind), acknowledged as a
- * redelivery, or lost (a QoS 0 message whose commit failed: the broker
- * never sends those again). Nothing is counted and then rolled back.
+ * (stored++, spooled += its records), dead-lettered (its kind; spooled += 1,
+ * the dead letter), acknowledged as a redelivery, or lost (a QoS 0 message
+ * whose commit failed: the broker never sends those again); received
+ * counts all four. Nothing is counted and then rolled back, and a message
+ * in a burst not yet committed is in no counter. Messages and records
+ * differ: a split message becomes several records, and from the spool on
+ * (delivered, kafka_refused, the spool's drops) everything counts records.
+ * A message that matched a route is also counted under that route
+ * (route_received), and its records under it when delivered (the outbox).
+ * observe.c shows all of it, and the README's "Metrics" section states
+ * the identity these counters satisfy.
  *
  * Nothing stalls on one message: a message whose records (with headers,
  * envelope or JSON) are larger than one spool transaction holds becomes a
@@ -84,18 +92,23 @@ static int hold(struct bridge *br, const struct mqtt_in_msg *m,
 }
 
 static void end_msg_notes(struct bridge *br, const struct mqtt_in_msg *m,
-                          int fate, int kind, int64_t tag, unsigned notes)
+                          int fate, int kind, int64_t tag, int route,
+                          unsigned notes)
 {
-    struct batch_msg bm = {
-        .qos = m->qos, .fate = fate, .kind = kind, .tag = tag, .notes = notes};
+    struct batch_msg bm = {.qos = m->qos,
+                           .fate = fate,
+                           .kind = kind,
+                           .tag = tag,
+                           .route = route,
+                           .notes = notes};
     if (batch_end_msg(&br->batch, &bm))
         br->batch.failed = 1; /* cannot happen: read_burst keeps room */
 }
 
 static void end_msg(struct bridge *br, const struct mqtt_in_msg *m, int fate,
-                    int kind, int64_t tag)
+                    int kind, int64_t tag, int route)
 {
-    end_msg_notes(br, m, fate, kind, tag, 0);
+    end_msg_notes(br, m, fate, kind, tag, route, 0);
 }
 
 struct emit_ctx { /* one message on its way through convert_message() */
@@ -158,7 +171,7 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
         .tag = tag,
     };
     if (hold(br, m, &r) == 0)
-        end_msg(br, m, FATE_DEAD, d->kind, tag);
+        end_msg(br, m, FATE_DEAD, d->kind, tag, d->route);
     else
         br->batch.failed = 1;
 }
@@ -238,7 +251,7 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
     }
     int64_t tag = redeliver_tag(m->topic, m->payload, m->len, m->qos, m->mid);
     if (redeliver_check(br->rd, m->mid, tag)) {
-        end_msg(br, m, FATE_REDELIVERED, 0, tag); /* stored already */
+        end_msg(br, m, FATE_REDELIVERED, 0, tag, -1); /* stored already */
         return;
     }
     struct batch_mark mark = batch_mark(&br->batch);
@@ -251,15 +264,17 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
         return; /* out of memory: the burst is withheld */
     size_t n = br->batch.n - mark.n;
     unsigned notes = side_effects(br);
+    int route = d.route;
     if (rc == 0 && d.kind == CONVERT_OK) {
         if (br_fits(br, mark.n, n)) {
-            end_msg_notes(br, m, FATE_STORED, 0, tag, notes);
+            end_msg_notes(br, m, FATE_STORED, 0, tag, route, notes);
             return;
         }
         rc = -ENOSPC;
     }
     if (rc) { /* headers, envelope or JSON made it too large to store */
-        d = (struct convert_dead){.kind = CONVERT_OVERSIZED, .keep = m->len};
+        d = (struct convert_dead){
+            .kind = CONVERT_OVERSIZED, .route = route, .keep = m->len};
         snprintf(d.why, sizeof d.why,
                  "its records (with their headers) are larger than one spool "
                  "transaction holds (%zu bytes)",
@@ -279,9 +294,12 @@ void br_on_mqtt_state(void *ud, int connected, int session_present,
         log_info("mqtt: connected to %s:%d as %s (%s)", c->mqtt.host,
                  c->mqtt.port, c->mqtt.client_id,
                  session_present ? "session resumed" : "new session");
+        br->mqtt_why[0] = '\0';
         return;
     }
     br->n.reconnects++;
+    snprintf(br->mqtt_why, sizeof br->mqtt_why, "connection to %s:%d lost: %s",
+             c->mqtt.host, c->mqtt.port, reason ? reason : "unknown");
     log_warn("mqtt: connection to %s:%d lost: %s", c->mqtt.host, c->mqtt.port,
              reason ? reason : "unknown");
 }
@@ -299,10 +317,10 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now)
 /* --- Kafka out ------------------------------------------------------------ */
 
 static void on_delivered(void *ud, int64_t id, enum kafka_out_outcome o,
-                         const char *reason, size_t bytes)
+                         const char *reason, const struct kafka_out_echo *echo)
 {
     struct bridge *br = ud;
-    outbox_delivered(br->ob, id, o, reason, bytes);
+    outbox_delivered(br->ob, id, o, reason, echo);
 }
 
 static void on_uplink(void *ud, int up, const char *reason)
@@ -311,6 +329,8 @@ static void on_uplink(void *ud, int up, const char *reason)
     struct spool_stats st = {0};
     if (br->uplink == up) /* down still, with a new cause: kafka_out said */
         return;
+    if (br->uplink == 1 && up == 0)
+        br->n.kafka_reconnects++;
     br->uplink = up;
     spool_stats(br->sp, &st);
     if (up)
@@ -319,6 +339,15 @@ static void on_uplink(void *ud, int up, const char *reason)
         log_warn("kafka: uplink down (%s); spooling, backlog %" PRId64
                  " records",
                  reason ? reason : "brokers unreachable", st.records);
+}
+
+/* librdkafka's statistics; they can tell the uplink is up before any
+ * record was sent (an idle gateway after a start). */
+static void on_stats(void *ud, const char *json, size_t len)
+{
+    struct bridge *br = ud;
+    if (br_take_kafka_stats(br, json, len) && br->uplink == -1)
+        on_uplink(br, 1, NULL);
 }
 
 /* kafka.security as librdkafka properties, after kafka.properties (the
@@ -376,8 +405,10 @@ int br_kafka_new(struct bridge *br, const struct conf *c,
         .props = props,
         .nprops = n,
         .queue_records = c->kafka.inflight_records,
+        .stats_ms = strcmp(c->metrics.listen, "off") ? KAFKA_STATS_MS : 0,
     };
-    struct kafka_out_cb kcb = {.delivered = on_delivered, .uplink = on_uplink};
+    struct kafka_out_cb kcb = {
+        .delivered = on_delivered, .uplink = on_uplink, .stats = on_stats};
     if (c->kafka.security.insecure_skip_hostname_verification)
         log_warn("kafka: TLS host name verification is OFF "
                  "(kafka.security.insecure_skip_hostname_verification): any "

@@ -12,7 +12,9 @@
 #include "bridge/batch.h"
 #include "bridge/bridge.h"
 #include "bridge/convert.h"
+#include "bridge/http.h"
 #include "bridge/kafka_out.h"
+#include "bridge/kstats.h"
 #include "bridge/mqtt_in.h"
 #include "bridge/outbox.h"
 #include "bridge/redeliver.h"
@@ -93,6 +95,21 @@ struct bridge {
     char reload_error[512], reload_detail[512];
     struct kafka_out *out_next;
     int64_t settle_until;
+    /* how it is seen (observe.c) */
+    struct http *http;              /* NULL: metrics.listen off */
+    const char **route_names;       /* conf routes[].name, by index */
+    int64_t *route_received;        /* messages that matched route i */
+    struct spool_stats spool_start; /* the spool when this run opened it */
+    struct kstats kstats;           /* librdkafka's last statistics */
+    int64_t kstats_ms;              /* when they came (monotonic); 0 */
+    int kstats_warned;              /* a bad document was logged */
+    int64_t start_ms;               /* wall clock at start */
+    int64_t turn_ms, turns, stalls; /* the loop's pulse (monotonic) */
+    int64_t stall_ms, stall_end_ms; /* the last stall: length, end */
+    char mqtt_why[256];             /* why MQTT is not connected */
+    int spool_failing;              /* the last commit failed */
+    char spool_why[256];            /* and why */
+    char metrics_state[320];        /* the endpoint's address or error */
 };
 
 /* bridge.c: the data path in. The mqtt_in callbacks (a message converted
@@ -142,5 +159,20 @@ void br_reload_step(struct bridge *br, int64_t now);
  * NULL): what was in flight in the old one goes round again. 0, or -1
  * when no producer could be made. */
 int br_swap_producer(struct bridge *br, struct kafka_out *next);
+
+/* observe.c: the one snapshot the log line, the status file, STATUS= and
+ * /metrics read; the HTTP endpoints; the loop's pulse. */
+#define KAFKA_STATS_MS 10000 /* statistics.interval.ms with metrics on */
+void br_gather(struct bridge *br, struct stats *n, struct stats_gauges *g);
+/* Every turn (before sleeping): counts turns, and stalls over 5 s. */
+void br_loop_turned(struct bridge *br, int64_t now_ms);
+/* librdkafka's statistics; 1 if some broker is UP. */
+int br_take_kafka_stats(struct bridge *br, const char *json, size_t len);
+/* Creates and starts the server (metrics.listen off: none); a port in use
+ * is logged and retried. -1 only for an address it cannot use at all. */
+int br_http_open(struct bridge *br);
+/* Every turn: serve what is ready, retry a failed bind when due. */
+void br_http_run(struct bridge *br);
+void br_http_close(struct bridge *br);
 
 #endif

@@ -135,6 +135,10 @@ static void count_msg(struct bridge *br, const struct batch_msg *m,
     }
     if (m->fate == FATE_DEAD)
         count_dead(&br->n, m->kind);
+    else
+        br->n.stored++;
+    if (m->route >= 0 && (size_t)m->route < br->c->nroutes)
+        br->route_received[m->route]++;
     br->n.unknown_fields += (m->notes & NOTE_UNKNOWN) != 0;
     br->n.spb_unresolved += (m->notes & NOTE_UNRESOLVED) != 0;
     br->n.spb_seq_gaps += (m->notes & NOTE_SEQ_GAP) != 0;
@@ -156,6 +160,9 @@ static void put_failed(struct bridge *br, int rc, size_t left)
     } else {
         log_error("spool: cannot store %zu messages: %s", left,
                   rc < 0 ? spool_errmsg(br->sp) : "out of memory");
+        br->spool_failing = 1; /* /ready says so until a put works */
+        snprintf(br->spool_why, sizeof br->spool_why, "cannot store: %s",
+                 rc < 0 ? spool_errmsg(br->sp) : "out of memory");
     }
     mqtt_in_abort(br->in, "the batch could not be stored");
 }
@@ -225,6 +232,7 @@ static void spool_commit(struct bridge *br)
         batch_clear(b);
         return;
     }
+    br->spool_failing = 0;
     br_fault_point(br, 1);
     batch_clear(b);
     br_kv_flush(br);
@@ -399,6 +407,8 @@ static void direct_spill(struct bridge *br, int64_t now, const char *why)
         batch_clear(b);
         return;
     }
+    if (stored)
+        br->spool_failing = 0;
     br_fault_point(br, 1);
     batch_clear(b);
     br_kv_flush(br);

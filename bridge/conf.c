@@ -478,6 +478,7 @@ static int parse_route(struct ctx *x, yaml_node_t *rn, int no,
     r->at_split = value_mark(x, rn, "split");
     r->at_schema_id = value_mark(x, rn, "schema_id");
     r->at_message_index = value_mark(x, rn, "message_index");
+    r->at_name = value_mark(x, rn, "name");
     return 0;
 }
 
@@ -521,6 +522,35 @@ static int parse_schemas(struct ctx *x, yaml_node_t *seq)
     return 0;
 }
 
+/* A route's metrics label: given, or its position; unique, and made of
+ * characters any dashboard and query language takes as they are. */
+static int name_route(struct ctx *x, struct conf_route *routes, size_t i)
+{
+    struct conf_route *r = &routes[i];
+    yaml_mark_t at = {0, (size_t)r->at_name.line - 1,
+                      (size_t)r->at_name.col - 1};
+    if (!r->name) {
+        char pos[24];
+        snprintf(pos, sizeof pos, "%zu", i + 1);
+        if (!(r->name = strdup(pos)))
+            return -ENOMEM;
+    }
+    size_t bad = strspn(r->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                                 "QRSTUVWXYZ0123456789_.:-");
+    if (r->name[bad])
+        return fail(x, at,
+                    "route %zu: name \"%s\" may hold letters, digits, "
+                    "'_', '.', ':' and '-' only",
+                    i + 1, r->name);
+    for (size_t j = 0; j < i; j++)
+        if (!strcmp(routes[j].name, r->name))
+            return fail(x, at,
+                        "route %zu: name \"%s\" is already route %zu's (a "
+                        "route without a name is named by its position)",
+                        i + 1, r->name, j + 1);
+    return 0;
+}
+
 static int parse_routes(struct ctx *x, yaml_node_t *seq)
 {
     struct conf *c = x->c;
@@ -544,6 +574,11 @@ static int parse_routes(struct ctx *x, yaml_node_t *seq)
         yaml_node_t *rn =
             yaml_document_get_node(x->doc, seq->data.sequence.items.start[i]);
         int rc = parse_route(x, rn, (int)i + 1, &c->routes[i]);
+        if (rc)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = name_route(x, c->routes, i);
         if (rc)
             return rc;
     }
@@ -700,7 +735,7 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
     if (root->type != YAML_MAPPING_NODE)
         return fail(x, root->start_mark,
                     "expected a mapping with sections gateway, mqtt, "
-                    "kafka, spool, log and routes, got %s",
+                    "kafka, spool, log, metrics and routes, got %s",
                     kind(root));
     for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
          pr < root->data.mapping.pairs.top; pr++) {
@@ -728,6 +763,8 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
                      : parse_routes(x, vn);
         if (rc)
             return rc;
+        if (!strcmp(conf_sections[i].name, "metrics") && !is_null(vn))
+            c->metrics.at_listen = value_mark(x, vn, "listen");
         if (conf_sections[i].keys == conf_gateway_keys && !(seen & 1u))
             return fail(x, is_null(vn) ? kn->start_mark : vn->start_mark,
                         "gateway.id is required (%s)",

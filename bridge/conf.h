@@ -69,6 +69,7 @@ struct conf_mark { /* a place in the file, 1-based, for error messages */
 };
 
 struct conf_route {
+    char *name;          /* metrics label; default its 1-based position */
     char *match;         /* as written: sensors/{region}/{type}/{device} */
     char *topic;         /* Kafka topic template: iot.sensor.{region}.{type} */
     char *key;           /* key template, or NULL for no key */
@@ -81,7 +82,7 @@ struct conf_route {
     int line, col;       /* where the route starts in the file */
     /* where each value is (the route's start when the key is absent) */
     struct conf_mark at_match, at_topic, at_key, at_payload, at_format,
-        at_split, at_schema_id, at_message_index;
+        at_split, at_schema_id, at_message_index, at_name;
 };
 
 struct conf_prop { /* a librdkafka property, passed through verbatim */
@@ -169,6 +170,11 @@ struct conf {
         int direct_wait;  /* ms the direct path waits for Kafka */
         int64_t dead_max_records, dead_max_bytes, dead_max_age; /* ms */
     } spool;
+    struct {
+        char *listen; /* host:port of /metrics, /healthz, /ready; "off" */
+        struct conf_mark at_listen; /* where it is (checked by the user
+                                     * of the address, http.h) */
+    } metrics;
     struct {
         int stats_interval; /* seconds between counter log lines */
         char *level;        /* error | warn | info | debug */

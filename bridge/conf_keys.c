@@ -218,6 +218,12 @@ static const struct key log_keys[] = {
      "none"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
+static const struct key metrics_keys[] = {
+    {"listen", T_STR, "127.0.0.1:9464", CF(metrics.listen), 1, 80, NULL, 0,
+     "where GET /metrics (Prometheus), /healthz and /ready are served: "
+     "host:port ([v6]:port; :port for every address), or off"},
+    {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+
 static const struct kenum e_format[] = {{"raw", CONF_FORMAT_RAW},
                                         {"envelope", CONF_FORMAT_ENVELOPE},
                                         {"json", CONF_FORMAT_JSON},
@@ -259,6 +265,9 @@ const struct key conf_route_keys[] = {
     {"message_index", T_STR, NULL, RF(message_index), 1, 255, NULL, 0,
      "format confluent: the type's message indexes in its .proto file, e.g. "
      "\"1,0\" (default: found from the loaded schema)"},
+    {"name", T_STR, NULL, RF(name), 1, 64, NULL, 0,
+     "the route's label in metrics (letters, digits, _ . : -; unique); "
+     "default its position, 1 for the first"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 const struct section conf_sections[] = {
@@ -268,6 +277,7 @@ const struct section conf_sections[] = {
     {"spool", spool_keys},
     {"log", log_keys},
     {"sparkplug", sparkplug_keys},
+    {"metrics", metrics_keys},
     {"schemas", NULL},
     {"routes", NULL},
 };

@@ -9,7 +9,9 @@
  * converted; the burst committed when it is large or has waited
  * spool.commit_delay. Before sleeping: delivery outcomes applied to the
  * spool, the window refilled from it, backpressure, reconnects, expiry,
- * status. Nothing here blocks: connects run in mqtt_in's own thread,
+ * status. The metrics server's one fd (libmicrohttpd's epoll set) is
+ * polled with the others and served first in a turn (observe.c). Nothing
+ * here blocks: connects run in mqtt_in's own thread,
  * expiry and acks in bounded slices.
  *
  * Signals: SIGTERM and SIGINT stop; SIGHUP rereads the configuration
@@ -33,42 +35,12 @@
 
 /* --- counters, status, signals, the loop --------------------------------- */
 
-static void gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
-{
-    struct spool_stats st = {0};
-    const struct outbox_counters *o = outbox_counters(br->ob);
-    spool_stats(br->sp, &st);
-    *n = br->n;
-    n->props_renamed = br->renamed;
-    n->delivered = o->delivered + br->n.direct;
-    n->retries = o->retries;
-    n->kafka_refused = o->kafka_refused;
-    *g = (struct stats_gauges){
-        .dropped_full = st.dropped[SPOOL_DROP_FULL],
-        .expired = st.dropped[SPOOL_DROP_EXPIRED],
-        .dead_dropped = st.dropped[SPOOL_DROP_DEAD_FULL],
-        .dead_expired = st.dropped[SPOOL_DROP_DEAD_EXPIRED],
-        .spool_max_bytes = st.max_bytes,
-        .backlog = st.records,
-        .backlog_bytes = st.bytes,
-        .oldest_s = st.oldest_age_ms / 1000, /* on the spool's clock */
-        .dead_in_spool = st.dead,
-        .spool_file_bytes = st.file_bytes,
-        .uplink = br->uplink,
-        .mqtt = br->in && mqtt_in_connected(br->in),
-        .backpressure = br->backpressure,
-        .direct = br->direct,
-        .uplink_cause = br->out ? kafka_out_cause(br->out) : NULL,
-        .mqtt_cause = br->in ? mqtt_in_cause(br->in) : NULL,
-    };
-}
-
 static void log_counters(struct bridge *br, const char *when)
 {
     struct stats n;
     struct stats_gauges g;
     char line[1024];
-    gather(br, &n, &g);
+    br_gather(br, &n, &g);
     stats_format(&n, &g, line, sizeof(line), ' ');
     log_info("%s: %s", when, line);
 }
@@ -81,7 +53,7 @@ void br_write_status(struct bridge *br, const char *state)
     struct stats n;
     struct stats_gauges g;
     char line[512], reload[2 * CLI_RELOAD_TEXT_MAX + 128];
-    gather(br, &n, &g);
+    br_gather(br, &n, &g);
     stats_status_line(&g, line, sizeof(line));
     notify_status("%s", line);
     if (!path || !*path)
@@ -149,10 +121,11 @@ static void turn(struct bridge *br, int sfd, int timeout)
     /* While a direct burst waits for Kafka, MQTT is not read: its PUBACKs
      * would go out with the burst's. Not polled at all, or an error on the
      * socket (POLLERR comes whatever the events) would spin the loop. */
-    struct pollfd pf[3] = {
+    struct pollfd pf[4] = {
         {.fd = sfd, .events = POLLIN},
         {.fd = kafka_out_fd(br->out), .events = POLLIN},
         {.fd = br->direct_pending ? -1 : mqtt_in_fd(br->in), .events = 0},
+        {.fd = br->http ? http_fd(br->http) : -1, .events = POLLIN},
     };
     if (!br->backpressure && !br->direct_pending)
         pf[2].events |= POLLIN;
@@ -160,10 +133,13 @@ static void turn(struct bridge *br, int sfd, int timeout)
      * anyway: no POLLOUT for them, or the loop would spin. */
     if (mqtt_in_want_write(br->in) && br->batch.nmsgs == 0 && !br->batch.failed)
         pf[2].events |= POLLOUT;
-    if (poll(pf, 3, timeout) < 0 && errno != EINTR)
+    if (poll(pf, 4, timeout) < 0 && errno != EINTR)
         log_error("poll: %s", strerror(errno));
     if (pf[0].revents)
         on_signal(br, sfd);
+    /* Scrapes and health checks first, before this turn's work: a handler
+     * sees how long ago the loop last turned (observe.c). */
+    br_http_run(br);
     /* Every turn, not only when the pipe says so: the pipe is written only
      * when librdkafka's queue goes from empty to non-empty, and serving it
      * costs one lock when there is nothing to serve. */
@@ -223,6 +199,7 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     int64_t now = log_now_ms();
     notify_watchdog();
     br_reload_step(br, now);
+    br_loop_turned(br, now);
     outbox_flush(br->ob, now, 0);
     if (br->kafka_fatal_at &&
         outbox_counters(br->ob)->delivered + br->n.direct >=
@@ -273,6 +250,13 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     int dw = br_direct_wait_ms(br, now);
     if (dw >= 0 && dw < wait)
         wait = dw;
+    if (br->next_status - now < wait) /* the status file on time */
+        wait = (int)(br->next_status - now);
+    if (br->http) { /* connection deadlines, a bind retry */
+        int h = http_timeout_ms(br->http);
+        if (h >= 0 && h < wait)
+            wait = h;
+    }
     if (br->batch.nmsgs > 0 && !br->direct_pending) { /* a group commit */
         int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
         if (left < wait)
@@ -288,6 +272,7 @@ static void shutdown_gracefully(struct bridge *br)
 {
     int64_t deadline = log_now_ms() + br->c->kafka.shutdown_timeout;
     notify_stopping();
+    br_http_close(br); /* the port is free at once; nothing is served */
     /* A direct burst waits for Kafka (at most spool.direct_wait, then it
      * is spilled), so that its PUBACKs go out before the DISCONNECT. */
     while (br->direct_pending) {
@@ -343,6 +328,7 @@ static int open_spool(struct bridge *br, char *err, size_t errlen)
         return -1;
     struct spool_stats st = {0};
     spool_stats(br->sp, &st);
+    br->spool_start = st; /* this run's counters start from here */
     if (!c->spool.max_bytes || st.max_bytes < c->spool.max_bytes)
         log_warn("spool: the filesystem holding %s has room for %" PRId64
                  " bytes%s; the spool keeps under that (and leaves a "
@@ -439,7 +425,7 @@ static int open_stages(struct bridge *br)
         goto fail;
     size_limits(br, &win_bytes);
     struct convert_opts co = {.max_payload = br->max_payload};
-    struct outbox_opts oo = {c->kafka.inflight_records, win_bytes};
+    struct outbox_opts oo = {c->kafka.inflight_records, win_bytes, c->nroutes};
     /* The burst may pass its soft size by one message as large as a put
      * holds, and never more. */
     if (batch_init(&br->batch, BATCH_MAX_RECORDS, BATCH_BASE_BYTES,
@@ -449,6 +435,8 @@ static int open_stages(struct bridge *br)
         !(br->spill_at = calloc(BATCH_MAX_RECORDS, sizeof(size_t))) ||
         !(br->spill_infl = calloc(BATCH_MAX_RECORDS, 1)) ||
         !(br->spilled = calloc(BATCH_MAX_RECORDS, 1)) ||
+        !(br->route_received = calloc(c->nroutes + 1, sizeof(int64_t))) ||
+        !(br->route_names = calloc(c->nroutes + 1, sizeof(char *))) ||
         redeliver_new(MQTT_IN_RECEIVE_MAX, &br->rd) ||
         outbox_new(br->sp, &oo, &br->ob) < 0)
         goto fail;
@@ -460,6 +448,8 @@ static int open_stages(struct bridge *br)
         goto fail;
     load_tags(br);
     load_state(br);
+    for (size_t i = 0; i < c->nroutes; i++)
+        br->route_names[i] = c->routes[i].name;
     return 0;
 fail:
     log_error("%s", err);
@@ -508,6 +498,7 @@ static void close_all(struct bridge *br)
     if (br->sp)
         br_kv_flush(br);
     kafka_out_free(br->out_next);
+    br_http_close(br);
     kafka_out_free(br->out);
     mqtt_in_free(br->in);
     outbox_free(br->ob);
@@ -523,6 +514,8 @@ static void close_all(struct bridge *br)
     free(br->spilled);
     conf_fini(br->own);
     free(br->own);
+    free(br->route_received);
+    free(br->route_names);
     free(br);
 }
 
@@ -539,7 +532,7 @@ int bridge_run(const struct conf *c)
     set_fault(br);
     log_set_level(c->log.level);
     srandom((unsigned)(log_wall_ms() ^ getpid()));
-    if (open_stages(br) < 0 || open_mqtt(br) < 0)
+    if (open_stages(br) < 0 || open_mqtt(br) < 0 || br_http_open(br) < 0)
         goto out;
     sfd = open_signals();
     if (sfd < 0) {

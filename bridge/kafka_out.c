@@ -5,7 +5,9 @@
  * delivery report hands it back with one of three outcomes. The opaque is
  * a pointer-sized field (32 bits on armhf), so the 64-bit id never travels
  * in it: it points at a slot of a fixed pool that holds the id until the
- * report comes back. Permanent errors (too
+ * report comes back, with the caller's echo (its window size, the
+ * receive time and route, for latency and per-route counts). Permanent
+ * errors (too
  * large, invalid or unknown topic, not authorized) are told apart from
  * transient ones, because only the caller can decide to move a record to
  * the dead-letter table; everything else is "retry", and the record stays
@@ -48,7 +50,7 @@
  * creation: as many slots as librdkafka's queue may hold records. */
 struct slot {
     int64_t id;
-    size_t bytes;
+    struct kafka_out_echo echo;
     struct slot *next;
 };
 
@@ -246,19 +248,30 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     struct kafka_out *k = opaque;
     struct slot *sl = m->_private;
     int64_t id = sl->id;
-    size_t bytes = sl->bytes;
+    struct kafka_out_echo echo = sl->echo;
     (void)rk;
     sl->next = k->free_slots;
     k->free_slots = sl;
     k->inflight--;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         set_uplink(k, 1, NULL);
-        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, bytes);
+        k->cb.delivered(k->ud, id, KAFKA_OUT_OK, NULL, &echo);
         return;
     }
     k->cb.delivered(k->ud, id,
                     permanent(m->err) ? KAFKA_OUT_DEAD : KAFKA_OUT_RETRY,
-                    rd_kafka_err2str(m->err), bytes);
+                    rd_kafka_err2str(m->err), &echo);
+}
+
+/* Served from rd_kafka_poll(), in the caller's thread; 0: librdkafka
+ * frees the JSON. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    struct kafka_out *k = opaque;
+    (void)rk;
+    if (k->cb.stats)
+        k->cb.stats(k->ud, json, len);
+    return 0;
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -317,9 +330,10 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
                                   size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char qsize[32];
+    char qsize[32], stats[16];
     /* queue.buffering.max.messages must hold the whole in-flight window */
     snprintf(qsize, sizeof(qsize), "%zu", k->nslots);
+    snprintf(stats, sizeof(stats), "%d", o->stats_ms > 0 ? o->stats_ms : 0);
     const struct kafka_out_prop defaults[] = {
         {"bootstrap.servers", o->brokers},
         {"enable.idempotence", "true"},
@@ -334,6 +348,7 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
         {"message.timeout.ms", "0"},
         {"queue.buffering.max.messages", qsize},
         {"client.id", "mqtt2kafka"},
+        {"statistics.interval.ms", stats},
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (set(conf, defaults[i].name, defaults[i].value, err, errlen))
@@ -350,6 +365,7 @@ static rd_kafka_conf_t *make_conf(struct kafka_out *k,
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
     rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -430,7 +446,7 @@ int kafka_out_produce(struct kafka_out *k, const struct kafka_out_msg *m,
     if (!sl)
         return -ENOBUFS; /* as many in flight as librdkafka's queue holds */
     sl->id = m->id;
-    sl->bytes = m->bytes;
+    sl->echo = m->echo;
     rd_kafka_headers_t *h = rd_kafka_headers_new(m->nhdrs);
     for (size_t i = 0; i < m->nhdrs; i++)
         rd_kafka_header_add(h, m->hdrs[i].name, -1, m->hdrs[i].value,
@@ -502,4 +518,9 @@ const char *kafka_out_cause(const struct kafka_out *k)
 int kafka_out_up(const struct kafka_out *k)
 {
     return k->up;
+}
+
+const char *kafka_out_version(void)
+{
+    return rd_kafka_version_str();
 }

@@ -25,12 +25,22 @@ struct kafka_out_opts {
     const struct kafka_out_prop *props; /* passed verbatim, after defaults */
     size_t nprops;
     int64_t queue_records; /* librdkafka's queue must hold the window */
+    int stats_ms;          /* statistics.interval.ms (cb.stats); 0: none. A
+                            * property of that name in props wins. */
 };
 
 struct kafka_out_hdr {
     const char *name;
     const void *value;
     size_t len;
+};
+
+/* The caller's own values, kept with a record in flight and given back
+ * with its report. */
+struct kafka_out_echo {
+    size_t bytes;    /* its size of the record, for its window */
+    int64_t recv_ms; /* when the record was received (latency) */
+    int32_t route;   /* the route that made it, or -1 */
 };
 
 struct kafka_out_msg {
@@ -42,8 +52,8 @@ struct kafka_out_msg {
     size_t len;
     const struct kafka_out_hdr *hdrs;
     size_t nhdrs;
-    int64_t timestamp_ms; /* record timestamp (CreateTime) */
-    size_t bytes; /* the caller's size of it, given back in the report */
+    int64_t timestamp_ms;       /* record timestamp (CreateTime) */
+    struct kafka_out_echo echo; /* given back in the report */
 };
 
 enum kafka_out_outcome {
@@ -53,15 +63,18 @@ enum kafka_out_outcome {
 };
 
 struct kafka_out_cb {
-    /* One call per produced record; reason is NULL on success; bytes is
-     * the size the caller gave with it (kafka_out_msg.bytes), for its
-     * window. */
+    /* One call per produced record; reason is NULL on success; echo is
+     * what the caller gave with it (kafka_out_msg.echo), borrowed for the
+     * call. */
     void (*delivered)(void *ud, int64_t id, enum kafka_out_outcome outcome,
-                      const char *reason, size_t bytes);
+                      const char *reason, const struct kafka_out_echo *echo);
     /* The uplink changed: up = 1 after a success, 0 when brokers are down
      * or refuse us (credentials, TLS); called again with 0 when the
      * cause (reason) of a down uplink changes. */
     void (*uplink)(void *ud, int up, const char *reason);
+    /* librdkafka's statistics, a JSON document (borrowed for the call),
+     * every opts.stats_ms, from kafka_out_poll(). NULL: not wanted. */
+    void (*stats)(void *ud, const char *json, size_t len);
 };
 
 /* Creates the producer (idempotent, acks=all). err says what a bad property
@@ -99,5 +112,7 @@ int kafka_out_inflight(const struct kafka_out *k);
 const char *kafka_out_cause(const struct kafka_out *k);
 /* -1 unknown (nothing delivered or refused yet), 0 down, 1 up. */
 int kafka_out_up(const struct kafka_out *k);
+/* librdkafka's version, e.g. "2.0.2". */
+const char *kafka_out_version(void);
 
 #endif

@@ -32,8 +32,10 @@ struct outbox {
     struct outbox_opts o;
     struct outbox_counters n;
     int64_t inflight, inflight_bytes;
-    /* delivery outcomes waiting to be applied to the spool */
-    int64_t *acks, *retry;
+    /* delivery outcomes waiting to be applied to the spool; a success
+     * keeps its route and latency until its ack counts it */
+    int64_t *acks, *retry, *ack_ms;
+    int32_t *ack_route;
     size_t nacks, nretry, cap;
     int64_t dead_ids[DEAD_MAX];
     char dead_why[DEAD_MAX][96];
@@ -65,9 +67,15 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     ob->sp = sp;
     ob->o = *o;
     ob->cap = (size_t)o->inflight_records + 1;
+    static const double le[] = {PROM_LATENCY_BUCKETS};
     ob->acks = calloc(ob->cap, sizeof(int64_t));
     ob->retry = calloc(ob->cap, sizeof(int64_t));
-    if (!ob->acks || !ob->retry) {
+    ob->ack_ms = calloc(ob->cap, sizeof(int64_t));
+    ob->ack_route = calloc(ob->cap, sizeof(int32_t));
+    ob->n.route_delivered = calloc(o->nroutes + 1, sizeof(int64_t));
+    if (!ob->acks || !ob->retry || !ob->ack_ms || !ob->ack_route ||
+        !ob->n.route_delivered ||
+        prom_hist_init(&ob->n.latency, le, sizeof le / sizeof le[0])) {
         outbox_free(ob);
         return -ENOMEM;
     }
@@ -82,6 +90,9 @@ void outbox_free(struct outbox *ob)
     free(ob->acks);
     free(ob->retry);
     free(ob->d_out);
+    free(ob->ack_ms);
+    free(ob->ack_route);
+    free(ob->n.route_delivered);
     free(ob);
 }
 
@@ -98,6 +109,13 @@ static void apply(struct outbox *ob)
                 log_info("spool: acks work again (%" PRId64 " failed)",
                          ob->ack_failures);
             ob->n.delivered += (int64_t)ob->nacks;
+            for (size_t i = 0; i < ob->nacks; i++) {
+                int32_t r = ob->ack_route[i];
+                if (r >= 0 && (size_t)r < ob->o.nroutes)
+                    ob->n.route_delivered[r]++;
+                prom_hist_observe(&ob->n.latency,
+                                  (double)ob->ack_ms[i] / 1000.0);
+            }
             ob->nacks = 0;
             ob->ack_failures = 0;
         } else if (ob->ack_failures++ % 500 == 0) {
@@ -132,6 +150,16 @@ void outbox_flush(struct outbox *ob, int64_t now, int force)
     }
 }
 
+/* A record Kafka confirmed straight (the direct path): counted under its
+ * route and in the latency histogram at once, as an ack would. */
+static void confirmed(struct outbox *ob, const struct kafka_out_echo *echo)
+{
+    int64_t ms = log_wall_ms() - echo->recv_ms;
+    if (echo->route >= 0 && (size_t)echo->route < ob->o.nroutes)
+        ob->n.route_delivered[echo->route]++;
+    prom_hist_observe(&ob->n.latency, (double)(ms > 0 ? ms : 0) / 1000.0);
+}
+
 /* A transient failure: back off before sending again, doubling up to a
  * cap, once per hold, not once per report (a window of reports that
  * failed together once held the drain for the full cap). */
@@ -149,7 +177,8 @@ static void retry_later(struct outbox *ob)
 /* A report for a record of the direct burst, or one it left unspilled:
  * 1 if it was one. */
 static int direct_report(struct outbox *ob, int64_t id,
-                         enum kafka_out_outcome o, const char *reason)
+                         enum kafka_out_outcome o, const char *reason,
+                         const struct kafka_out_echo *echo)
 {
     if (!(ob->d_open || ob->d_orphans) || id < ob->d_first ||
         id - ob->d_first >= (int64_t)ob->d_n)
@@ -157,8 +186,10 @@ static int direct_report(struct outbox *ob, int64_t id,
     size_t i = (size_t)(id - ob->d_first);
     if (ob->d_out[i] != OUTBOX_PENDING)
         return 0; /* spooled since: the spool's record */
-    if (o == KAFKA_OUT_OK)
+    if (o == KAFKA_OUT_OK) {
         ob->hold_ms = 0;
+        confirmed(ob, echo);
+    }
     if (!ob->d_open) { /* not spilled: the broker sends its message again */
         ob->d_orphans--;
         ob->d_out[i] = o == KAFKA_OUT_OK ? OUTBOX_OK : OUTBOX_RETRY;
@@ -198,18 +229,25 @@ static int make_room(struct outbox *ob)
     int64_t *r = a ? realloc(ob->retry, cap * sizeof(int64_t)) : NULL;
     if (r)
         ob->retry = r;
-    if (!a || !r)
+    int64_t *ms = r ? realloc(ob->ack_ms, cap * sizeof(int64_t)) : NULL;
+    if (ms)
+        ob->ack_ms = ms;
+    int32_t *rt = ms ? realloc(ob->ack_route, cap * sizeof(int32_t)) : NULL;
+    if (rt)
+        ob->ack_route = rt;
+    if (!rt)
         return -ENOMEM;
     ob->cap = cap;
     return 0;
 }
 
 void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
-                      const char *reason, size_t bytes)
+                      const char *reason, const struct kafka_out_echo *echo)
 {
+    int64_t ms;
     ob->inflight--;
-    ob->inflight_bytes -= (int64_t)bytes;
-    if (direct_report(ob, id, o, reason))
+    ob->inflight_bytes -= (int64_t)echo->bytes;
+    if (direct_report(ob, id, o, reason, echo))
         return;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
         apply(ob);
@@ -224,6 +262,9 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
     }
     switch (o) {
     case KAFKA_OUT_OK:
+        ms = log_wall_ms() - echo->recv_ms;
+        ob->ack_ms[ob->nacks] = ms > 0 ? ms : 0;
+        ob->ack_route[ob->nacks] = echo->route;
         ob->acks[ob->nacks++] = id;
         ob->hold_ms = 0;
         break;
@@ -267,12 +308,15 @@ static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
         .hdrs = hdrs,
         .nhdrs = (size_t)nh,
         .timestamp_ms = r->recv_ms,
-        .bytes = r->key_len + r->payload_len + r->headers_len + strlen(idbuf),
+        .echo = {.bytes = r->key_len + r->payload_len + r->headers_len +
+                          strlen(idbuf),
+                 .recv_ms = r->recv_ms,
+                 .route = r->route},
     };
     int rc = kafka_out_produce(ob->k, &km, why, whylen);
     if (rc == 0) {
         ob->inflight++;
-        ob->inflight_bytes += (int64_t)km.bytes;
+        ob->inflight_bytes += (int64_t)km.echo.bytes;
     }
     return rc;
 }

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "bridge/kafka_out.h"
+#include "bridge/prom.h"
 #include "spool/spool.h"
 
 struct outbox;
@@ -34,12 +35,19 @@ struct outbox;
 struct outbox_opts {
     int64_t inflight_records; /* window: records handed to Kafka */
     int64_t inflight_bytes;   /* window: their key + value bytes */
+    size_t nroutes;           /* routes counted in route_delivered */
 };
 
 struct outbox_counters {   /* only ever grow, on success */
     int64_t delivered;     /* acked in the spool after Kafka confirmed */
     int64_t retries;       /* transient delivery failures */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
+    /* Of delivered: by the route that made the record (nroutes entries;
+     * dead letters to the topic have none). */
+    int64_t *route_delivered;
+    /* Of delivered: receive (the record's recv_ms) to Kafka's report, in
+     * seconds, on the wall clock (a step back counts as 0). */
+    struct prom_hist latency;
 };
 
 /* Borrows sp. 0 or -ENOMEM. */
@@ -53,7 +61,7 @@ void outbox_set_producer(struct outbox *ob, struct kafka_out *k);
 /* kafka_out's delivered callback. */
 void outbox_delivered(struct outbox *ob, int64_t id,
                       enum kafka_out_outcome outcome, const char *reason,
-                      size_t bytes);
+                      const struct kafka_out_echo *echo);
 /* Applies kept outcomes to the spool when due (force: now). */
 void outbox_flush(struct outbox *ob, int64_t now_ms, int force);
 /* Hands spooled records to the producer, within the window. */

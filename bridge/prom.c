@@ -6,7 +6,7 @@
  * format, as Prometheus' text parser reads it:
  *
  *   # HELP <name> <text, with \\ and \n escaped>
- *   # TYPE <name> counter|gauge|histogram|untyped
+ *   # TYPE <name> counter|gauge|histogram|summary|untyped
  *   <name>{<label>="<value, with \\ \" and \n escaped>",...} <value>
  *
  * Values are Go float64 literals: "NaN", "+Inf", "-Inf", or a number. A
@@ -133,13 +133,13 @@ static void put_name(struct prom *p, const char *name)
 }
 
 static const char *const type_names[] = {"counter", "gauge", "histogram",
-                                         "untyped"};
+                                         "untyped", "summary"};
 
 void prom_family(struct prom *p, const char *name, enum prom_type type,
                  const char *help)
 {
     size_t n = name ? strlen(name) : 0;
-    if ((unsigned)type > PROM_UNTYPED ||
+    if ((unsigned)type > PROM_SUMMARY ||
         (type == PROM_COUNTER &&
          (n < 6 || strcmp(name + n - 6, "_total") != 0))) {
         fail(p, -EINVAL);

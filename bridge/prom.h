@@ -19,7 +19,15 @@
 /* The Content-Type of what the writer produces. */
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-enum prom_type { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM, PROM_UNTYPED };
+/* A summary's samples are the caller's: name{quantile="0.5"} ...,
+ * name_sum and name_count. */
+enum prom_type {
+    PROM_COUNTER,
+    PROM_GAUGE,
+    PROM_HISTOGRAM,
+    PROM_UNTYPED,
+    PROM_SUMMARY
+};
 
 struct prom_label {
     const char *name;  /* [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__" */
@@ -64,10 +72,11 @@ size_t prom_fmt_f64(char *out, size_t cap, double v);
 #define PROM_HIST_MAX 24 /* finite upper bounds; +Inf is implicit */
 
 /* Delivery latency from milliseconds to hours (a spool can hold records
- * through a long outage), in seconds. */
+ * through a long outage), in seconds; minutes finer, since outages of a
+ * few minutes are common and a quantile is interpolated within a bucket. */
 #define PROM_LATENCY_BUCKETS                                                   \
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, \
-        3600, 14400, 86400
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, \
+        600, 900, 1800, 3600, 14400, 86400
 
 /* Caller-owned; no allocation. Counts are per bucket (not cumulative) so
  * observe touches one slot; prom_hist_write() sums them on output. */

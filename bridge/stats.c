@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static const char *uplink_name(int up)
@@ -14,13 +15,27 @@ static const char *uplink_name(int up)
     return up == 1 ? "up" : up == 0 ? "down" : "unknown";
 }
 
+struct kv {
+    const char *name;
+    int64_t v;
+};
+
+static size_t put_kv(char *buf, size_t len, const struct kv *kv, size_t n,
+                     char sep)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < n && off < len; i++) {
+        int k = snprintf(buf + off, len - off, "%s=%" PRId64 "%c", kv[i].name,
+                         kv[i].v, sep);
+        off += k > 0 ? (size_t)k : 0;
+    }
+    return off < len ? off : len;
+}
+
 void stats_format(const struct stats *n, const struct stats_gauges *g,
                   char *buf, size_t len, char sep)
 {
-    const struct {
-        const char *name;
-        int64_t v;
-    } kv[] = {
+    const struct kv kv[] = {
         {"received", n->received},
         {"spooled", n->spooled},
         {"delivered", n->delivered},
@@ -54,11 +69,11 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
         {"dead_expired", g->dead_expired},
         {"direct", n->direct},
         {"spilled", n->spilled},
+        {"stored", n->stored},
+        {"reconnects", n->reconnects},
+        {"kafka_reconnects", n->kafka_reconnects},
     };
-    size_t off = 0;
-    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]) && off < len; i++)
-        off += (size_t)snprintf(buf + off, len - off, "%s=%" PRId64 "%c",
-                                kv[i].name, kv[i].v, sep);
+    size_t off = put_kv(buf, len, kv, sizeof(kv) / sizeof(kv[0]), sep);
     if (off < len)
         snprintf(buf + off, len - off, "uplink=%s%cmqtt=%s%cpath=%s",
                  uplink_name(g->uplink), sep,
@@ -66,18 +81,46 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
                  g->direct ? "direct" : "spool");
 }
 
+void stats_format_spool(const struct stats_gauges *g, char *buf, size_t len,
+                        char sep)
+{
+    const struct kv kv[] = {
+        {"put_total", g->put_total},
+        {"acked_total", g->acked_total},
+        {"dead_dropped_full", g->dead_dropped},
+        {"dead_purged", g->dead_purged},
+        {"dropped_full_run", g->run_full},
+        {"expired_run", g->run_expired},
+        {"dead_dropped_full_run", g->run_dead_full},
+        {"dead_expired_run", g->run_dead_expired},
+        {"backlog_at_start", g->backlog_at_start},
+        {"dead_at_start", g->dead_at_start},
+        {"spool_bytes_written", g->written},
+        {"spool_fsyncs", g->fsyncs},
+        {"disk_bytes_written", g->disk_written},
+    };
+    size_t off = put_kv(buf, len, kv, sizeof(kv) / sizeof(kv[0]), sep);
+    if (off && off <= len)
+        buf[off - 1] = '\0'; /* no separator after the last */
+}
+
 void stats_status_line(const struct stats_gauges *g, char *buf, size_t len)
 {
     const char *uc = g->uplink != 1 ? g->uplink_cause : NULL;
     const char *mc = !g->mqtt ? g->mqtt_cause : NULL;
-    snprintf(buf, len,
-             "%suplink %s%s%.120s%s, mqtt %s%s%.120s%s, %s path, spool %" PRId64
-             " records, %" PRId64 " dead letters",
-             g->backpressure ? "backpressure (spool full), " : "",
-             uplink_name(g->uplink), uc ? " (kafka: " : "", uc ? uc : "",
-             uc ? ")" : "", g->mqtt ? "connected" : "disconnected",
-             mc ? " (mqtt: " : "", mc ? mc : "", mc ? ")" : "",
-             g->direct ? "direct" : "spool", g->backlog, g->dead_in_spool);
+    int n = snprintf(
+        buf, len,
+        "%suplink %s%s%.120s%s, mqtt %s%s%.120s%s, %s path, spool %" PRId64
+        " records, %" PRId64 " dead letters",
+        g->backpressure ? "backpressure (spool full), " : "",
+        uplink_name(g->uplink), uc ? " (kafka: " : "", uc ? uc : "",
+        uc ? ")" : "", g->mqtt ? "connected" : "disconnected",
+        mc ? " (mqtt: " : "", mc ? mc : "", mc ? ")" : "",
+        g->direct ? "direct" : "spool", g->backlog, g->dead_in_spool);
+    if (n > 0 && (size_t)n < len && g->metrics && !g->metrics_up &&
+        strcmp(g->metrics, "off") != 0)
+        snprintf(buf + n, len - (size_t)n, "; metrics not served (%s)",
+                 g->metrics);
 }
 
 /* A cause as one status file line: control characters become spaces. */
@@ -92,17 +135,21 @@ static void put_line(FILE *f, const char *name, const char *v)
 int stats_write_file(const char *path, const struct stats_ident *id,
                      const struct stats *n, const struct stats_gauges *g)
 {
-    char tmp[4200], body[1200];
+    char tmp[4200], body[1200], spool[800];
     int rc = 0;
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -errno;
     stats_format(n, g, body, sizeof(body), '\n');
+    stats_format_spool(g, spool, sizeof(spool), '\n');
     fprintf(f,
             "state=%s\npid=%d\nupdated_ms=%" PRId64 "\nversion=%s\n"
-            "gateway=%s\n%s\n",
-            id->state, id->pid, id->now_ms, id->version, id->gateway, body);
+            "gateway=%s\n%s\n%s\nmetrics=%s\nmetrics_up=%d\n"
+            "metrics_retry_s=%" PRId64 "\n",
+            id->state, id->pid, id->now_ms, id->version, id->gateway, body,
+            spool, g->metrics ? g->metrics : "off", g->metrics_up,
+            g->metrics_retry_s);
     put_line(f, "uplink_cause", g->uplink != 1 ? g->uplink_cause : NULL);
     put_line(f, "mqtt_cause", !g->mqtt ? g->mqtt_cause : NULL);
     if (id->extra)

@@ -18,6 +18,7 @@
 
 #include "bridge/cli_reload.h"
 #include "bridge/convert.h"
+#include "bridge/http.h"
 #include "bridge/schemas.h"
 #include "bridge/secret.h"
 #include "bridge/units.h"
@@ -55,10 +56,25 @@ static void unbuild(struct convert *cv)
     loaded = NULL;
 }
 
+/* metrics.listen is an address the HTTP server can bind (http.h). */
+static int check_listen(const struct conf *c)
+{
+    char err[256];
+    const char *l = c->metrics.listen;
+    if (!l || !strcmp(l, "off") || !http_check_listen(l, err, sizeof err))
+        return 0;
+    fprintf(stderr, "%s:%d:%d: metrics.listen: %s\n", c->path,
+            c->metrics.at_listen.line, c->metrics.at_listen.col, err);
+    return EX_CONFIG_CODE;
+}
+
 int bridge_check_conf(const struct conf *c)
 {
     struct convert *cv;
-    int rc = build(c, &cv);
+    int rc = check_listen(c);
+    if (rc)
+        return rc;
+    rc = build(c, &cv);
     unbuild(cv);
     return rc;
 }
@@ -78,6 +94,10 @@ static void print_routes(const struct conf *c, const struct convert *cv)
     for (size_t i = 0; i < c->nroutes; i++) {
         const struct conf_route *r = &c->routes[i];
         printf("  %zu. %s  (line %d)\n", i + 1, r->match, r->line);
+        char pos[24];
+        snprintf(pos, sizeof pos, "%zu", i + 1);
+        if (strcmp(r->name, pos)) /* named, not by its position */
+            printf("     name    %s\n", r->name);
         printf("     filter  %s\n", convert_filter(cv, i));
         printf("     topic   %s\n", r->topic);
         printf("     key     %s\n", r->key ? r->key : "(none)");
@@ -193,9 +213,13 @@ static void print_summary(const struct conf *c, const struct convert *cv)
     printf("schemas  built in (%s)%s",
            "iot.telemetry.v1, iot.bridge.v1, "
            "org.eclipse.tahu.protobuf",
-           c->nschemas ? "; " : "\n\n");
+           c->nschemas ? "; " : "\n");
     for (size_t i = 0; i < c->nschemas; i++)
-        printf("%s%s", c->schemas[i], i + 1 < c->nschemas ? ", " : "\n\n");
+        printf("%s%s", c->schemas[i], i + 1 < c->nschemas ? ", " : "\n");
+    printf("metrics  %s\n\n", strcmp(c->metrics.listen, "off")
+                                  ? c->metrics.listen
+                                  : "off (no /metrics, /healthz, "
+                                    "/ready)");
     print_routes(c, cv);
 }
 
@@ -579,17 +603,44 @@ static void status_print(char *const *l, size_t n)
            status_get(l, n, "bad_payload", "?"),
            status_get(l, n, "missing_field", "?"),
            status_get(l, n, "kafka_refused", "?"));
-    printf("  dropped: spool full %s, expired %s, by the broker %s, QoS 0 "
-           "lost %s; dead letters dropped %s, expired %s\n",
+    printf("  dropped: spool full %s, expired %s (since the spool was "
+           "made), by the broker %s\n",
            status_get(l, n, "dropped_full", "?"),
            status_get(l, n, "expired", "?"),
-           status_get(l, n, "broker_dropped", "?"),
+           status_get(l, n, "broker_dropped", "?"));
+    printf("  this run: stored %s, records spooled %s, straight to Kafka "
+           "%s (spilled %s), QoS 0 lost %s; dropped: spool full %s, expired "
+           "%s, dead letters %s + %s expired\n",
+           status_get(l, n, "stored", "?"), status_get(l, n, "spooled", "?"),
+           status_get(l, n, "direct", "?"), status_get(l, n, "spilled", "?"),
            status_get(l, n, "dropped_qos0", "?"),
-           status_get(l, n, "dead_dropped", "?"),
-           status_get(l, n, "dead_expired", "?"));
+           status_get(l, n, "dropped_full_run", "?"),
+           status_get(l, n, "expired_run", "?"),
+           status_get(l, n, "dead_dropped_full_run", "?"),
+           status_get(l, n, "dead_expired_run", "?"));
+    printf("  since the spool was made: put %s, delivered %s, dead letters "
+           "dropped %s + %s expired, purged %s\n",
+           status_get(l, n, "put_total", "?"),
+           status_get(l, n, "acked_total", "?"),
+           status_get(l, n, "dead_dropped_full", "?"),
+           status_get(l, n, "dead_expired", "?"),
+           status_get(l, n, "dead_purged", "?"));
     printf("  spool cap in effect %s bytes; device properties renamed %s\n",
            status_get(l, n, "spool_max_bytes", "?"),
            status_get(l, n, "props_renamed", "?"));
+    printf("  flash: the spool wrote %s bytes (%s fsyncs) this run; "
+           "the process wrote %s bytes to disk\n",
+           status_get(l, n, "spool_bytes_written", "?"),
+           status_get(l, n, "spool_fsyncs", "?"),
+           status_get(l, n, "disk_bytes_written", "?"));
+    const char *m = status_get(l, n, "metrics", "off");
+    if (!strcmp(m, "off"))
+        printf("  metrics: off\n");
+    else if (!strcmp(status_get(l, n, "metrics_up", "0"), "1"))
+        printf("  metrics: http://%s/metrics\n", m);
+    else
+        printf("  metrics: NOT SERVED: %s; trying again in %s s\n", m,
+               status_get(l, n, "metrics_retry_s", "?"));
 }
 
 /* Reads what the daemon wrote to log.status_file. Exit 0 when it is running

@@ -12,6 +12,7 @@
  *   spool_disk.c   the filesystem: the cap in effect, the reserve
  *   spool_clock.c  the spool clock that ages are measured on
  *   spool_kv.c     small named values a caller keeps across restarts
+ *   spool_vfs.c    the system's VFS, counting bytes written and fsyncs
  *   idset.c        the in-flight id set (pure)
  *   spool_int.h    the handle, shared by these files only
  *
@@ -949,6 +950,8 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
     st->reserve_bytes = sp->reserve_bytes;
     st->reserve_held = sp->reserve_held;
     st->clock_jumps = sp->jumps;
+    st->bytes_written = sp->vfs.written;
+    st->syncs = sp->vfs.syncs;
     int64_t pages = sp_pragma_int(sp, S_PAGES);
     int64_t room = sp_cap_pages(sp, pages) - used_pages(sp);
     st->room_bytes = room > 0 ? room * PAGE : 0;

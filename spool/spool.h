@@ -109,6 +109,10 @@ struct spool_stats {
     int64_t reserve_bytes; /* the disk reserve that keeps deletes possible */
     int reserve_held;      /* 0: released (the disk filled up) */
     int clock_jumps;       /* wall-clock jumps seen since open */
+    int64_t bytes_written; /* bytes written to the spool's files since open
+                            * (database, WAL, reserve): what SQLite hands
+                            * the kernel, before page rounding */
+    int64_t syncs;         /* fsyncs of the spool's files since open */
 };
 
 /*

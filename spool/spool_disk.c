@@ -123,6 +123,8 @@ void sp_reserve_restore(struct spool *sp)
              o += (off_t)sizeof(zero))
             if (pwrite(fd, zero, sizeof(zero), o) != (ssize_t)sizeof(zero))
                 rc = errno;
+            else
+                sp->vfs.written += (int64_t)sizeof(zero); /* flash wear */
     }
     if (rc == 0 && fsync(fd) == 0 &&
         sp_file_size(sp->reserve_path, "") >= sp->reserve_bytes)

@@ -43,8 +43,6 @@ enum {
     S_STATE,
     S_PAGES,
     S_FREE,
-    S_SYNC_FULL,
-    S_SYNC_NORMAL,
     S_RECENT,
     S_KEEP_TAGS,
     S_PRUNE_TAGS,
@@ -61,6 +59,15 @@ struct counters {
     int64_t last_id, put_total, acked_total, purged, rows, bytes, dead;
     int64_t dead_bytes; /* not in the state row: summed from dead at open */
     int64_t dropped[SPOOL_DROP__COUNT];
+};
+
+/* The handle's own VFS (spool_vfs.c): the system's, counting writes. */
+struct spool_vfs {
+    sqlite3_vfs vfs;   /* registered under name while real is set */
+    sqlite3_vfs *real; /* the VFS underneath; NULL: not registered */
+    char name[40];
+    int64_t written; /* bytes written to the spool's files since open */
+    int64_t syncs;   /* fsyncs of them since open */
 };
 
 /* A clock segment: rows from id on were put when the spool clock read
@@ -108,6 +115,7 @@ struct spool {
     unsigned char *arena, *dead_arena;
     size_t arena_cap, dead_arena_cap;
     int recovered;
+    struct spool_vfs vfs;
     char err[512];
 };
 
@@ -160,6 +168,12 @@ void sp_reserve_restore(struct spool *sp);
 /* The disk filled up: removes the reserve so deletes can proceed. 1 if
  * there was one to remove. */
 int sp_reserve_release(struct spool *sp);
+
+/* Registers the handle's counting VFS (once; again after unregister).
+ * A SQLite code. */
+int sp_vfs_register(struct spool_vfs *v);
+/* After the last connection that used it is closed. */
+void sp_vfs_unregister(struct spool_vfs *v);
 
 /* The spool clock (spool_clock.c): ms that only advance with time passing;
  * a wall-clock jump does not move it. */

@@ -121,9 +121,12 @@ static int open_db(struct spool *sp)
 {
     char txt[256] = "";
     int64_t ver = 0, ntab = 0;
-    int rc = sqlite3_open_v2(
-        sp->path, &sp->db,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sp_vfs_register(&sp->vfs);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_open_v2(sp->path, &sp->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX,
+                             sp->vfs.name);
     if (rc)
         return sp_sqerr(sp, rc, "open"), rc;
     sqlite3_extended_result_codes(sp->db, 1);
@@ -380,6 +383,7 @@ void spool_close(struct spool *sp)
     }
     if (sp->db)
         close_db(sp);
+    sp_vfs_unregister(&sp->vfs);
     pthread_mutex_destroy(&sp->mu);
     idset_fini(&sp->inflight);
     free(sp->nacked);

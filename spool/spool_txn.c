@@ -38,8 +38,6 @@ const char *const sp_sql[S__COUNT] = {
                 "bytes=?8",
     [S_PAGES] = "PRAGMA page_count",
     [S_FREE] = "PRAGMA freelist_count",
-    [S_SYNC_FULL] = "PRAGMA synchronous=FULL",
-    [S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
     [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL UNION ALL"
                  " SELECT id,tag FROM tags ORDER BY id DESC LIMIT ?1",
     [S_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
@@ -113,10 +111,17 @@ int sp_set_sync(struct spool *sp, int full)
 {
     if (sp->sync_now == full)
         return 0;
-    int rc = sp_run(sp, full ? S_SYNC_FULL : S_SYNC_NORMAL);
-    if (rc == 0)
-        sp->sync_now = full;
-    return rc;
+    /* Executed, never prepared: a PRAGMA takes effect when it is compiled,
+     * so stepping a prepared "synchronous=FULL" again changes nothing, and
+     * merely preparing "synchronous=NORMAL" (or SQLite re-preparing it
+     * after a schema change) would switch the connection to NORMAL. */
+    int rc = sqlite3_exec(
+        sp->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+        NULL, NULL, NULL);
+    if (rc)
+        return sp_sqerr(sp, rc, "PRAGMA synchronous");
+    sp->sync_now = full;
+    return 0;
 }
 
 int sp_begin(struct spool *sp)

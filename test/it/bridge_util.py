@@ -6,6 +6,7 @@ and one Kafka never see each other's data.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -35,6 +36,9 @@ def write_config(path, stack, uniq, spool, routes=None, extra=None):
                   "on_full": "drop_oldest", "max_age": "7d", "sync": "normal"},
         "log": {"stats_interval": 2, "level": "info",
                 "status_file": str(Path(spool).parent / "status")},
+        # a free port of its own (the default 9464 may be taken by another
+        # bridge on this machine); Bridge.metrics_port says which
+        "metrics": {"listen": "127.0.0.1:0"},
     }
     for sec, kv in extra.items():
         sections.setdefault(sec, {}).update(kv)
@@ -145,6 +149,13 @@ class Bridge:
                            if "=" in kv)
         return {k: (int(v) if v.lstrip("-").isdigit() else v)
                 for k, v in out.items()}
+
+    @property
+    def metrics_port(self):
+        """The port the running daemon serves /metrics on (from its log)."""
+        m = re.findall(r"metrics: http://[^ ]*:(\d+)/metrics", self.logtext())
+        assert m, f"no metrics address in the log:\n{self.logtext()[-2000:]}"
+        return int(m[-1])
 
     def status(self):
         """`mqtt2kafka status`: (exit code, output)."""

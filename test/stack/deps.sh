@@ -9,7 +9,8 @@ set -euo pipefail
 # (run-time schemas); protobuf-compiler: protoc, for the schema tests' sets
 build_pkgs=(make gcc pkg-config libmosquitto-dev librdkafka-dev libprotobuf-c-dev libjansson-dev
             protobuf-c-compiler libprotobuf-dev protobuf-compiler libsqlite3-dev
-            libyaml-dev libsystemd-dev libmicrohttpd-dev libssl-dev libcmocka-dev
+            libyaml-dev libsystemd-dev libmicrohttpd-dev libssl-dev
+            libcmocka-dev
             clang libclang-rt-14-dev)  # clang + its runtimes: make fuzz (libFuzzer)
 test_pkgs=(mosquitto mosquitto-clients kcat default-jre-headless maven
            python3 python3-pytest python3-protobuf python3-venv sqlite3 procps iproute2

@@ -248,6 +248,41 @@ static void test_route_key_errors(void **state)
                  "'{' must be quoted");
 }
 
+/* metrics.listen and the routes' metric labels. */
+static void test_metrics_keys(void **state)
+{
+    struct conf c;
+    (void)state;
+    assert_int_equal(parse(G R, &c), 0);
+    assert_string_equal(c.metrics.listen, "127.0.0.1:9464");
+    assert_string_equal(c.routes[0].name, "1");
+    conf_fini(&c);
+    assert_int_equal(parse(G "metrics:\n  listen: off\n"
+                             "routes:\n  - match: a\n    topic: t\n"
+                             "  - match: b\n    topic: u\n    name: b-2.x:y\n"
+                             "  - match: c\n    topic: v\n",
+                           &c),
+                     0);
+    assert_string_equal(c.metrics.listen, "off");
+    assert_int_equal(c.metrics.at_listen.line, 4);
+    assert_int_equal(c.metrics.at_listen.col, 11);
+    assert_string_equal(c.routes[0].name, "1");
+    assert_string_equal(c.routes[1].name, "b-2.x:y");
+    assert_string_equal(c.routes[2].name, "3");
+    conf_fini(&c);
+    expect_error(G "routes:\n  - match: a\n    topic: t\n"
+                   "  - match: b\n    topic: u\n    name: \"1\"\n",
+                 8, 11,
+                 "route 2: name \"1\" is already route 1's (a route without "
+                 "a name is named by its position)");
+    expect_error(G "routes:\n  - match: a\n    topic: t\n    name: a b\n", 6,
+                 11, "route 1: name \"a b\" may hold letters, digits");
+    expect_error(G "routes:\n  - match: a\n    topic: t\n    name: \"\"\n", 6,
+                 11, "route 1.name: expected a non-empty string");
+    expect_error(G R "metrics:\n  port: 1\n", 7, 3,
+                 "unknown key \"port\" in metrics");
+}
+
 static void test_syntax_errors(void **state)
 {
     (void)state;
@@ -313,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_type_errors),
         cmocka_unit_test(test_required),
         cmocka_unit_test(test_route_key_errors),
+        cmocka_unit_test(test_metrics_keys),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_load_errors),

@@ -29,21 +29,32 @@
 #define MAXREP 4096
 
 struct reports {
-    int n, ok, retry, dead, up;
+    int n, ok, retry, dead, up, nstats;
     int64_t ids[MAXREP];
+    struct kafka_out_echo echo[MAXREP];
+    char stats[256]; /* the start of the last statistics document */
 };
 
 static void on_delivered(void *ud, int64_t id, enum kafka_out_outcome o,
-                         const char *reason, size_t bytes)
+                         const char *reason, const struct kafka_out_echo *e)
 {
     struct reports *r = ud;
-    (void)reason, (void)bytes;
-    if (r->n < MAXREP)
+    (void)reason;
+    if (r->n < MAXREP) {
         r->ids[r->n] = id;
+        r->echo[r->n] = *e;
+    }
     r->n++;
     r->ok += o == KAFKA_OUT_OK;
     r->retry += o == KAFKA_OUT_RETRY;
     r->dead += o == KAFKA_OUT_DEAD;
+}
+
+static void on_stats(void *ud, const char *json, size_t len)
+{
+    struct reports *r = ud;
+    r->nstats++;
+    snprintf(r->stats, sizeof r->stats, "%.*s", (int)len, json);
 }
 
 static void on_uplink(void *ud, int up, const char *reason)
@@ -54,7 +65,10 @@ static void on_uplink(void *ud, int up, const char *reason)
 }
 
 static struct kafka_out *open_out(struct reports *r, const char *brokers,
-                                  int mock, int64_t queue_records)
+                                  int mock, int64_t queue_records);
+static struct kafka_out *open_stats(struct reports *r, const char *brokers,
+                                    int mock, int64_t queue_records,
+                                    int stats_ms)
 {
     static const struct kafka_out_prop mockprops[] = {
         {"test.mock.num.brokers", "1"},
@@ -66,14 +80,29 @@ static struct kafka_out *open_out(struct reports *r, const char *brokers,
         .props = mock ? mockprops : NULL,
         .nprops = mock ? 2 : 0,
         .queue_records = queue_records,
+        .stats_ms = stats_ms,
     };
-    struct kafka_out_cb cb = {on_delivered, on_uplink};
+    struct kafka_out_cb cb = {on_delivered, on_uplink, on_stats};
     struct kafka_out *k = NULL;
     char err[512];
     int rc = kafka_out_new(&o, &cb, r, &k, err, sizeof(err));
     if (rc)
         fail_msg("kafka_out_new: %s", err);
     return k;
+}
+
+static struct kafka_out *open_out(struct reports *r, const char *brokers,
+                                  int mock, int64_t queue_records)
+{
+    return open_stats(r, brokers, mock, queue_records, 0);
+}
+
+/* The echo a record carries: derived from its id, 64-bit receive time. */
+static struct kafka_out_echo echo_of(int64_t id)
+{
+    return (struct kafka_out_echo){.bytes = (size_t)(id % 1000) + 1,
+                                   .recv_ms = id / 2 + (1LL << 41),
+                                   .route = (int32_t)(id % 7) - 1};
 }
 
 static int produce(struct kafka_out *k, int64_t id, const char *topic)
@@ -89,6 +118,7 @@ static int produce(struct kafka_out *k, int64_t id, const char *topic)
         .hdrs = &h,
         .nhdrs = 1,
         .timestamp_ms = 1,
+        .echo = echo_of(id),
     };
     return kafka_out_produce(k, &m, err, sizeof(err));
 }
@@ -118,6 +148,12 @@ static void test_purged_reports_carry_64bit_ids(void **state)
             seen += r.ids[j] == big_ids[i];
         if (seen != 1)
             fail_msg("id %lld reported %d times", (long long)big_ids[i], seen);
+    }
+    for (int j = 0; j < r.n; j++) { /* each report its own record's echo */
+        struct kafka_out_echo e = echo_of(r.ids[j]);
+        assert_int_equal(r.echo[j].bytes, e.bytes);
+        assert_true(r.echo[j].recv_ms == e.recv_ms);
+        assert_int_equal(r.echo[j].route, e.route);
     }
 }
 
@@ -198,6 +234,8 @@ static void test_spool_to_kafka_ids_above_2_32(void **state)
             seen += r.ids[j] == recs[i].id;
         assert_int_equal(seen, 1);
     }
+    for (int j = 0; j < r.n; j++)
+        assert_true(r.echo[j].recv_ms == echo_of(r.ids[j]).recv_ms);
     assert_int_equal(spool_ack(sp, r.ids, (size_t)r.n), 0);
     struct spool_stats st;
     assert_int_equal(spool_stats(sp, &st), 0);
@@ -220,12 +258,40 @@ static void test_spool_to_kafka_ids_above_2_32(void **state)
     rmdir(dir);
 }
 
+/* librdkafka's statistics reach the callback, in the poller's thread,
+ * every stats_ms; none without stats_ms. */
+static void test_statistics(void **state)
+{
+    struct reports r = {0}, none = {0};
+    struct timespec t0, t;
+    (void)state;
+    struct kafka_out *k = open_stats(&r, "127.0.0.1:1", 1, 100, 100);
+    struct kafka_out *q = open_out(&none, "127.0.0.1:1", 1, 100);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        struct pollfd pf = {.fd = kafka_out_fd(k), .events = POLLIN};
+        poll(&pf, 1, 50);
+        kafka_out_poll(k);
+        kafka_out_poll(q);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (r.nstats < 3 && t.tv_sec - t0.tv_sec < 10);
+    assert_true(r.nstats >= 3);
+    assert_int_equal(none.nstats, 0);
+    assert_int_equal(strncmp(r.stats, "{ \"name\": \"mqtt2kafka#producer", 30),
+                     0);
+    assert_non_null(kafka_out_version());
+    assert_true(kafka_out_version()[0] >= '1');
+    kafka_out_free(k);
+    kafka_out_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_purged_reports_carry_64bit_ids),
         cmocka_unit_test(test_pool_full_is_enobufs),
         cmocka_unit_test(test_spool_to_kafka_ids_above_2_32),
+        cmocka_unit_test(test_statistics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,10 +33,13 @@ struct fx {
 };
 
 static void no_report(void *ud, int64_t id, enum kafka_out_outcome o,
-                      const char *reason, size_t bytes)
+                      const char *reason, const struct kafka_out_echo *echo)
 {
-    (void)ud, (void)id, (void)o, (void)reason, (void)bytes;
+    (void)ud, (void)id, (void)o, (void)reason, (void)echo;
 }
+
+/* What kafka_out gives back with a report of a 1-byte record. */
+static const struct kafka_out_echo one = {.bytes = 1, .route = -1};
 
 static int setup(void **state)
 {
@@ -100,9 +103,9 @@ static void test_outcomes_and_dead_letters(void **state)
     outbox_direct_state(f->ob, &st);
     assert_int_equal(st.n, 3);
     assert_int_equal(st.pending, 3);
-    outbox_delivered(f->ob, first, KAFKA_OUT_OK, NULL, 1);
-    outbox_delivered(f->ob, first + 1, KAFKA_OUT_RETRY, "timed out", 1);
-    outbox_delivered(f->ob, first + 2, KAFKA_OUT_DEAD, "too large", 1);
+    outbox_delivered(f->ob, first, KAFKA_OUT_OK, NULL, &one);
+    outbox_delivered(f->ob, first + 1, KAFKA_OUT_RETRY, "timed out", &one);
+    outbox_delivered(f->ob, first + 2, KAFKA_OUT_DEAD, "too large", &one);
     outbox_direct_state(f->ob, &st);
     assert_int_equal(st.ok, 1);
     assert_int_equal(st.retry, 1);
@@ -132,9 +135,9 @@ static void test_unspilled_records_hold_the_next_burst(void **state)
     outbox_direct_end(f->ob, NULL); /* the spill failed: nothing spilled */
     assert_true(outbox_direct_busy(f->ob));
     assert_int_equal(outbox_direct_begin(f->ob, first + 2, 1), -EBUSY);
-    outbox_delivered(f->ob, first, KAFKA_OUT_OK, NULL, 1);
+    outbox_delivered(f->ob, first, KAFKA_OUT_OK, NULL, &one);
     assert_true(outbox_direct_busy(f->ob));
-    outbox_delivered(f->ob, first + 1, KAFKA_OUT_RETRY, NULL, 1);
+    outbox_delivered(f->ob, first + 1, KAFKA_OUT_RETRY, NULL, &one);
     assert_false(outbox_direct_busy(f->ob));
     assert_int_equal(outbox_inflight(f->ob), 0);
     assert_int_equal(spool_backlog(f->sp), 0); /* nothing was stored */
@@ -158,7 +161,7 @@ static void test_acks_kept_when_the_spool_cannot_delete(void **state)
     outbox_direct_end(f->ob, spilled);
     assert_int_equal(sqlite3_exec(f->sp->db, "BEGIN", NULL, NULL, NULL), 0);
     for (int i = 0; i < N; i++)
-        outbox_delivered(f->ob, first + i, KAFKA_OUT_OK, NULL, 1);
+        outbox_delivered(f->ob, first + i, KAFKA_OUT_OK, NULL, &one);
     /* (the failed ack's rollback ended that transaction already) */
     sqlite3_exec(f->sp->db, "ROLLBACK", NULL, NULL, NULL);
     outbox_flush(f->ob, 1000000, 1);

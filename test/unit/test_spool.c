@@ -428,6 +428,120 @@ static void test_dead_letters(void **state)
     spool_close(sp);
 }
 
+/* The spool's lifetime identity, which every metric of it rests on: what
+ * was put is acked, dropped (full, expired, dead letters over their
+ * bounds), purged, still queued or a dead letter. A replay moves rows from
+ * dead letters back into the queue and cancels out. It holds after every
+ * step and across a restart. */
+static int64_t unaccounted(struct spool *sp)
+{
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    int64_t out = st.acked_total + st.dead_purged + st.records + st.dead;
+    for (int r = 0; r < SPOOL_DROP__COUNT; r++)
+        out += st.dropped[r];
+    return st.put_total - out;
+}
+
+static void test_lifetime_identity(void **state)
+{
+    struct fx *f = *state;
+    struct spool_opts o = {.path = f->path,
+                           .max_bytes = 2 << 20,
+                           .max_age_ms = 1000,
+                           .on_full = SPOOL_DROP_OLDEST,
+                           .sync = SPOOL_SYNC_NORMAL,
+                           .dead_max_records = 3,
+                           .dead_max_age_ms = 5000,
+                           .clock = &fake};
+    struct spool *sp;
+    struct spool_rec r[64];
+    struct spool_stats st;
+    char err[256];
+    fclk = (struct fake_clock){.wall = 1700000000000, .mono = 1000};
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), 0);
+    for (int b = 0; b < 60; b++) /* 3 MB through 2 MB: drops */
+        assert_int_equal(put_seq(sp, b * 50, 50, 1000, fclk.wall, NULL), 0);
+    assert_int_equal(unaccounted(sp), 0);
+    int k = spool_peek(sp, r, 64, SIZE_MAX);
+    assert_int_equal(k, 64);
+    int64_t ids[64];
+    for (int i = 0; i < 50; i++)
+        ids[i] = r[i].id;
+    assert_int_equal(spool_ack(sp, ids, 50), 0);
+    for (int i = 50; i < 56; i++) /* 6 dead letters, 3 kept */
+        assert_int_equal(spool_dead(sp, r[i].id, "refused"), 0);
+    spool_nack(sp, &r[56].id, 8);
+    assert_int_equal(unaccounted(sp), 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_true(st.dropped[SPOOL_DROP_FULL] > 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_DEAD_FULL], 3);
+    spool_close(sp);
+
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), 0);
+    assert_int_equal(unaccounted(sp), 0);
+    assert_int_equal(spool_dead_replay(sp), 3);
+    assert_int_equal(unaccounted(sp), 0);
+    k = spool_peek(sp, r, 2, SIZE_MAX);
+    assert_int_equal(spool_dead(sp, r[0].id, "again"), 0);
+    assert_int_equal(spool_dead(sp, r[1].id, "again"), 0);
+    assert_int_equal(spool_dead_purge(sp), 2);
+    assert_int_equal(unaccounted(sp), 0);
+    fclk.mono += 2000; /* the rest expire */
+    fclk.wall += 2000;
+    while (spool_expire(sp) > 0) /* in slices: again while any went */
+        ;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_true(st.dropped[SPOOL_DROP_EXPIRED] > 0);
+    assert_int_equal(st.records, 0);
+    assert_int_equal(unaccounted(sp), 0);
+    spool_close(sp);
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), 0);
+    assert_int_equal(unaccounted(sp), 0);
+    spool_close(sp);
+}
+
+/* What the spool writes, for flash wear: at least every byte of every
+ * record, not wildly more; fsyncs follow the sync mode; each handle counts
+ * its own file. */
+static void test_bytes_written(void **state)
+{
+    struct fx *f = *state;
+    char other[400];
+    snprintf(other, sizeof other, "%s/other.db", f->dir);
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool *sp2 = open_sp(other, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_stats a, b, c;
+    assert_int_equal(spool_stats(sp, &a), 0);
+    assert_int_equal(spool_stats(sp2, &c), 0);
+    for (int i = 0; i < 20; i++) /* 20 commits of 50 x 1000 bytes */
+        assert_int_equal(put_seq(sp, i * 50, 50, 1000, 1, NULL), 0);
+    assert_int_equal(spool_stats(sp, &b), 0);
+    int64_t w = b.bytes_written - a.bytes_written;
+    assert_true(w >= 20 * 50 * 1000);
+    assert_true(w < 3 * 20 * 50 * 1000);
+    assert_true(b.syncs - a.syncs < 20); /* sync normal: not one per put */
+    /* the WAL grew by what was written (no checkpoint yet) */
+    assert_true(b.file_bytes <= a.file_bytes + w + 65536);
+    struct spool_stats c2;
+    assert_int_equal(spool_stats(sp2, &c2), 0);
+    assert_int_equal(c2.bytes_written, c.bytes_written);
+    spool_close(sp2);
+    spool_close(sp);
+
+    /* sync full: a put's commit fsyncs */
+    struct spool_opts o = {.path = f->path, .sync = SPOOL_SYNC_FULL};
+    char err[256];
+    assert_int_equal(spool_open(&o, &sp, err, sizeof err), 0);
+    assert_int_equal(spool_stats(sp, &a), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(put_seq(sp, i, 1, 100, 1, NULL), 0);
+    assert_int_equal(spool_stats(sp, &b), 0);
+    assert_true(b.syncs - a.syncs >= 10);
+    assert_true(b.bytes_written - a.bytes_written >= 10 * 4096);
+    spool_close(sp);
+}
+
 static void test_cap_drop_oldest(void **state)
 {
     struct fx *f = *state;
@@ -1435,6 +1549,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_resumes_ids_never_reused,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifetime_identity, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bytes_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_drop_oldest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cap_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),

@@ -41,8 +41,8 @@ static void test_line(void **state)
              "spb_unresolved=0 spb_seq_gaps=0 spb_rebirths=0 backlog=4 "));
     assert_non_null(
         strstr(buf, " spool_file_bytes=4096 spool_max_bytes=0 dead_dropped=0 "
-                    "dead_expired=0 direct=0 spilled=0 uplink=up "
-                    "mqtt=connected path=spool"));
+                    "dead_expired=0 direct=0 spilled=0 stored=0 reconnects=0 "
+                    "kafka_reconnects=0 uplink=up mqtt=connected path=spool"));
     g.uplink = -1;
     g.mqtt = 0;
     stats_format(&n, &g, buf, sizeof buf, '\n');
@@ -67,6 +67,45 @@ static void test_line(void **state)
     stats_status_line(&g, buf, sizeof buf);
     assert_string_equal(buf, "uplink up, mqtt connected, direct path, spool 4 "
                              "records, 0 dead letters");
+    /* metrics: said only when they should be served and are not */
+    g.uplink = 0;
+    g.mqtt = 0;
+    g.direct = 0;
+    g.metrics = "127.0.0.1:9464";
+    g.metrics_up = 1;
+    stats_status_line(&g, buf, sizeof buf);
+    assert_null(strstr(buf, "metrics"));
+    g.metrics = "off";
+    g.metrics_up = 0;
+    stats_status_line(&g, buf, sizeof buf);
+    assert_null(strstr(buf, "metrics"));
+    g.metrics = "cannot listen on 127.0.0.1:9464: Address already in use";
+    stats_status_line(&g, buf, sizeof buf);
+    assert_string_equal(buf, "uplink down, mqtt disconnected, spool path, "
+                             "spool 4 records, 0 dead letters; metrics not "
+                             "served (cannot listen on 127.0.0.1:9464: "
+                             "Address already in use)");
+}
+
+static void test_spool_line(void **state)
+{
+    struct stats_gauges g = {.put_total = 10,
+                             .acked_total = 7,
+                             .run_full = 2,
+                             .backlog_at_start = 5,
+                             .written = 4096,
+                             .disk_written = -1};
+    char buf[1024];
+    (void)state;
+    stats_format_spool(&g, buf, sizeof buf, ' ');
+    assert_string_equal(
+        buf, "put_total=10 acked_total=7 dead_dropped_full=0 "
+             "dead_purged=0 dropped_full_run=2 expired_run=0 "
+             "dead_dropped_full_run=0 dead_expired_run=0 backlog_at_start=5 "
+             "dead_at_start=0 spool_bytes_written=4096 spool_fsyncs=0 "
+             "disk_bytes_written=-1");
+    stats_format_spool(&g, buf, 12, ' ');
+    assert_int_equal(strlen(buf), 11);
 }
 
 static void test_file(void **state)
@@ -88,8 +127,11 @@ static void test_file(void **state)
     assert_non_null(strstr(text, "state=running\npid=1234\n"
                                  "updated_ms=1700000000000\nversion=9.9\n"
                                  "gateway=gw-1\nreceived=5\n"));
-    assert_non_null(
-        strstr(text, "\nuplink=down\nmqtt=disconnected\npath=spool\n"));
+    assert_non_null(strstr(text,
+                           "\nuplink=down\nmqtt=disconnected\npath=spool\n"
+                           "put_total=0\n"));
+    assert_non_null(strstr(text, "\ndisk_bytes_written=0\nmetrics=off\n"
+                                 "metrics_up=0\nmetrics_retry_s=0\n"));
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     assert_int_equal(access(tmp, F_OK), -1); /* renamed into place */
     unlink(path);
@@ -100,6 +142,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line),
+        cmocka_unit_test(test_spool_line),
         cmocka_unit_test(test_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
