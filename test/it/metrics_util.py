@@ -108,6 +108,7 @@ def identity(m):
                 - m["mqtt2kafka_messages_redelivered_total"] - dropped["qos0_lost"])
     records = (m["mqtt2kafka_spool_records_at_start"]
                + m["mqtt2kafka_records_spooled_total"]
+               + m["mqtt2kafka_records_direct_total"]
                - m["mqtt2kafka_messages_delivered_total"] - dead["kafka_refused"]
                - dropped["spool_full"] - dropped["expired"]
                - m["mqtt2kafka_spool_records"])
