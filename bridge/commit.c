@@ -49,6 +49,11 @@
 
 #include "bridge/log.h"
 
+_Static_assert((int)CONF_LANE_NORMAL == (int)SPOOL_LANE_NORMAL &&
+                   (int)CONF_LANE_FAST == (int)SPOOL_LANE_FAST &&
+                   (int)CONF_LANE_BULK == (int)SPOOL_LANE_BULK,
+               "routes[].lane is the spool's lane");
+
 #define DIRECT_BLOCK      65536 /* ids reserved at once */
 #define DIRECT_OFF_MIN_MS 1000
 #define DIRECT_OFF_MAX_MS 60000
@@ -72,6 +77,9 @@ int br_fits(void *ud, size_t first, size_t n)
             .recv_ms = v.recv_ms,
             .route = v.route,
             .tag = v.tag,
+            .lane = v.route >= 0 && (size_t)v.route < br->c->nroutes
+                        ? br->c->routes[v.route].lane
+                        : SPOOL_LANE_NORMAL,
         };
     }
     return spool_fits(br->sp, br->put + first, n);

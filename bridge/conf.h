@@ -57,6 +57,9 @@ enum conf_format {
 enum conf_on_full { CONF_DROP_OLDEST = 0, CONF_BACKPRESSURE };
 enum conf_sync { CONF_SYNC_FULL = 0, CONF_SYNC_NORMAL };
 enum conf_spool_mode { CONF_SPOOL_DIRECT = 0, CONF_SPOOL_ALWAYS };
+/* routes[].lane: the spool queue a route's records wait in (the same
+ * numbers as spool.h's lanes). */
+enum conf_lane { CONF_LANE_NORMAL = 0, CONF_LANE_FAST, CONF_LANE_BULK };
 enum conf_security { /* kafka.security.protocol */
                      CONF_SEC_PLAINTEXT = 0,
                      CONF_SEC_SSL,
@@ -79,6 +82,7 @@ struct conf_route {
     int64_t max_payload; /* bytes; 0: mqtt.max_payload */
     int64_t schema_id;   /* format confluent: the registry's id; 0: none */
     char *message_index; /* format confluent: "1,0"; NULL: from the schema */
+    int lane;            /* enum conf_lane */
     int line, col;       /* where the route starts in the file */
     /* where each value is (the route's start when the key is absent) */
     struct conf_mark at_match, at_topic, at_key, at_payload, at_format,

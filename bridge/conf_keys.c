@@ -30,6 +30,10 @@ static const struct kenum e_on_full[] = {{"drop_oldest", CONF_DROP_OLDEST},
                                          {NULL, 0}};
 static const struct kenum e_spool_mode[] = {
     {"direct", CONF_SPOOL_DIRECT}, {"always", CONF_SPOOL_ALWAYS}, {NULL, 0}};
+static const struct kenum e_lane[] = {{"normal", CONF_LANE_NORMAL},
+                                      {"fast", CONF_LANE_FAST},
+                                      {"bulk", CONF_LANE_BULK},
+                                      {NULL, 0}};
 static const struct kenum e_sync[] = {
     {"full", CONF_SYNC_FULL}, {"normal", CONF_SYNC_NORMAL}, {NULL, 0}};
 static const struct kenum e_compression[] = {{"none", 0},   {"gzip", 0},
@@ -268,6 +272,10 @@ const struct key conf_route_keys[] = {
     {"name", T_STR, NULL, RF(name), 1, 64, NULL, 0,
      "the route's label in metrics (letters, digits, _ . : -; unique); "
      "default its position, 1 for the first"},
+    {"lane", T_ENUM, "normal", RF(lane), 0, 0, e_lane, 0,
+     "the spool queue its records wait in when they cannot go straight to "
+     "Kafka: fast (live data: never waits behind the others' backlog), "
+     "normal, or bulk (yields to normal); each first-in first-out"},
     {NULL, 0, NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 const struct section conf_sections[] = {

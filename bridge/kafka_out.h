@@ -41,6 +41,7 @@ struct kafka_out_echo {
     size_t bytes;    /* its size of the record, for its window */
     int64_t recv_ms; /* when the record was received (latency) */
     int32_t route;   /* the route that made it, or -1 */
+    int lane;        /* the caller's queue it came from */
 };
 
 struct kafka_out_msg {

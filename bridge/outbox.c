@@ -32,6 +32,8 @@ struct outbox {
     struct outbox_opts o;
     struct outbox_counters n;
     int64_t inflight, inflight_bytes;
+    int64_t lane_inflight[SPOOL_LANES]; /* records in flight, by lane */
+    int backlog[SPOOL_LANES];           /* the lane's last peek found records */
     /* delivery outcomes waiting to be applied to the spool; a success
      * keeps its route and latency until its ack counts it */
     int64_t *acks, *retry, *ack_ms;
@@ -66,6 +68,8 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
         return -ENOMEM;
     ob->sp = sp;
     ob->o = *o;
+    for (int l = 0; l < SPOOL_LANES; l++)
+        ob->backlog[l] = 1; /* not known yet: owed its share */
     ob->cap = (size_t)o->inflight_records + 1;
     static const double le[] = {PROM_LATENCY_BUCKETS};
     ob->acks = calloc(ob->cap, sizeof(int64_t));
@@ -247,6 +251,8 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
     int64_t ms;
     ob->inflight--;
     ob->inflight_bytes -= (int64_t)echo->bytes;
+    if (echo->lane >= 0 && echo->lane < SPOOL_LANES)
+        ob->lane_inflight[echo->lane]--;
     if (direct_report(ob, id, o, reason, echo))
         return;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
@@ -311,18 +317,47 @@ static int produce(struct outbox *ob, const struct spool_rec *r, char *why,
         .echo = {.bytes = r->key_len + r->payload_len + r->headers_len +
                           strlen(idbuf),
                  .recv_ms = r->recv_ms,
-                 .route = r->route},
+                 .route = r->route,
+                 .lane = r->lane},
     };
     int rc = kafka_out_produce(ob->k, &km, why, whylen);
     if (rc == 0) {
         ob->inflight++;
+        if (r->lane >= 0 && r->lane < SPOOL_LANES)
+            ob->lane_inflight[r->lane]++;
         ob->inflight_bytes += (int64_t)km.echo.bytes;
     }
     return rc;
 }
 
+/* The part of the window lane l may take now: what is free, less what
+ * the lanes after it in priority are owed (each with a backlog is owed its
+ * share of the window, less what it has in flight) and, for normal and
+ * bulk, the fast lane's share, kept free for live data. */
+static int64_t lane_room(const struct outbox *ob, int l, int64_t room)
+{
+    static const int after[SPOOL_LANES][2] = {
+        [SPOOL_LANE_FAST] = {SPOOL_LANE_NORMAL, SPOOL_LANE_BULK},
+        [SPOOL_LANE_NORMAL] = {SPOOL_LANE_BULK, SPOOL_LANE_FAST},
+        [SPOOL_LANE_BULK] = {-1, SPOOL_LANE_FAST},
+    };
+    for (int i = 0; i < 2; i++) {
+        int m = after[l][i];
+        if (m < 0 || (m != SPOOL_LANE_FAST && !ob->backlog[m]))
+            continue;
+        int64_t owed =
+            ob->o.inflight_records / (m == SPOOL_LANE_NORMAL ? 4 : 8) -
+            ob->lane_inflight[m];
+        if (owed > 0)
+            room -= owed;
+    }
+    return room;
+}
+
 void outbox_drain(struct outbox *ob, int64_t now)
 {
+    static const int order[SPOOL_LANES] = {SPOOL_LANE_FAST, SPOOL_LANE_NORMAL,
+                                           SPOOL_LANE_BULK};
     struct spool_rec recs[PEEK_MAX];
     int64_t refused[8], putback[PEEK_MAX];
     char refused_why[8][256], why[256];
@@ -330,36 +365,43 @@ void outbox_drain(struct outbox *ob, int64_t now)
 
     if (!ob->k || now < ob->hold_until || ob->ack_failures)
         return;
-    /* Records in flight and delivered ones whose acks wait both count
-     * against the window. */
-    while (ob->inflight + (int64_t)ob->nacks < ob->o.inflight_records &&
-           ob->inflight_bytes < ob->o.inflight_bytes) {
-        int64_t room =
-            ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
-        int n = spool_peek(ob->sp, recs,
-                           (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
-                           (size_t)(ob->o.inflight_bytes - ob->inflight_bytes));
-        if (n <= 0)
-            break;
-        for (int i = 0; i < n; i++) {
-            struct spool_rec *r = &recs[i];
-            if (nputback) { /* nothing overtakes a record put back */
-                putback[nputback++] = r->id;
-                continue;
+    /* Each lane first-in first-out, fast before normal before bulk, in
+     * a window they share: records in flight and delivered ones whose
+     * acks wait both count against it. */
+    for (int li = 0; li < SPOOL_LANES && !nputback && !nrefused; li++) {
+        int l = order[li];
+        for (;;) {
+            int64_t room = lane_room(ob, l,
+                                     ob->o.inflight_records - ob->inflight -
+                                         (int64_t)ob->nacks);
+            if (room <= 0 || ob->inflight_bytes >= ob->o.inflight_bytes)
+                break;
+            int n = spool_peek_lane(
+                ob->sp, l, recs, (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
+                (size_t)(ob->o.inflight_bytes - ob->inflight_bytes));
+            ob->backlog[l] = n > 0;
+            if (n <= 0)
+                break;
+            for (int i = 0; i < n; i++) {
+                struct spool_rec *r = &recs[i];
+                if (nputback) { /* nothing overtakes a record put back */
+                    putback[nputback++] = r->id;
+                    continue;
+                }
+                int rc = produce(ob, r, why, sizeof(why));
+                if (rc == -EINVAL && nrefused < 8) {
+                    snprintf(refused_why[nrefused], sizeof(refused_why[0]),
+                             "%s", why);
+                    refused[nrefused++] = r->id;
+                    log_error("kafka refused record %" PRId64 " to %s: %s",
+                              r->id, r->topic, why);
+                } else if (rc) {
+                    putback[nputback++] = r->id; /* queue full: later */
+                }
             }
-            int rc = produce(ob, r, why, sizeof(why));
-            if (rc == -EINVAL && nrefused < 8) {
-                snprintf(refused_why[nrefused], sizeof(refused_why[0]), "%s",
-                         why);
-                refused[nrefused++] = r->id;
-                log_error("kafka refused record %" PRId64 " to %s: %s", r->id,
-                          r->topic, why);
-            } else if (rc) {
-                putback[nputback++] = r->id; /* queue full: later */
-            }
+            if (nputback || nrefused)
+                break;
         }
-        if (nputback || nrefused)
-            break;
     }
     /* The peeked records are gone now: the spool may be called again. */
     for (size_t i = 0; i < nrefused; i++)
@@ -378,6 +420,7 @@ void outbox_reset(struct outbox *ob)
     apply(ob);
     spool_rewind(ob->sp);
     ob->inflight = ob->inflight_bytes = 0;
+    memset(ob->lane_inflight, 0, sizeof(ob->lane_inflight));
     /* the purge of the old producer is no delivery failure: the new one
      * starts at once */
     ob->hold_until = ob->hold_ms = 0;

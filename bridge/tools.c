@@ -101,6 +101,9 @@ static void print_routes(const struct conf *c, const struct convert *cv)
         printf("     filter  %s\n", convert_filter(cv, i));
         printf("     topic   %s\n", r->topic);
         printf("     key     %s\n", r->key ? r->key : "(none)");
+        if (r->lane != CONF_LANE_NORMAL)
+            printf("     lane    %s\n",
+                   r->lane == CONF_LANE_FAST ? "fast" : "bulk");
         if (strcmp(r->payload ? r->payload : "raw", "raw") ||
             r->format != CONF_FORMAT_RAW)
             printf("     payload %s  format %s%s%s\n", r->payload,

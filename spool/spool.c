@@ -31,6 +31,8 @@
  *   dead(id INTEGER PRIMARY KEY, recv_ms, route, size, topic, key, headers,
  *        payload, reason, dead_ms)
  *
+ *   rec_fast, rec_bulk                          (schema 6, as rec; see LANES)
+ *
  * rec is the queue, ordered by id. The small columns come first so that a
  * scan of (id, recv_ms, size) never reads a payload's overflow pages. size
  * is key+headers+payload bytes. tag is the caller's (NULL when 0): the
@@ -40,6 +42,17 @@
  * in the same transaction (schema 2), so spool_recent() still sees them. epoch
  * is 16 random hex digits made with the file; (epoch, id) names a record for
  * consumers' deduplication.
+ *
+ * LANES. rec, rec_fast and rec_bulk are three queues (the normal, fast and
+ * bulk lanes) that share one id sequence, so ids still grow in put order
+ * across them and (epoch, id) names a record whatever its lane. Each lane
+ * has its own in-flight set, hi and nacked list; a peek of one lane reads
+ * only its table, so a backlog in one never slows another's peek. An ack or
+ * a nack names ids only: a run of ids that all go is deleted from every
+ * lane's table (they are unique), a nack finds the lane by its in-flight
+ * set. drop_oldest takes bulk's oldest rows first, then normal's, then
+ * fast's; expiry looks at all three. The dead-letter table keeps each
+ * row's lane (schema 6), and a replay puts it back there.
  *
  * IDS ARE NEVER REUSED. Ids are assigned by this module, not by SQLite's
  * rowid (which hands out max(rowid)+1 again after the newest rows are
@@ -232,14 +245,22 @@ static int make_room(struct spool *sp, int64_t need)
         /* Records already handed to Kafka are not dropped: they may well
          * be delivered, and counting them as lost would be a lie. The
          * oldest of the rest go. */
-        int rc = sp_scan_prefix(sp, sp->hi, want, 0, INT64_MAX, &cut, &n);
+        static const int order[SPOOL_LANES] = {
+            SPOOL_LANE_BULK, SPOOL_LANE_NORMAL, SPOOL_LANE_FAST};
+        int rc = 0, l = 0;
+        n = 0;
+        for (int i = 0; rc == 0 && n == 0 && i < SPOOL_LANES; i++) {
+            l = order[i]; /* bulk's oldest go first, fast's last */
+            rc = sp_scan_prefix(sp, l, sp->lane[l].hi, want, 0, INT64_MAX, &cut,
+                                &n);
+        }
         if (rc == 0 && n == 0)
             rc = sp_fail(sp, -ENOSPC,
                          "spool %s: the batch does not fit in max_bytes "
                          "%" PRId64 " beside the records in flight",
                          sp->path, sp->o.max_bytes);
         if (rc == 0)
-            rc = sp_del_range(sp, sp->hi + 1, cut, &k);
+            rc = sp_del_range(sp, l, sp->lane[l].hi + 1, cut, &k);
         if (rc)
             return rc;
         sp->c.dropped[SPOOL_DROP_FULL] += k;
@@ -251,8 +272,9 @@ static int make_room(struct spool *sp, int64_t need)
 static int insert_all(struct spool *sp, struct spool_rec *r, size_t n,
                       int explicit)
 {
-    sqlite3_stmt *st = sp->st[S_INSERT];
     for (size_t i = 0; i < n; i++) {
+        int lane = r[i].lane >= 0 && r[i].lane < SPOOL_LANES ? r[i].lane : 0;
+        sqlite3_stmt *st = sp->lst[lane][L_INSERT];
         int64_t id = explicit ? r[i].id : sp->c.last_id + 1;
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, r[i].recv_ms);
@@ -271,9 +293,10 @@ static int insert_all(struct spool *sp, struct spool_rec *r, size_t n,
             sqlite3_bind_int64(st, 9, r[i].tag);
         else
             sqlite3_bind_null(st, 9);
-        int rc = sp_run(sp, S_INSERT);
-        if (rc)
-            return rc;
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE)
+            return sp_sqerr(sp, rc, "insert");
         if (id > sp->c.last_id)
             sp->c.last_id = id;
         if (id > sp->top)
@@ -439,20 +462,62 @@ int spool_reserve(struct spool *sp, int64_t n, int64_t *first)
  * in flight — the spill's others, and any row that was waiting between the
  * old hi and the new — is listed as nacked, so it is handed out, in id
  * order. */
+static void rewind_locked(struct spool *sp);
+
+/* The rows of a lane in (lo, top] that nobody handed out become in flight
+ * and are nacked; hi moves to top. */
+static int spill_lane(struct spool *sp, int l, int64_t top)
+{
+    struct sp_lane *ln = &sp->lane[l];
+    int64_t lo = ln->hi, waiting[256];
+    size_t k = 0;
+    int rc = 0, step;
+    if (top <= lo)
+        return 0;
+    sqlite3_stmt *st = sp->lst[l][L_SCAN];
+    ln->hi = top;
+    sqlite3_bind_int64(st, 1, lo);
+    while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id > top)
+            break;
+        if (idset_has(&ln->inflight, id))
+            continue;
+        if (idset_add(&ln->inflight, id))
+            rc = -ENOMEM;
+        else
+            waiting[k++] = id;
+        if (k == sizeof(waiting) / sizeof(waiting[0])) {
+            rc = nack_locked(sp, waiting, k);
+            k = 0;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc == 0 && k)
+        rc = nack_locked(sp, waiting, k);
+    return rc;
+}
+
 static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
                       const unsigned char *inflight)
 {
-    int64_t top = recs[n - 1].id, lo = sp->hi, waiting[256];
+    int64_t top[SPOOL_LANES] = {0}, waiting[256];
     size_t k = 0;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (inflight[i])
-            rc = idset_add(&sp->inflight, recs[i].id) ? -ENOMEM : 0;
-    /* the others of the spill, then rows in (lo, top] nobody handed out */
     for (size_t i = 0; i < n && rc == 0; i++) {
+        int l = recs[i].lane;
+        if (recs[i].id > top[l])
+            top[l] = recs[i].id;
         if (inflight[i])
+            rc = idset_add(&sp->lane[l].inflight, recs[i].id) ? -ENOMEM : 0;
+    }
+    /* the others of the spill: those at or below their lane's hi now
+     * (the scan of (hi, top] below finds the rest, and rows nobody handed
+     * out there) */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (inflight[i] || recs[i].id > sp->lane[recs[i].lane].hi)
             continue;
-        if (idset_add(&sp->inflight, recs[i].id))
+        if (idset_add(&sp->lane[recs[i].lane].inflight, recs[i].id))
             rc = -ENOMEM;
         else
             waiting[k++] = recs[i].id;
@@ -461,36 +526,13 @@ static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
             k = 0;
         }
     }
-    if (rc == 0 && top > lo) {
-        sqlite3_stmt *st = sp->st[S_SCAN];
-        int step;
-        sp->hi = top;
-        sqlite3_bind_int64(st, 1, lo);
-        while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            if (id > top)
-                break;
-            if (idset_has(&sp->inflight, id))
-                continue;
-            if (idset_add(&sp->inflight, id))
-                rc = -ENOMEM;
-            else
-                waiting[k++] = id;
-            if (k == sizeof(waiting) / sizeof(waiting[0])) {
-                rc = nack_locked(sp, waiting, k);
-                k = 0;
-            }
-        }
-        sqlite3_reset(st);
-    }
     if (rc == 0 && k)
         rc = nack_locked(sp, waiting, k);
-    if (rc) { /* committed all the same: make every row eligible again
-               * (the producer may send some twice, nothing is lost) */
-        idset_clear(&sp->inflight);
-        sp->nacked_head = sp->nnacked = 0;
-        sp->hi = 0;
-    }
+    for (int l = 0; rc == 0 && l < SPOOL_LANES; l++)
+        rc = spill_lane(sp, l, top[l]);
+    if (rc) /* committed all the same: make every row eligible again (the
+             * producer may send some twice, nothing is lost) */
+        rewind_locked(sp);
     return 0;
 }
 
@@ -502,8 +544,8 @@ int spool_spill(struct spool *sp, struct spool_rec *recs, size_t n,
     pthread_mutex_lock(&sp->mu);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++)
-        if (recs[i].id <= 0 || recs[i].id > sp->c.last_id ||
-            (i && recs[i].id <= recs[i - 1].id))
+        if (recs[i].id <= 0 || recs[i].id > sp->c.last_id || recs[i].lane < 0 ||
+            recs[i].lane >= SPOOL_LANES || (i && recs[i].id <= recs[i - 1].id))
             rc = sp_fail(sp, -EINVAL,
                          "spool_spill: id %" PRId64
                          " was not reserved or is out of order",
@@ -613,58 +655,93 @@ static size_t rec_size(const struct spool_rec *r)
     return r->key_len + r->headers_len + r->payload_len;
 }
 
-static int peek_locked(struct spool *sp, struct spool_rec *recs, size_t max,
-                       size_t max_bytes)
+/* Takes up to max rows of one lane into recs (offsets into the arena:
+ * from *used on, its bytes counted in *bytes), nacked ones first. Returns
+ * how many, or < 0. */
+static int peek_lane(struct spool *sp, int l, struct spool_rec *recs,
+                     size_t max, size_t max_bytes, size_t *used, size_t *bytes)
 {
-    size_t n = 0, used = 0, bytes = 0;
+    struct sp_lane *ln = &sp->lane[l];
+    size_t n = 0;
     int rc = 0, step = SQLITE_DONE;
-    if (max > INFLIGHT_MAX - sp->inflight.n)
-        max = INFLIGHT_MAX - sp->inflight.n;
     /* nacked ids first: they are older than anything above hi */
-    sqlite3_stmt *st = sp->st[S_PEEK_ONE];
-    while (rc == 0 && n < max && sp->nacked_head < sp->nnacked) {
-        sqlite3_bind_int64(st, 1, sp->nacked[sp->nacked_head]);
+    sqlite3_stmt *st = sp->lst[l][L_PEEK_ONE];
+    while (rc == 0 && n < max && ln->nacked_head < ln->nnacked) {
+        sqlite3_bind_int64(st, 1, ln->nacked[ln->nacked_head]);
         step = sqlite3_step(st);
         if (step == SQLITE_ROW &&
-            (rc = take_row(sp, st, &recs[n], &used)) == 0) {
-            if (n && bytes + rec_size(&recs[n]) > max_bytes) {
+            (rc = take_row(sp, st, &recs[n], used)) == 0) {
+            if (*bytes && *bytes + rec_size(&recs[n]) > max_bytes) {
                 sqlite3_reset(st);
                 goto done;
             }
-            bytes += rec_size(&recs[n++]);
+            *bytes += rec_size(&recs[n++]);
         } else if (step != SQLITE_ROW && step != SQLITE_DONE) {
             rc = sp_sqerr(sp, step, "peek");
         }
         sqlite3_reset(st);
         if (rc == 0)
-            sp->nacked_head++;
+            ln->nacked_head++;
     }
-    st = sp->st[S_PEEK];
-    sqlite3_bind_int64(st, 1, sp->hi);
+    st = sp->lst[l][L_PEEK];
+    sqlite3_bind_int64(st, 1, ln->hi);
     while (rc == 0 && n < max && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((rc = take_row(sp, st, &recs[n], &used)))
+        if ((rc = take_row(sp, st, &recs[n], used)))
             break;
-        if (n && bytes + rec_size(&recs[n]) > max_bytes)
+        if (*bytes && *bytes + rec_size(&recs[n]) > max_bytes)
             break;
-        bytes += rec_size(&recs[n]);
-        sp->hi = recs[n++].id;
+        *bytes += rec_size(&recs[n]);
+        ln->hi = recs[n++].id;
     }
     if (rc == 0 && n < max && step != SQLITE_ROW && step != SQLITE_DONE)
         rc = sp_sqerr(sp, step, "peek");
     sqlite3_reset(st);
 done:
-    if (sp->nacked_head == sp->nnacked)
-        sp->nacked_head = sp->nnacked = 0;
+    if (ln->nacked_head == ln->nnacked)
+        ln->nacked_head = ln->nnacked = 0;
+    for (size_t i = 0; i < n; i++) {
+        recs[i].lane = l;
+        if (rc == 0 && idset_add(&ln->inflight, recs[i].id))
+            rc = -ENOMEM;
+    }
+    return rc ? rc : (int)n;
+}
+
+static size_t inflight_n(const struct spool *sp)
+{
+    size_t n = 0;
+    for (int l = 0; l < SPOOL_LANES; l++)
+        n += sp->lane[l].inflight.n;
+    return n;
+}
+
+/* lane < 0: fast, then normal, then bulk. */
+static int peek_locked(struct spool *sp, int lane, struct spool_rec *recs,
+                       size_t max, size_t max_bytes)
+{
+    static const int order[SPOOL_LANES] = {SPOOL_LANE_FAST, SPOOL_LANE_NORMAL,
+                                           SPOOL_LANE_BULK};
+    size_t n = 0, used = 0, bytes = 0, have = inflight_n(sp);
+    int rc = 0;
+    if (max > INFLIGHT_MAX - have)
+        max = INFLIGHT_MAX - have;
+    for (int i = 0; rc >= 0 && i < SPOOL_LANES && n < max; i++) {
+        if (lane >= 0 && order[i] != lane)
+            continue;
+        rc = peek_lane(sp, order[i], recs + n, max - n, max_bytes, &used,
+                       &bytes);
+        if (rc > 0)
+            n += (size_t)rc;
+    }
+    /* pointers only now: the arena may have moved while it grew */
     for (size_t i = 0; i < n; i++) {
         struct spool_rec *r = &recs[i];
         r->topic = (const char *)sp->arena + (uintptr_t)r->topic;
         r->key = sp->arena + (uintptr_t)r->key;
         r->headers = sp->arena + (uintptr_t)r->headers;
         r->payload = sp->arena + (uintptr_t)r->payload;
-        if (rc == 0 && idset_add(&sp->inflight, r->id))
-            rc = -ENOMEM;
     }
-    return rc ? rc : (int)n;
+    return rc < 0 ? rc : (int)n;
 }
 
 int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
@@ -673,7 +750,20 @@ int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
     if (max > INT32_MAX)
         max = INT32_MAX;
     pthread_mutex_lock(&sp->mu);
-    int rc = peek_locked(sp, recs, max, max_bytes);
+    int rc = peek_locked(sp, -1, recs, max, max_bytes);
+    pthread_mutex_unlock(&sp->mu);
+    return rc;
+}
+
+int spool_peek_lane(struct spool *sp, int lane, struct spool_rec *recs,
+                    size_t max, size_t max_bytes)
+{
+    if (lane < 0 || lane >= SPOOL_LANES)
+        return -EINVAL;
+    if (max > INT32_MAX)
+        max = INT32_MAX;
+    pthread_mutex_lock(&sp->mu);
+    int rc = peek_locked(sp, lane, recs, max, max_bytes);
     pthread_mutex_unlock(&sp->mu);
     return rc;
 }
@@ -720,11 +810,14 @@ static int keep_tags(struct spool *sp, int64_t lo, int64_t hi)
 {
     if (sqlite3_exec(sp->db, "SAVEPOINT keep", NULL, NULL, NULL) != SQLITE_OK)
         return 1;
-    sqlite3_stmt *st = sp->st[S_KEEP_TAGS];
-    sqlite3_bind_int64(st, 1, lo);
-    sqlite3_bind_int64(st, 2, hi);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
+    int rc = SQLITE_DONE;
+    for (int l = 0; rc == SQLITE_DONE && l < SPOOL_LANES; l++) {
+        sqlite3_stmt *st = sp->lst[l][L_KEEP_TAGS];
+        sqlite3_bind_int64(st, 1, lo);
+        sqlite3_bind_int64(st, 2, hi);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+    }
     if (rc == SQLITE_DONE) {
         sqlite3_exec(sp->db, "RELEASE keep", NULL, NULL, NULL);
         return 0;
@@ -765,7 +858,7 @@ static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
             }
             keep = r == 0;
         }
-        rc = sp_del_range(sp, lo, hi, &gone);
+        rc = sp_del_range(sp, -1, lo, hi, &gone);
         sp->c.acked_total += gone;
         i = j + 1;
     }
@@ -796,7 +889,9 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
             rc = ack_chunk(sp, k, &at, 0);
         }
         for (size_t i = from; rc == 0 && i < at; i++)
-            idset_del(&sp->inflight, sp->scratch[i]);
+            for (int l = 0; l < SPOOL_LANES; l++)
+                if (idset_del(&sp->lane[l].inflight, sp->scratch[i]))
+                    break;
     }
     return rc;
 }
@@ -811,30 +906,50 @@ int spool_ack(struct spool *sp, const int64_t *ids, size_t n)
     return rc;
 }
 
-static int nack_locked(struct spool *sp, const int64_t *ids, size_t n)
+/* Makes room in a lane's nacked list for n more; 0 or -ENOMEM. */
+static int nacked_room(struct sp_lane *ln, size_t n)
 {
-    if (n > ACK_MAX)
-        return sp_fail(sp, -EINVAL, "spool_nack: more than %d ids", ACK_MAX);
-    size_t live = sp->nnacked - sp->nacked_head;
-    if (live + n > sp->nacked_cap) {
+    size_t live = ln->nnacked - ln->nacked_head;
+    if (live + n > ln->nacked_cap) {
         size_t c = live + n < 1024 ? 1024 : live + n;
         int64_t *p = malloc(c * sizeof(*p));
         if (!p)
             return -ENOMEM;
         if (live)
-            memcpy(p, sp->nacked + sp->nacked_head, live * sizeof(*p));
-        free(sp->nacked);
-        sp->nacked = p;
-        sp->nacked_cap = c;
-    } else {
-        memmove(sp->nacked, sp->nacked + sp->nacked_head, live * sizeof(*ids));
+            memcpy(p, ln->nacked + ln->nacked_head, live * sizeof(*p));
+        free(ln->nacked);
+        ln->nacked = p;
+        ln->nacked_cap = c;
+    } else if (live) {
+        memmove(ln->nacked, ln->nacked + ln->nacked_head,
+                live * sizeof(*ln->nacked));
     }
-    sp->nacked_head = 0;
-    sp->nnacked = live;
+    ln->nacked_head = 0;
+    ln->nnacked = live;
+    return 0;
+}
+
+static int nack_locked(struct spool *sp, const int64_t *ids, size_t n)
+{
+    if (n > ACK_MAX)
+        return sp_fail(sp, -EINVAL, "spool_nack: more than %d ids", ACK_MAX);
+    for (int l = 0; l < SPOOL_LANES; l++)
+        if (nacked_room(&sp->lane[l], n))
+            return -ENOMEM;
+    int touched[SPOOL_LANES] = {0};
     for (size_t i = 0; i < n; i++)
-        if (idset_del(&sp->inflight, ids[i]))
-            sp->nacked[sp->nnacked++] = ids[i];
-    qsort(sp->nacked, sp->nnacked, sizeof(*ids), cmp_id);
+        for (int l = 0; l < SPOOL_LANES; l++) {
+            struct sp_lane *ln = &sp->lane[l];
+            if (idset_del(&ln->inflight, ids[i])) {
+                ln->nacked[ln->nnacked++] = ids[i];
+                touched[l] = 1;
+                break;
+            }
+        }
+    for (int l = 0; l < SPOOL_LANES; l++)
+        if (touched[l])
+            qsort(sp->lane[l].nacked, sp->lane[l].nnacked, sizeof(*ids),
+                  cmp_id);
     return 0;
 }
 
@@ -846,12 +961,19 @@ int spool_nack(struct spool *sp, const int64_t *ids, size_t n)
     return rc;
 }
 
+static void rewind_locked(struct spool *sp)
+{
+    for (int l = 0; l < SPOOL_LANES; l++) {
+        idset_clear(&sp->lane[l].inflight);
+        sp->lane[l].nacked_head = sp->lane[l].nnacked = 0;
+        sp->lane[l].hi = 0;
+    }
+}
+
 void spool_rewind(struct spool *sp)
 {
     pthread_mutex_lock(&sp->mu);
-    idset_clear(&sp->inflight);
-    sp->nacked_head = sp->nnacked = 0;
-    sp->hi = 0;
+    rewind_locked(sp);
     pthread_mutex_unlock(&sp->mu);
 }
 
@@ -883,18 +1005,18 @@ static int scan_old(struct spool *sp, sqlite3_stmt *st, int64_t after,
 /* Queued rows older than max_age. Like drop_oldest, expiry leaves what is
  * in flight alone: it may yet be delivered (or comes back by nack, and
  * expires then). */
-static int expire_rows(struct spool *sp, int64_t now, int64_t max)
+static int expire_lane(struct spool *sp, int l, int64_t now, int64_t max)
 {
     int64_t cut, n, k = 0;
     if (!sp->o.max_age_ms || max <= 0)
         return 0;
-    int rc = scan_old(sp, sp->st[S_SCAN], sp->hi, now - sp->o.max_age_ms, max,
-                      &cut, &n);
+    int rc = scan_old(sp, sp->lst[l][L_SCAN], sp->lane[l].hi,
+                      now - sp->o.max_age_ms, max, &cut, &n);
     if (rc || n == 0)
         return rc;
     rc = sp_begin(sp);
     if (rc == 0)
-        rc = sp_del_range(sp, sp->hi + 1, cut, &k);
+        rc = sp_del_range(sp, l, sp->lane[l].hi + 1, cut, &k);
     if (rc == 0) {
         sp->c.dropped[SPOOL_DROP_EXPIRED] += k;
         rc = sp_commit(sp);
@@ -902,6 +1024,18 @@ static int expire_rows(struct spool *sp, int64_t now, int64_t max)
         sp_rollback(sp);
     }
     return rc ? rc : (int)k;
+}
+
+static int expire_rows(struct spool *sp, int64_t now, int64_t max)
+{
+    int k = 0;
+    for (int l = 0; l < SPOOL_LANES && k < max; l++) {
+        int r = expire_lane(sp, l, now, max - k);
+        if (r < 0)
+            return r;
+        k += r;
+    }
+    return k;
 }
 
 static int expire_locked(struct spool *sp)
@@ -936,7 +1070,7 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
     const struct counters *c = &sp->saved;
     st->records = c->rows;
     st->bytes = c->bytes;
-    st->inflight = (int64_t)sp->inflight.n;
+    st->inflight = (int64_t)inflight_n(sp);
     st->dead = c->dead;
     memcpy(st->dropped, c->dropped, sizeof(st->dropped));
     st->put_total = c->put_total;
@@ -955,20 +1089,24 @@ int spool_stats(struct spool *sp, struct spool_stats *st)
     int64_t pages = sp_pragma_int(sp, S_PAGES);
     int64_t room = sp_cap_pages(sp, pages) - used_pages(sp);
     st->room_bytes = room > 0 ? room * PAGE : 0;
-    sqlite3_stmt *q = sp->st[S_SCAN];
-    sqlite3_bind_int64(q, 1, 0);
-    int rc = sqlite3_step(q);
-    if (rc == SQLITE_ROW) {
-        st->oldest_ms = sqlite3_column_int64(q, 1);
-        st->oldest_age_ms =
-            sp_clock(sp) -
-            sp_row_time(sp, sqlite3_column_int64(q, 0), st->oldest_ms);
+    int rc = 0;
+    for (int l = 0; l < SPOOL_LANES && rc == 0; l++) { /* the oldest of all */
+        sqlite3_stmt *q = sp->lst[l][L_SCAN];
+        sqlite3_bind_int64(q, 1, 0);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW) {
+            int64_t recv = sqlite3_column_int64(q, 1);
+            int64_t age = sp_clock(sp) -
+                          sp_row_time(sp, sqlite3_column_int64(q, 0), recv);
+            if (age > st->oldest_age_ms || !st->oldest_ms) {
+                st->oldest_ms = recv;
+                st->oldest_age_ms = age;
+            }
+        } else if (step != SQLITE_DONE) {
+            rc = sp_sqerr(sp, step, "stats");
+        }
+        sqlite3_reset(q);
     }
-    sqlite3_reset(q);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        rc = sp_sqerr(sp, rc, "stats");
-    else
-        rc = 0;
     pthread_mutex_unlock(&sp->mu);
     return rc;
 }

@@ -36,6 +36,21 @@ enum spool_on_full {
     SPOOL_BACKPRESSURE,    /* refuse new records with -ENOSPC */
 };
 
+/*
+ * Lanes: separate first-in first-out queues in one spool, sharing one id
+ * sequence (ids still grow in put order across lanes). Each lane is its own
+ * table: a peek of one lane never reads past another's rows, so a backlog
+ * in one cannot hold up another. What the lanes mean is the caller's (the
+ * bridge: fast for live data, bulk for what may wait); the spool only
+ * drops under drop_oldest from bulk first, then normal, then fast.
+ */
+enum spool_lane {
+    SPOOL_LANE_NORMAL = 0, /* the default (a zeroed spool_rec) */
+    SPOOL_LANE_FAST,
+    SPOOL_LANE_BULK,
+    SPOOL_LANES
+};
+
 /* The clocks the spool reads; NULL in spool_opts: the system's. Tests
  * inject their own to move time and to jump the wall clock. */
 struct spool_clock {
@@ -77,6 +92,7 @@ struct spool_rec {
     int64_t recv_ms; /* receive time, ms since the epoch */
     int32_t route;   /* index of the route that produced it, or -1 */
     int64_t tag;     /* opaque to the spool, stored with the row; 0: none */
+    int lane;        /* enum spool_lane */
 };
 
 /* Why records left the spool without being delivered. */
@@ -174,6 +190,10 @@ int64_t spool_backlog(struct spool *sp);
  */
 int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
                size_t max_bytes);
+/* The same for one lane only (spool_peek takes fast, then normal, then
+ * bulk). recs[i].lane is set. */
+int spool_peek_lane(struct spool *sp, int lane, struct spool_rec *recs,
+                    size_t max, size_t max_bytes);
 
 /* Deletes delivered records. ids in any order; ranges are cheap. */
 int spool_ack(struct spool *sp, const int64_t *ids, size_t n);

@@ -78,24 +78,45 @@ static int bound_dead(struct spool *sp)
     return rc;
 }
 
+/* The lane that holds id: the one whose in-flight set has it, else the
+ * table that has the row; -1 if none. */
+static int lane_with(struct spool *sp, int64_t id)
+{
+    int l = sp_lane_of(sp, id);
+    for (int i = 0; l < 0 && i < SPOOL_LANES; i++) {
+        char sql[64];
+        int64_t has = 0;
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE id=?1",
+                 sp_lane_table[i]);
+        if (exec_bind(sp, sql, id, 0, NULL, &has) == 0 && has)
+            l = i;
+    }
+    return l;
+}
+
 static int dead_once(struct spool *sp, int64_t id, const char *reason)
 {
     int64_t moved = 0, gone = 0, size = 0;
+    int l = lane_with(sp, id);
+    char sql[256];
+    if (l < 0)
+        return sp_fail(sp, -ENOENT, "spool_dead: no record %" PRId64, id);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO dead(id,recv_ms,route,size,topic,key,headers,"
+             "payload,dead_ms,reason,lane) SELECT id,recv_ms,route,size,"
+             "topic,key,headers,payload,?2,?3,%d FROM %s WHERE id=?1",
+             l, sp_lane_table[l]);
     int rc = sp_begin(sp);
     if (rc == 0)
-        rc = exec_bind(sp,
-                       "INSERT INTO dead(id,recv_ms,route,size,topic,key,"
-                       "headers,payload,dead_ms,reason) SELECT id,recv_ms,"
-                       "route,size,topic,key,headers,payload,?2,?3 FROM rec"
-                       " WHERE id=?1",
-                       id, sp_wall(sp), reason ? reason : "unknown", &moved);
+        rc = exec_bind(sp, sql, id, sp_wall(sp), reason ? reason : "unknown",
+                       &moved);
     if (rc == 0 && moved == 0)
         rc = sp_fail(sp, -ENOENT, "spool_dead: no record %" PRId64, id);
     if (rc == 0)
         rc = exec_bind(sp, "SELECT size FROM dead WHERE id=?1", id, 0, NULL,
                        &size);
     if (rc == 0)
-        rc = sp_del_range(sp, id, id, &gone);
+        rc = sp_del_range(sp, l, id, id, &gone);
     if (rc == 0) {
         sp->c.dead++;
         sp->c.dead_bytes += size;
@@ -116,7 +137,8 @@ static int dead_locked(struct spool *sp, int64_t id, const char *reason)
     if (rc == -ENOSPC && sp_reserve_release(sp)) /* the disk filled up */
         rc = dead_once(sp, id, reason);
     if (rc == 0)
-        idset_del(&sp->inflight, id);
+        for (int l = 0; l < SPOOL_LANES; l++)
+            idset_del(&sp->lane[l].inflight, id);
     return rc;
 }
 
@@ -235,13 +257,19 @@ static int replay_locked(struct spool *sp)
         rc = sp_begin(sp);
     if (rc == 0)
         rc = exec_bind(sp, "SELECT total(size) FROM dead", 0, 0, NULL, &bytes);
-    if (rc == 0)
-        rc = exec_bind(sp,
-                       "INSERT INTO rec(id,recv_ms,route,size,topic,key,"
-                       "headers,payload) SELECT ?1+row_number() OVER (ORDER"
-                       " BY id),recv_ms,route,size,topic,key,headers,payload"
-                       " FROM dead",
-                       sp->c.last_id, 0, NULL, &k);
+    /* new ids in the dead letters' order, each back into its lane */
+    for (int l = 0; rc == 0 && l < SPOOL_LANES; l++) {
+        char sql[400];
+        int64_t got = 0;
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s(id,recv_ms,route,size,topic,key,headers,"
+                 "payload) SELECT nid,recv_ms,route,size,topic,key,headers,"
+                 "payload FROM (SELECT ?1+row_number() OVER (ORDER BY id)"
+                 " AS nid,* FROM dead) WHERE lane=?2",
+                 sp_lane_table[l]);
+        rc = exec_bind(sp, sql, sp->c.last_id, l, NULL, &got);
+        k += got;
+    }
     if (rc == 0)
         rc = exec_bind(sp, "DELETE FROM dead", 0, 0, NULL, NULL);
     if (rc == 0) {

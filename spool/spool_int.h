@@ -17,7 +17,7 @@
 #include "spool/idset.h"
 #include "spool/spool.h"
 
-#define SPOOL_SCHEMA  5
+#define SPOOL_SCHEMA  6
 #define PAGE          4096
 #define FRAME         (PAGE + 24)  /* a WAL frame: header + page */
 #define ROW_OVERHEAD  40           /* record header + small columns, bytes */
@@ -30,21 +30,32 @@
 #define TAGS_KEEP     8192  /* ids back whose tags outlive their ack */
 #define ID_BLOCK      65536 /* ids a raised ceiling allows (sync NORMAL) */
 
+/* Statements on one lane's table (lane_sql, made per lane at setup). */
+enum {
+    L_INSERT,
+    L_PEEK,
+    L_PEEK_ONE,
+    L_SUM,
+    L_DEL,
+    L_SCAN,
+    L_KEEP_TAGS,
+    L__COUNT
+};
+extern const char *const lane_sql[L__COUNT];
+/* lane_sql[which] for lane's table, into buf. */
+void sp_lane_sql(char *buf, size_t len, int which, int lane);
+/* The table of each lane: rec (normal, as before lanes), rec_fast,
+ * rec_bulk. */
+extern const char *const sp_lane_table[SPOOL_LANES];
+
 enum {
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
-    S_INSERT,
-    S_PEEK,
-    S_PEEK_ONE,
-    S_SUM,
-    S_DEL,
-    S_SCAN,
     S_STATE,
     S_PAGES,
     S_FREE,
     S_RECENT,
-    S_KEEP_TAGS,
     S_PRUNE_TAGS,
     S_CEILING,
     S__COUNT
@@ -76,10 +87,20 @@ struct seg {
     int64_t id, off;
 };
 
+/* A lane's place in memory: what peek handed out (see ROW STATES). */
+struct sp_lane {
+    struct idset inflight; /* ids handed out by peek */
+    int64_t hi;            /* highest id handed out since the last rewind */
+    int64_t *nacked;       /* sorted eligible ids below hi */
+    size_t nnacked, nacked_head, nacked_cap;
+};
+
 struct spool {
     pthread_mutex_t mu;
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
+    sqlite3_stmt *lst[SPOOL_LANES][L__COUNT];
+    struct sp_lane lane[SPOOL_LANES];
     struct spool_opts o;
     char *path;
     char epoch[17];
@@ -104,12 +125,8 @@ struct spool {
     size_t nseg;
     struct seg seg_pending; /* written by the open put; id 0: none */
     int jumps;
-    struct idset inflight; /* ids handed out by peek */
-    int64_t hi;            /* highest id handed out since the last rewind */
-    int64_t top;           /* the highest id a row was put under */
-    int64_t ceiling;       /* durable: no id above it was handed out */
-    int64_t *nacked;       /* sorted eligible ids below hi */
-    size_t nnacked, nacked_head, nacked_cap;
+    int64_t top;     /* the highest id a row was put under */
+    int64_t ceiling; /* durable: no id above it was handed out */
     int64_t *scratch;
     size_t scratch_cap;
     unsigned char *arena, *dead_arena;
@@ -138,13 +155,18 @@ int sp_set_sync(struct spool *sp, int full);
 int sp_begin(struct spool *sp);
 int sp_commit(struct spool *sp);
 void sp_rollback(struct spool *sp);
-/* Deletes rows [lo, hi] inside the open transaction; *rows says how many. */
-int sp_del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows);
-/* The last id of the oldest prefix after `from` covering want_bytes, or of
- * rows older than older_ms, at most max_rows rows (see spool_txn.c). */
-int sp_scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
+/* Deletes lane's rows [lo, hi] (every lane's: lane -1) inside the open
+ * transaction; *rows says how many. */
+int sp_del_range(struct spool *sp, int lane, int64_t lo, int64_t hi,
+                 int64_t *rows);
+/* In lane's table: the last id of the oldest prefix after `from` covering
+ * want_bytes, or of rows older than older_ms, at most max_rows rows (see
+ * spool_txn.c). */
+int sp_scan_prefix(struct spool *sp, int lane, int64_t from, int64_t want_bytes,
                    int64_t older_ms, int64_t max_rows, int64_t *cut,
                    int64_t *n);
+/* The lane whose in-flight set holds id, or -1. */
+int sp_lane_of(const struct spool *sp, int64_t id);
 /* Grows a copy arena to hold need bytes, up to ARENA_MAX; 0 or -ENOMEM. */
 int sp_arena_fit(unsigned char **a, size_t *cap, size_t need);
 int64_t sp_file_size(const char *path, const char *suffix);

@@ -53,6 +53,14 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     "CREATE TABLE kv(k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;",
     /* 4 -> 5: the ids handed out are below a durable ceiling (see IDS) */
     "ALTER TABLE state ADD COLUMN id_ceiling INTEGER NOT NULL DEFAULT 0;",
+    /* 5 -> 6: lanes (see LANES): rec is the normal lane */
+    "CREATE TABLE rec_fast(id INTEGER PRIMARY KEY, recv_ms INTEGER NOT NULL,"
+    " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
+    " key BLOB, headers BLOB, payload BLOB, tag INTEGER);"
+    "CREATE TABLE rec_bulk(id INTEGER PRIMARY KEY, recv_ms INTEGER NOT NULL,"
+    " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
+    " key BLOB, headers BLOB, payload BLOB, tag INTEGER);"
+    "ALTER TABLE dead ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;",
 };
 
 static int is_corrupt(int rc)
@@ -213,6 +221,12 @@ static int setup(struct spool *sp)
     for (int i = 0; rc == SQLITE_OK && i < S__COUNT; i++)
         rc = sqlite3_prepare_v3(sp->db, sp_sql[i], -1,
                                 SQLITE_PREPARE_PERSISTENT, &sp->st[i], NULL);
+    for (int l = 0; rc == SQLITE_OK && l < SPOOL_LANES; l++)
+        for (int i = 0; rc == SQLITE_OK && i < L__COUNT; i++) {
+            sp_lane_sql(sql, sizeof(sql), i, l);
+            rc = sqlite3_prepare_v3(sp->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                    &sp->lst[l][i], NULL);
+        }
     if (rc)
         return sp_sqerr(sp, rc, "setup");
     return 0;
@@ -230,8 +244,10 @@ static int load_state(struct spool *sp)
         "dropped_expired,dead_purged,rows,bytes,"
         "(SELECT count(*) FROM dead),(SELECT total(size) FROM dead),"
         "dead_dropped_full,dead_dropped_expired,clock_ms,clock_wall_ms,"
-        "id_ceiling,(SELECT max(id) FROM rec),(SELECT max(id) FROM tags)"
-        " FROM state",
+        "id_ceiling,max(coalesce((SELECT max(id) FROM rec),0),"
+        "coalesce((SELECT max(id) FROM rec_fast),0),"
+        "coalesce((SELECT max(id) FROM rec_bulk),0)),"
+        "(SELECT max(id) FROM tags) FROM state",
         -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         snprintf(sp->epoch, sizeof(sp->epoch), "%s",
@@ -260,24 +276,28 @@ static int load_state(struct spool *sp)
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(sp->db,
-                                "SELECT count(*),total(size),max(id) FROM rec"
-                                " WHERE id>?1",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, c->last_id);
-        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t k = sqlite3_column_int64(st, 0);
-            c->rows += k;
-            c->put_total += k;
-            c->bytes += (int64_t)sqlite3_column_double(st, 1);
-            if (k)
-                c->last_id = sqlite3_column_int64(st, 2);
-            rc = SQLITE_OK;
+    int64_t last = c->last_id;
+    for (int l = 0; rc == SQLITE_OK && l < SPOOL_LANES; l++) {
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*),total(size),max(id) FROM %s WHERE id>?1",
+                 sp_lane_table[l]);
+        rc = sqlite3_prepare_v2(sp->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, last);
+            if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                int64_t k = sqlite3_column_int64(st, 0);
+                c->rows += k;
+                c->put_total += k;
+                c->bytes += (int64_t)sqlite3_column_double(st, 1);
+                if (k && sqlite3_column_int64(st, 2) > c->last_id)
+                    c->last_id = sqlite3_column_int64(st, 2);
+                rc = SQLITE_OK;
+            }
         }
+        sqlite3_finalize(st);
+        st = NULL;
     }
-    sqlite3_finalize(st);
     /* ids up to the ceiling may have been handed out (and reached Kafka)
      * in commits a power cut took back: never again */
     if (c->last_id < sp->ceiling)
@@ -296,6 +316,11 @@ static void close_db(struct spool *sp)
         sqlite3_finalize(sp->st[i]);
         sp->st[i] = NULL;
     }
+    for (int l = 0; l < SPOOL_LANES; l++)
+        for (int i = 0; i < L__COUNT; i++) {
+            sqlite3_finalize(sp->lst[l][i]);
+            sp->lst[l][i] = NULL;
+        }
     sqlite3_close(sp->db);
     sp->db = NULL;
 }
@@ -385,8 +410,10 @@ void spool_close(struct spool *sp)
         close_db(sp);
     sp_vfs_unregister(&sp->vfs);
     pthread_mutex_destroy(&sp->mu);
-    idset_fini(&sp->inflight);
-    free(sp->nacked);
+    for (int l = 0; l < SPOOL_LANES; l++) {
+        idset_fini(&sp->lane[l].inflight);
+        free(sp->lane[l].nacked);
+    }
     free(sp->scratch);
     free(sp->arena);
     free(sp->dead_arena);

@@ -20,17 +20,6 @@ const char *const sp_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_INSERT] = "INSERT INTO rec(id,recv_ms,route,size,topic,key,headers,"
-                 "payload,tag) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-    [S_PEEK] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM rec"
-               " WHERE id>?1 ORDER BY id",
-    [S_PEEK_ONE] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM"
-                   " rec WHERE id=?1",
-    [S_SUM] = "SELECT count(*),total(size) FROM rec WHERE id BETWEEN ?1"
-              " AND ?2",
-    [S_DEL] = "DELETE FROM rec WHERE id BETWEEN ?1 AND ?2",
-    [S_SCAN] = "SELECT id,recv_ms,size,length(topic) FROM rec WHERE id>?1"
-               " ORDER BY id",
     [S_STATE] = "UPDATE state SET last_id=?1,put_total=?2,acked_total=?3,"
                 "dropped_full=?4,dropped_expired=?5,dead_purged=?6,rows=?7,"
                 "dead_dropped_full=?9,dead_dropped_expired=?10,clock_ms=?11,"
@@ -39,12 +28,51 @@ const char *const sp_sql[S__COUNT] = {
     [S_PAGES] = "PRAGMA page_count",
     [S_FREE] = "PRAGMA freelist_count",
     [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL UNION ALL"
-                 " SELECT id,tag FROM tags ORDER BY id DESC LIMIT ?1",
-    [S_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
-                    " rec WHERE id BETWEEN ?1 AND ?2 AND tag IS NOT NULL",
+                 " SELECT id,tag FROM rec_fast WHERE tag IS NOT NULL UNION"
+                 " ALL SELECT id,tag FROM rec_bulk WHERE tag IS NOT NULL"
+                 " UNION ALL SELECT id,tag FROM tags ORDER BY id DESC"
+                 " LIMIT ?1",
     [S_PRUNE_TAGS] = "DELETE FROM tags WHERE id<=?1",
     [S_CEILING] = "UPDATE state SET id_ceiling=?1",
 };
+
+const char *const sp_lane_table[SPOOL_LANES] = {
+    [SPOOL_LANE_NORMAL] = "rec",
+    [SPOOL_LANE_FAST] = "rec_fast",
+    [SPOOL_LANE_BULK] = "rec_bulk",
+};
+
+/* %s is the lane's table. */
+const char *const lane_sql[L__COUNT] = {
+    [L_INSERT] = "INSERT INTO %s(id,recv_ms,route,size,topic,key,headers,"
+                 "payload,tag) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+    [L_PEEK] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM %s"
+               " WHERE id>?1 ORDER BY id",
+    [L_PEEK_ONE] = "SELECT id,recv_ms,route,topic,key,headers,payload FROM"
+                   " %s WHERE id=?1",
+    [L_SUM] = "SELECT count(*),total(size) FROM %s WHERE id BETWEEN ?1"
+              " AND ?2",
+    [L_DEL] = "DELETE FROM %s WHERE id BETWEEN ?1 AND ?2",
+    [L_SCAN] = "SELECT id,recv_ms,size,length(topic) FROM %s WHERE id>?1"
+               " ORDER BY id",
+    [L_KEEP_TAGS] = "INSERT OR REPLACE INTO tags(id,tag) SELECT id,tag FROM"
+                    " %s WHERE id BETWEEN ?1 AND ?2 AND tag IS NOT NULL",
+};
+
+void sp_lane_sql(char *buf, size_t len, int which, int lane)
+{
+    const char *t = lane_sql[which], *at = strstr(t, "%s");
+    snprintf(buf, len, "%.*s%s%s", (int)(at - t), t, sp_lane_table[lane],
+             at + 2);
+}
+
+int sp_lane_of(const struct spool *sp, int64_t id)
+{
+    for (int l = 0; l < SPOOL_LANES; l++)
+        if (idset_has(&sp->lane[l].inflight, id))
+            return l;
+    return -1;
+}
 
 int sp_fail(struct spool *sp, int rc, const char *fmt, ...)
 {
@@ -172,10 +200,11 @@ int sp_commit(struct spool *sp)
     return 0;
 }
 
-/* Deletes rows [lo, hi] inside the open transaction; counts them. */
-int sp_del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows)
+/* Deletes one lane's rows [lo, hi] inside the open transaction. */
+static int del_lane(struct spool *sp, int lane, int64_t lo, int64_t hi,
+                    int64_t *rows)
 {
-    sqlite3_stmt *st = sp->st[S_SUM];
+    sqlite3_stmt *st = sp->lst[lane][L_SUM];
     sqlite3_bind_int64(st, 1, lo);
     sqlite3_bind_int64(st, 2, hi);
     int rc = sqlite3_step(st);
@@ -184,30 +213,46 @@ int sp_del_range(struct spool *sp, int64_t lo, int64_t hi, int64_t *rows)
     sqlite3_reset(st);
     if (rc != SQLITE_ROW)
         return sp_sqerr(sp, rc, "sum");
-    *rows = k;
+    *rows += k;
     if (!k)
         return 0;
-    st = sp->st[S_DEL];
+    st = sp->lst[lane][L_DEL];
     sqlite3_bind_int64(st, 1, lo);
     sqlite3_bind_int64(st, 2, hi);
-    if ((rc = sp_run(sp, S_DEL)))
-        return rc;
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "delete");
     sp->c.rows -= k;
     sp->c.bytes -= b;
     sp->state_dirty = 1;
     return 0;
 }
 
+/* Deletes rows [lo, hi] inside the open transaction; counts them. Ids are
+ * unique across lanes, so a range of ids that all go is safe to delete in
+ * every lane (lane -1). */
+int sp_del_range(struct spool *sp, int lane, int64_t lo, int64_t hi,
+                 int64_t *rows)
+{
+    int rc = 0;
+    *rows = 0;
+    for (int l = 0; rc == 0 && l < SPOOL_LANES; l++)
+        if (lane < 0 || lane == l)
+            rc = del_lane(sp, l, lo, hi, rows);
+    return rc;
+}
+
 /*
- * Walks rec from the oldest row after id `from` and returns in *cut the id
- * of the last row of the prefix that either covers want_bytes of pages
+ * Walks lane's table from the oldest row after id `from` and returns in *cut
+ * the id of the last row of the prefix that either covers want_bytes of pages
  * (want_bytes > 0) or is older than older_ms (older_ms > 0), at most
  * max_rows rows.
  */
-int sp_scan_prefix(struct spool *sp, int64_t from, int64_t want_bytes,
+int sp_scan_prefix(struct spool *sp, int lane, int64_t from, int64_t want_bytes,
                    int64_t older_ms, int64_t max_rows, int64_t *cut, int64_t *n)
 {
-    sqlite3_stmt *st = sp->st[S_SCAN];
+    sqlite3_stmt *st = sp->lst[lane][L_SCAN];
     int64_t got = 0;
     int rc = SQLITE_DONE;
     *cut = 0;

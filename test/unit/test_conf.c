@@ -248,6 +248,39 @@ static void test_route_key_errors(void **state)
                  "'{' must be quoted");
 }
 
+/* routes[].lane and spool.mode: defaults, values, a bad one named at
+ * file:line:col. */
+static void test_lane_and_mode_keys(void **state)
+{
+    struct conf c;
+    (void)state;
+    assert_int_equal(parse(G "routes:\n  - match: a\n    topic: t\n"
+                             "  - match: b\n    topic: u\n    lane: fast\n"
+                             "  - match: c\n    topic: v\n    lane: bulk\n",
+                           &c),
+                     0);
+    assert_int_equal(c.routes[0].lane, CONF_LANE_NORMAL);
+    assert_int_equal(c.routes[1].lane, CONF_LANE_FAST);
+    assert_int_equal(c.routes[2].lane, CONF_LANE_BULK);
+    assert_int_equal(c.spool.mode, CONF_SPOOL_DIRECT);
+    assert_int_equal(c.spool.direct_wait, 250);
+    conf_fini(&c);
+    assert_int_equal(parse(G "spool:\n  mode: always\n  direct_wait: 1s\n"
+                             "routes:\n  - match: a\n    topic: t\n",
+                           &c),
+                     0);
+    assert_int_equal(c.spool.mode, CONF_SPOOL_ALWAYS);
+    assert_int_equal(c.spool.direct_wait, 1000);
+    conf_fini(&c);
+    expect_error(G "routes:\n  - match: a\n    topic: t\n    lane: urgent\n",
+                 6, 11,
+                 "expected one of normal | fast | bulk, got \"urgent\"");
+    expect_error(G R "spool:\n  mode: never\n", 7, 9,
+                 "spool.mode: expected one of direct | always, got \"never\"");
+    expect_error(G R "spool:\n  direct_wait: 5ms\n", 7, 16,
+                 "spool.direct_wait: 5ms is out of range");
+}
+
 /* metrics.listen and the routes' metric labels. */
 static void test_metrics_keys(void **state)
 {
@@ -349,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_required),
         cmocka_unit_test(test_route_key_errors),
         cmocka_unit_test(test_metrics_keys),
+        cmocka_unit_test(test_lane_and_mode_keys),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_load_errors),

@@ -1010,6 +1010,8 @@ static void test_migrate_v1(void **state)
                      "ALTER TABLE state DROP COLUMN dead_dropped_full;"
                      "ALTER TABLE state DROP COLUMN dead_dropped_expired;"
                      "ALTER TABLE state DROP COLUMN id_ceiling;"
+                     "DROP TABLE rec_fast; DROP TABLE rec_bulk;"
+                     "ALTER TABLE dead DROP COLUMN lane;"
                      "PRAGMA user_version=1",
                      NULL, NULL, NULL),
         0);
@@ -1537,6 +1539,127 @@ static void test_ids_not_reused_after_rollback(void **state)
     spool_close(sp);
 }
 
+/* --- lanes ------------------------------------------------------------- */
+
+/* Puts one record "lane=<l>;seq=<seq>" into lane l; returns its id. */
+static int64_t put_lane(struct spool *sp, int l, int seq)
+{
+    char p[32];
+    snprintf(p, sizeof(p), "seq=%d;", seq);
+    struct spool_rec r = {.topic = "t",
+                          .payload = p,
+                          .payload_len = strlen(p),
+                          .recv_ms = wall_ms(),
+                          .lane = l,
+                          .tag = 900 + seq};
+    assert_int_equal(spool_put(sp, &r, 1), 0);
+    return r.id;
+}
+
+static void test_lanes(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    struct spool_rec r[16];
+    int64_t ids[12];
+    /* interleaved: normal 0..3, fast 4..7, bulk 8..11, by turns */
+    for (int i = 0; i < 12; i++)
+        ids[i] = put_lane(sp,
+                          i % 3 == 0   ? SPOOL_LANE_NORMAL
+                          : i % 3 == 1 ? SPOOL_LANE_FAST
+                                       : SPOOL_LANE_BULK,
+                          i);
+    for (int i = 1; i < 12; i++)
+        assert_true(ids[i] > ids[i - 1]); /* one id sequence */
+    /* one lane's peek sees only its own rows, in order */
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_FAST, r, 16, SIZE_MAX), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(seq_of(&r[i]), 1 + 3 * i);
+        assert_int_equal(r[i].lane, SPOOL_LANE_FAST);
+    }
+    /* a fast record comes back: it is handed out again, not a normal one */
+    int64_t back = ids[4];
+    assert_int_equal(spool_nack(sp, &back, 1), 0);
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_NORMAL, r, 2, SIZE_MAX), 2);
+    assert_int_equal(seq_of(&r[0]), 0);
+    assert_int_equal(seq_of(&r[1]), 3);
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_FAST, r, 16, SIZE_MAX), 1);
+    assert_int_equal(seq_of(&r[0]), 4);
+    /* spool_peek: fast first, then normal, then bulk */
+    assert_int_equal(spool_peek(sp, r, 16, SIZE_MAX), 6);
+    assert_int_equal(seq_of(&r[0]), 6);
+    assert_int_equal(seq_of(&r[1]), 9);
+    assert_int_equal(r[2].lane, SPOOL_LANE_BULK);
+    assert_int_equal(seq_of(&r[2]), 2);
+    /* acks across lanes in one call; a dead letter keeps its lane */
+    int64_t acks[3] = {ids[0], ids[1], ids[2]};
+    assert_int_equal(spool_ack(sp, acks, 3), 0);
+    assert_int_equal(spool_dead(sp, ids[5], "refused"), 0); /* bulk */
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 8);
+    assert_int_equal(st.dead, 1);
+    spool_close(sp);
+    /* after a restart: counts, and each lane's rows eligible again */
+    sp = open_sp(f->path, 0, SPOOL_DROP_OLDEST, 0);
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.records, 8);
+    assert_int_equal(spool_dead_replay(sp), 1);
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_BULK, r, 16, SIZE_MAX), 3);
+    assert_int_equal(seq_of(&r[0]), 8);
+    assert_int_equal(seq_of(&r[1]), 11);
+    assert_int_equal(seq_of(&r[2]), 5); /* replayed: last, in its lane */
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_FAST, r, 16, SIZE_MAX), 3);
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_NORMAL, r, 16, SIZE_MAX),
+                     3);
+    /* the tags of all lanes are seen, newest first */
+    int64_t rid[16], tags[16];
+    assert_true(spool_recent(sp, rid, tags, 16) >= 9);
+    assert_int_equal(tags[0], 900 + 11); /* (a replayed row has no tag) */
+    assert_int_equal(tags[1], 900 + 10);
+    spool_close(sp);
+}
+
+/* drop_oldest takes bulk first, then normal; fast last. */
+static void test_lanes_drop_order(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp = open_sp(f->path, 1 << 20, SPOOL_DROP_OLDEST, 0);
+    char big[2000];
+    memset(big, 'x', sizeof(big));
+    int64_t fast[20];
+    for (int i = 0; i < 20; i++) {
+        struct spool_rec r[3];
+        for (int l = 0; l < 3; l++)
+            r[l] = (struct spool_rec){.topic = "t",
+                                      .payload = big,
+                                      .payload_len = sizeof(big),
+                                      .recv_ms = wall_ms(),
+                                      .lane = l};
+        assert_int_equal(spool_put(sp, r, 3), 0);
+        fast[i] = r[SPOOL_LANE_FAST].id;
+    }
+    /* normal-lane puts until something had to go */
+    struct spool_stats st;
+    for (int i = 0; i < 400; i++) {
+        struct spool_rec r = {.topic = "t",
+                              .payload = big,
+                              .payload_len = sizeof(big),
+                              .recv_ms = wall_ms()};
+        assert_int_equal(spool_put(sp, &r, 1), 0);
+        assert_int_equal(spool_stats(sp, &st), 0);
+        if (st.dropped[SPOOL_DROP_FULL] >= 20)
+            break;
+    }
+    assert_true(st.dropped[SPOOL_DROP_FULL] >= 20);
+    struct spool_rec r[32];
+    /* bulk went first; the fast lane is whole */
+    assert_int_equal(spool_peek_lane(sp, SPOOL_LANE_FAST, r, 32, SIZE_MAX), 20);
+    assert_true(r[0].id == fast[0]);
+    assert_true(spool_peek_lane(sp, SPOOL_LANE_BULK, r, 32, SIZE_MAX) < 20);
+    spool_close(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1577,6 +1700,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spill_below_hi, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_not_reused_after_rollback,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lanes_drop_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
