@@ -349,7 +349,9 @@ def _run_bounded(cmd, timeout):
 
 def _parse_kcat_json(out):
     recs = []
-    for line in out.decode("utf-8", "surrogateescape").splitlines():
+    # split on newlines only: str.splitlines() also splits on \x85, \u2028
+    # and others, which kcat leaves unescaped inside a payload
+    for line in out.decode("utf-8", "surrogateescape").split("\n"):
         if not line.startswith("{"):
             continue
         try:

@@ -146,7 +146,8 @@ def test_sigterm_with_a_direct_burst_waiting(stack, uniq, tmp_path):
     finally:
         stack.kafka_ctl("resume")
     c = br.counters()
-    assert c["received"] == 101 and c["spilled"] >= 1, c
+    # (what it had not read when SIGTERM came waits in its broker session)
+    assert c["received"] >= 2 and c["spilled"] >= 1, c
     br.start()
     rc, v = verify(stack, topic, acked=acked, expect=100)
     assert v["missing"] == 0 and rc == 0, v

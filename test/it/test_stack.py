@@ -133,6 +133,18 @@ def test_kafka_binary_roundtrip_with_key_and_headers(stack, uniq):
     assert abs(r["timestamp"] / 1000 - time.time()) < 120
 
 
+def test_kafka_payloads_with_unicode_line_breaks(stack, uniq):
+    """NEL and LINE SEPARATOR inside a payload: kcat leaves them unescaped,
+    and a reader splitting its output with str.splitlines() once lost the
+    records that held them."""
+    topic = f"it-{uniq}"
+    values = [b"a\xc2\x85b", "c\u2028d\u2029e".encode(), b"f\x1cg\x1dh\x1ei",
+              b"plain"]
+    stack.produce(topic, values)
+    recs = stack.consume(topic, len(values), timeout=20)
+    assert [r["value"] for r in recs] == values
+
+
 def test_kafka_null_key_and_count_timeout(stack, uniq):
     topic = f"it-{uniq}"
     stack.produce(topic, [b"one"])
