@@ -781,6 +781,10 @@ static int parse_root(struct ctx *x, yaml_node_t *root)
         rc = check_kafka(x, root);
     if (rc)
         return rc;
+    if (c->mqtt.share_group && !*c->mqtt.share_group) { /* "": off */
+        free(c->mqtt.share_group);
+        c->mqtt.share_group = NULL;
+    }
     if (!c->mqtt.client_id) {
         size_t n = strlen(c->gateway.id) + sizeof "mqtt2kafka-";
         if (!(c->mqtt.client_id = malloc(n)))

@@ -135,6 +135,9 @@ struct conf {
         char *password;      /* a secret: from the file or password_file */
         char *password_file; /* its path once loaded; see conf_file */
         int64_t max_payload; /* bytes; larger payloads dead-letter */
+        /* NULL or "": plain subscriptions; else each filter is subscribed
+         * as $share/<share_group>/<filter> (no '/', '+', '#' in it) */
+        char *share_group;
         struct {
             int on;          /* the mapping is present: TLS */
             char *ca_file;   /* NULL: the system's store */

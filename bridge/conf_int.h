@@ -33,6 +33,9 @@ enum ktype {
            must not be able to read it; a T_FILE named                         \
            "x_file" with K_SECRET fills key "x" */
 
+/* an MQTT 5 share name ($share/<name>/): no '/', '+' or '#' */
+#define K_SHARE 32u
+
 struct kenum {
     const char *name;
     int val;

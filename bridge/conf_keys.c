@@ -97,6 +97,12 @@ static const struct key mqtt_keys[] = {
      "read it"},
     {"max_payload", T_SIZE, "256KiB", CF(mqtt.max_payload), 1, 268435455, NULL,
      0, "larger payloads go to the dead-letter topic"},
+    {"share_group", T_STR, NULL, CF(mqtt.share_group), 0, 128, NULL,
+     K_EMPTY_OK | K_SHARE,
+     "several bridges, each with its own client_id and spool, share the "
+     "load: every route filter is subscribed as $share/<group>/<filter> and "
+     "the broker gives each message to one of them; per-device order across "
+     "bridges is not kept; empty or absent: off"},
     {"tls", T_SECTION, NULL, CF(mqtt.tls.on), 0, 0, NULL, 0,
      "present: connect with TLS (port default 8883); verifies the broker's "
      "certificate and host name"},
@@ -336,6 +342,7 @@ static const struct {
     enum conf_effect effect;
 } effects[] = {
     {"gateway.id", CONF_AT_ONCE},
+    {"mqtt.share_group", CONF_ROUTES}, /* on the same session */
     {"mqtt", CONF_MQTT},
     {"kafka.dead_letter_topic", CONF_AT_ONCE},
     {"kafka.shutdown_timeout", CONF_AT_ONCE},

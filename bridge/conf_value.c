@@ -76,6 +76,14 @@ static int kafka_name_ok(const char *s, char *bad)
     return 1;
 }
 
+/* An MQTT 5 share name ($share/<name>/<filter>): the first of '/', '+'
+ * and '#' in it, or 0 when there is none. Empty means "not shared". */
+static char share_bad(const char *s)
+{
+    const char *b = strpbrk(s, "/+#");
+    return b ? *b : 0;
+}
+
 /* A systemd credential name: no '/', not "." or "..", not empty. */
 static int credential_ok(const char *s)
 {
@@ -141,6 +149,14 @@ int conf_set_text(const struct key *k, const char *s, void *base, char *why,
                      "\"%.60s\" is not a legal Kafka topic name ('%c' is not "
                      "allowed: "
                      "use only A-Z a-z 0-9 . _ -)",
+                     s, bad);
+            return -EINVAL;
+        }
+        if ((k->flags & K_SHARE) && (bad = share_bad(s))) {
+            snprintf(why, wlen,
+                     "\"%.60s\" is not a share name ('%c' is not allowed: "
+                     "the broker reads $share/<name>/<filter>; use e.g. "
+                     "letters, digits, . _ -)",
                      s, bad);
             return -EINVAL;
         }

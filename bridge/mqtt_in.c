@@ -22,6 +22,17 @@
  * mqtt_in_publish() queues a QoS 0 publish the same way: it leaves with the
  * next write, behind the acknowledgements before it.
  *
+ * With a share group, every filter is subscribed as $share/<group>/<filter>
+ * (MQTT 5 shared subscriptions; Mosquitto 2 takes them from 3.1.1 clients
+ * too): the broker gives each message to one member of the group. The
+ * session is persistent, so a subscription outlives the run that made it:
+ * a filter no longer wanted (a route removed, the group changed) is
+ * unsubscribed until the broker confirms it, across reconnects, and in a
+ * group the plain form of each filter is unsubscribed at every connect, in
+ * case an earlier run subscribed without the group (it would get every
+ * message besides its share). New subscriptions go out before the old are
+ * dropped: for a moment a message may come twice, never not at all.
+ *
  * Depends on libmosquitto, mqtt_tls.c and libc; knows nothing of routes,
  * spool or Kafka. The broker's $SYS drop counter is handled here and never
  * reaches the message callback. Option strings and filters are copied.
@@ -47,6 +58,8 @@
 #define SYS_DROPPED        "$SYS/broker/publish/messages/dropped"
 #define CONNECT_TIMEOUT_MS 15000
 #define BACKOFF_BASE_MS    500
+#define SHARE_PREFIX       "$share/"
+#define STALE_MAX          1024 /* old filters awaiting their UNSUBACK */
 
 /* DIALING: a thread of its own resolves the host and connects (both can
  * block for minutes on a broken network); nothing else touches the client
@@ -75,10 +88,15 @@ struct mqtt_in {
     mosquitto_property *dial_props;
     int warned_slow; /* the slow dial was said once */
     struct mqtt_tls *tls;
-    char **filters; /* owned copies; o.filters points here */
+    char **filters; /* as subscribed ($share/g/f); o.filters points here */
     char **diff;    /* filters of the last SUBSCRIBE after a change */
     size_t ndiff;
     int diff_mid;
+    /* subscribed once, no longer wanted: unsubscribed at every connect
+     * until the UNSUBACK of stale_mid, which covered the first stale_sent */
+    char **stale;
+    size_t nstale, stale_sent;
+    int stale_mid;
     /* this attempt: the TCP connection was made; the CONNACK refused */
     int tcp_up, refused;
     char tls_error[200]; /* the first OpenSSL error libmosquitto logged */
@@ -89,6 +107,40 @@ struct mqtt_in {
 static int lib_refs;
 
 static void schedule_retry(struct mqtt_in *m);
+static int has(char *const *l, size_t n, const char *f);
+
+int mqtt_in_share_group_ok(const char *group)
+{
+    size_t n = group ? strlen(group) : 0;
+    if (n == 0 || n > MQTT_IN_SHARE_GROUP_MAX || strpbrk(group, "/+#"))
+        return 0;
+    for (const char *q = group; *q; q++)
+        if ((unsigned char)*q < 0x20 || *q == 0x7f)
+            return 0;
+    return 1;
+}
+
+int mqtt_in_sub_filter(const char *group, const char *filter, char *buf,
+                       size_t len)
+{
+    int n = group && *group
+                ? snprintf(buf, len, SHARE_PREFIX "%s/%s", group, filter)
+                : snprintf(buf, len, "%s", filter);
+    return n < 0 || (size_t)n >= len ? -ENOSPC : n;
+}
+
+/* The subscribed form of filter, malloc'ed; NULL when out of memory. */
+static char *sub_form(const char *group, const char *filter)
+{
+    size_t len =
+        strlen(filter) + (group ? strlen(group) : 0) + sizeof(SHARE_PREFIX) + 1;
+    char *f = malloc(len);
+    if (f && mqtt_in_sub_filter(group, filter, f, len) < 0) {
+        free(f);
+        f = NULL;
+    }
+    return f;
+}
 
 __attribute__((format(printf, 2, 3))) static void
 set_cause(struct mqtt_in *m, const char *fmt, ...)
@@ -209,6 +261,57 @@ static void schedule_retry(struct mqtt_in *m)
     m->next_try_ms = now_ms + d;
 }
 
+/* Unsubscribes what was subscribed once and is no longer wanted (queued,
+ * like every packet). The list is kept until the broker confirms it:
+ * a connection lost first would leave the subscription in the session. */
+static void send_stale(struct mqtt_in *m)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->nstale; i++) /* wanted again: not stale */
+        if (has(m->filters, m->o.nfilters, m->stale[i]))
+            free(m->stale[i]);
+        else
+            m->stale[k++] = m->stale[i];
+    m->nstale = k;
+    m->stale_sent = 0;
+    if (!k)
+        return;
+    if (mosquitto_unsubscribe_multiple(m->mosq, &m->stale_mid, (int)k, m->stale,
+                                       NULL) == MOSQ_ERR_SUCCESS)
+        m->stale_sent = k;
+}
+
+/* In a share group: the filters' plain forms, which an earlier run without
+ * the group may have left in the session. Unknown ones are harmless. */
+static void unsubscribe_plain(struct mqtt_in *m)
+{
+    size_t skip = strlen(SHARE_PREFIX) + strlen(m->o.share_group) + 1;
+    char **plain = calloc(m->o.nfilters ? m->o.nfilters : 1, sizeof(*plain));
+    if (!plain)
+        return;
+    for (size_t i = 0; i < m->o.nfilters; i++)
+        plain[i] = m->filters[i] + skip;
+    if (m->o.nfilters)
+        mosquitto_unsubscribe_multiple(m->mosq, NULL, (int)m->o.nfilters, plain,
+                                       NULL);
+    free(plain);
+}
+
+static void on_unsubscribe(struct mosquitto *mosq, void *ud, int mid,
+                           const mosquitto_property *props)
+{
+    struct mqtt_in *m = ud;
+    (void)mosq, (void)props;
+    if (mid != m->stale_mid || !m->stale_sent)
+        return;
+    for (size_t i = 0; i < m->stale_sent; i++)
+        free(m->stale[i]);
+    memmove(m->stale, m->stale + m->stale_sent,
+            (m->nstale - m->stale_sent) * sizeof(*m->stale));
+    m->nstale -= m->stale_sent;
+    m->stale_sent = 0;
+}
+
 static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
                        const mosquitto_property *props)
 {
@@ -238,6 +341,9 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc, int flags,
                                       m->filters, qos, opts, NULL);
     if (rc != MOSQ_ERR_SUCCESS)
         log_error("mqtt: subscribe failed: %s", mosquitto_strerror(rc));
+    send_stale(m);
+    if (m->o.share_group)
+        unsubscribe_plain(m);
     if (m->o.watch_sys_drops)
         mosquitto_subscribe(mosq, NULL, SYS_DROPPED, 0);
     m->attempts = 0;
@@ -351,11 +457,12 @@ static void free_list(char **l, size_t n)
     free(l);
 }
 
-static char **copy_list(const char *const *l, size_t n)
+/* The filters as subscribed (with the group's prefix), owned. */
+static char **copy_subs(const char *group, const char *const *l, size_t n)
 {
     char **c = calloc(n ? n : 1, sizeof(*c));
     for (size_t i = 0; c && i < n; i++)
-        if (!(c[i] = strdup(l[i]))) {
+        if (!(c[i] = sub_form(group, l[i]))) {
             free_list(c, i);
             return NULL;
         }
@@ -365,14 +472,16 @@ static char **copy_list(const char *const *l, size_t n)
 /* The option strings become ours: the conf they came from may go. */
 static int copy_opts(struct mqtt_in *m, const struct mqtt_in_opts *o)
 {
-    const char **s[] = {&m->o.host,     &m->o.client_id,   &m->o.username,
-                        &m->o.password, &m->o.ca_file,     &m->o.cert_file,
-                        &m->o.key_file, &m->o.key_password};
+    const char **s[] = {&m->o.host,     &m->o.client_id,    &m->o.username,
+                        &m->o.password, &m->o.ca_file,      &m->o.cert_file,
+                        &m->o.key_file, &m->o.key_password, &m->o.share_group};
     m->o = *o;
+    if (m->o.share_group && !*m->o.share_group)
+        m->o.share_group = NULL; /* "": none */
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
         if (*s[i] && !(*s[i] = strdup(*s[i])))
             return -ENOMEM;
-    if (!(m->filters = copy_list(o->filters, o->nfilters)))
+    if (!(m->filters = copy_subs(m->o.share_group, o->filters, o->nfilters)))
         return -ENOMEM;
     m->o.filters = (const char *const *)m->filters;
     return 0;
@@ -380,10 +489,11 @@ static int copy_opts(struct mqtt_in *m, const struct mqtt_in_opts *o)
 
 static void free_opts(struct mqtt_in *m)
 {
-    char *s[] = {(char *)m->o.host,     (char *)m->o.client_id,
-                 (char *)m->o.username, (char *)m->o.password,
-                 (char *)m->o.ca_file,  (char *)m->o.cert_file,
-                 (char *)m->o.key_file, (char *)m->o.key_password};
+    char *s[] = {(char *)m->o.host,       (char *)m->o.client_id,
+                 (char *)m->o.username,   (char *)m->o.password,
+                 (char *)m->o.ca_file,    (char *)m->o.cert_file,
+                 (char *)m->o.key_file,   (char *)m->o.key_password,
+                 (char *)m->o.share_group};
     for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
         if (s[i] && (i == 3 || i == 7)) /* secrets: no copy left behind */
             memset(s[i], 0, strlen(s[i]));
@@ -391,6 +501,7 @@ static void free_opts(struct mqtt_in *m)
     }
     free_list(m->filters, m->o.nfilters);
     free_list(m->diff, m->ndiff);
+    free_list(m->stale, m->nstale);
 }
 
 static int start_tls(struct mqtt_in *m, char *err, size_t errlen)
@@ -435,6 +546,15 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
     m->cb = *cb;
     m->ud = ud;
     m->sys_dropped = -1;
+    if (o->share_group && *o->share_group &&
+        !mqtt_in_share_group_ok(o->share_group)) {
+        snprintf(err, errlen,
+                 "mqtt: share group \"%.60s\" is not a share name (1 to %d "
+                 "characters, no '/', '+' or '#')",
+                 o->share_group, MQTT_IN_SHARE_GROUP_MAX);
+        mqtt_in_free(m);
+        return -EINVAL;
+    }
     if (copy_opts(m, o)) {
         snprintf(err, errlen, "mqtt: out of memory");
         mqtt_in_free(m);
@@ -474,6 +594,11 @@ int mqtt_in_new(const struct mqtt_in_opts *o, const struct mqtt_in_cb *cb,
     mosquitto_disconnect_v5_callback_set(m->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(m->mosq, on_message);
     mosquitto_subscribe_v5_callback_set(m->mosq, on_subscribe);
+    mosquitto_unsubscribe_v5_callback_set(m->mosq, on_unsubscribe);
+    if (o->share_group)
+        log_info("mqtt: subscriptions shared in group %s ($share/%s/...): "
+                 "the broker gives each message to one member",
+                 o->share_group, o->share_group);
     *out = m;
     return 0;
 }
@@ -542,34 +667,56 @@ static int has(char *const *l, size_t n, const char *f)
     return 0;
 }
 
-int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters, size_t n)
+/* Moves the filters of the current list that next lacks to the stale
+ * list (they are unsubscribed until the broker confirms). */
+static void retire(struct mqtt_in *m, char *const *next, size_t n)
 {
-    char **next = copy_list(filters, n),
-         **add = calloc(n ? n : 1, sizeof(char *));
-    char **gone = calloc(m->o.nfilters ? m->o.nfilters : 1, sizeof(char *));
-    size_t nadd = 0, ngone = 0;
-    int rc = next && add && gone ? 0 : -ENOMEM;
+    size_t gone = 0;
+    for (size_t i = 0; i < m->o.nfilters; i++)
+        if (!has(next, n, m->filters[i])) {
+            if (m->nstale >= STALE_MAX) {
+                log_warn("mqtt: too many old subscriptions to remove; '%s' "
+                         "may stay in the broker's session",
+                         m->filters[i]);
+                continue;
+            }
+            m->stale[m->nstale++] = m->filters[i];
+            m->filters[i] = NULL; /* the stale list owns it now */
+            gone++;
+        }
+    if (gone && m->state == CONNECTED)
+        log_info("mqtt: unsubscribing from %zu filter%s", gone,
+                 gone == 1 ? "" : "s");
+}
+
+int mqtt_in_set_subscriptions(struct mqtt_in *m, const char *group,
+                              const char *const *filters, size_t n)
+{
+    char *g = NULL, **next, **add;
+    size_t nadd = 0;
+    if (group && !*group)
+        group = NULL;
+    if (group && !mqtt_in_share_group_ok(group))
+        return -EINVAL;
+    if (group && !(g = strdup(group)))
+        return -ENOMEM;
+    next = copy_subs(group, filters, n);
+    add = calloc(n ? n : 1, sizeof(char *));
+    char **stale = realloc(m->stale, STALE_MAX * sizeof(char *));
+    if (stale)
+        m->stale = stale;
+    int rc = next && add && stale ? 0 : -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (!has(m->filters, m->o.nfilters, next[i]) &&
             !(add[nadd++] = strdup(next[i])))
             rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < m->o.nfilters; i++)
-        if (!has(next, n, m->filters[i]))
-            gone[ngone++] = m->filters[i];
     if (rc) {
+        free(g);
         free_list(next, n);
         free_list(add, nadd);
-        free(gone);
         return rc;
     }
-    if (m->state == CONNECTED && ngone) {
-        int r = mosquitto_unsubscribe_multiple(m->mosq, NULL, (int)ngone, gone,
-                                               NULL);
-        log_info("mqtt: unsubscribed from %zu filter%s%s", ngone,
-                 ngone == 1 ? "" : "s",
-                 r == MOSQ_ERR_SUCCESS ? "" : " (failed: after a reconnect)");
-    }
-    free(gone);
+    /* the new ones first: a message is never without a subscription */
     free_list(m->diff, m->ndiff);
     m->diff = add;
     m->ndiff = nadd;
@@ -581,11 +728,21 @@ int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters, size_t n)
                  nadd == 1 ? "" : "s",
                  r == MOSQ_ERR_SUCCESS ? "" : " (failed: after a reconnect)");
     }
+    retire(m, next, n);
     free_list(m->filters, m->o.nfilters);
     m->filters = next;
     m->o.filters = (const char *const *)next;
     m->o.nfilters = n;
+    free((char *)m->o.share_group);
+    m->o.share_group = g;
+    if (m->state == CONNECTED)
+        send_stale(m);
     return 0;
+}
+
+int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters, size_t n)
+{
+    return mqtt_in_set_subscriptions(m, m->o.share_group, filters, n);
 }
 
 int mqtt_in_read(struct mqtt_in *m, size_t max)

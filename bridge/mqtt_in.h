@@ -35,6 +35,10 @@ struct mqtt_in_opts {
     uint32_t max_packet; /* MQTT 5 maximum packet size we accept; 0: none */
     const char *const *filters; /* subscriptions, renewed on every connect */
     size_t nfilters;
+    /* NULL or "": the filters as they are. Else each is subscribed as
+     * $share/<share_group>/<filter> (a shared subscription: the broker
+     * gives each message to one member of the group). */
+    const char *share_group;
     int watch_sys_drops; /* also subscribe to the broker's drop counter */
     /* TLS: on when tls is 1. ca_file NULL: the system's CA store. A client
      * certificate needs its key; key_password for an encrypted key. */
@@ -92,11 +96,30 @@ int mqtt_in_connected(const struct mqtt_in *m);
  * before the first attempt ended. Valid until the next call into m. */
 const char *mqtt_in_cause(const struct mqtt_in *m);
 
+/* The longest share group name; mqtt_in_new() refuses a longer one. */
+#define MQTT_IN_SHARE_GROUP_MAX 128
+
+/* 1 when group is a usable share name: 1 to MQTT_IN_SHARE_GROUP_MAX
+ * bytes, no '/', '+', '#' or control character. */
+int mqtt_in_share_group_ok(const char *group);
+/* The form filter is subscribed in: "$share/<group>/<filter>", or filter
+ * when group is NULL or "". Written to buf; its length, or -ENOSPC. */
+int mqtt_in_sub_filter(const char *group, const char *filter, char *buf,
+                       size_t len);
+
 /* Replaces the subscriptions (copied): while connected, subscribes to the
- * new filters and unsubscribes from the ones no longer wanted; after any
- * reconnect the whole list is subscribed. 0 or -ENOMEM. */
+ * new filters, then unsubscribes from the ones no longer wanted (never a
+ * moment without a subscription); after any reconnect the whole list is
+ * subscribed. What is no longer wanted is unsubscribed until the broker
+ * confirms it, also across a reconnect, so no old subscription stays in
+ * the persistent session. 0 or -ENOMEM. */
 int mqtt_in_set_filters(struct mqtt_in *m, const char *const *filters,
                         size_t n);
+/* The same with a share group (NULL or "": none): a changed group is a
+ * change of every subscription, made on the same session. 0, -EINVAL (a
+ * bad group name) or -ENOMEM. */
+int mqtt_in_set_subscriptions(struct mqtt_in *m, const char *share_group,
+                              const char *const *filters, size_t n);
 
 /* Reads until the socket is dry or max messages were handed over. Returns
  * the number of messages, or < 0 when the connection was lost (the state

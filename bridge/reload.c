@@ -17,7 +17,9 @@
  *        at once   read where it is used (log level, dead-letter topic,
  *                  commit delay, gateway id, shutdown timeout)
  *        routes    the route stage is swapped; the MQTT subscriptions
- *                  follow, on the same session
+ *                  follow, on the same session (mqtt.share_group too:
+ *                  the shared forms are subscribed, then the old ones
+ *                  unsubscribed)
  *        reconnect the MQTT client is replaced: DISCONNECT after the acks of
  *                  what is committed, then a new connection (same client
  *                  id: the session and its queue resume)
@@ -206,10 +208,17 @@ static void apply(struct bridge *br, struct built *b, const struct plan *p)
             log_warn("reload: mqtt.client_id is now %s: what the broker "
                      "queued for %s is no longer read",
                      b->c->mqtt.client_id, br->c->mqtt.client_id);
+        else if (!strcmp(br->c->mqtt.host, b->c->mqtt.host) &&
+                 br->c->mqtt.port == b->c->mqtt.port)
+            /* the same session goes on: drop its old subscriptions (a
+             * changed share group, routes) before the DISCONNECT */
+            mqtt_in_set_subscriptions(br->in, b->c->mqtt.share_group, filters,
+                                      nf);
         mqtt_in_close(br->in); /* DISCONNECT after the acks */
         mqtt_in_free(br->in);
         br->in = b->in;
-    } else if (mqtt_in_set_filters(br->in, filters, nf) < 0) {
+    } else if (mqtt_in_set_subscriptions(br->in, b->c->mqtt.share_group,
+                                         filters, nf) < 0) {
         log_error("reload: out of memory changing the subscriptions; they "
                   "change at the next reconnect");
     }

@@ -19,6 +19,7 @@
 #include "bridge/cli_reload.h"
 #include "bridge/convert.h"
 #include "bridge/http.h"
+#include "bridge/mqtt_in.h"
 #include "bridge/schemas.h"
 #include "bridge/secret.h"
 #include "bridge/units.h"
@@ -118,9 +119,19 @@ static void print_routes(const struct conf *c, const struct convert *cv)
                    r->message_index ? r->message_index : "(from the schema)");
     }
     printf("\nsubscriptions (qos %d):", c->mqtt.qos);
-    for (size_t i = 0; i < nf; i++)
-        printf(" %s", filters[i]);
+    for (size_t i = 0; i < nf; i++) {
+        char f[512];
+        if (mqtt_in_sub_filter(c->mqtt.share_group, filters[i], f, sizeof f) <
+            0)
+            snprintf(f, sizeof f, "%s", filters[i]); /* cut: shown only */
+        printf(" %s", f);
+    }
     printf("\n");
+    if (c->mqtt.share_group)
+        printf("shared in group %s: the broker gives each message to one "
+               "bridge of the group; order per device across them is not "
+               "kept\n",
+               c->mqtt.share_group);
 }
 
 /* Where a secret comes from, never what it is. */
@@ -190,8 +201,9 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            c->mqtt.protocol == 4 ? "3.1.1" : "5", c->mqtt.qos,
            c->mqtt.keepalive, (long long)c->mqtt.session_expiry);
     units_format_size(c->mqtt.max_payload, a, sizeof a);
-    printf("         max_payload %s  reconnect_max %ds\n", a,
-           c->mqtt.reconnect_max);
+    printf("         max_payload %s  reconnect_max %ds%s%s\n", a,
+           c->mqtt.reconnect_max, c->mqtt.share_group ? "  share_group " : "",
+           c->mqtt.share_group ? c->mqtt.share_group : "");
     print_mqtt_security(c);
     units_format_size(c->kafka.inflight_bytes, a, sizeof a);
     units_format_duration_ms(c->kafka.shutdown_timeout, b, sizeof b);

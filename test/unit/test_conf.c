@@ -272,9 +272,8 @@ static void test_lane_and_mode_keys(void **state)
     assert_int_equal(c.spool.mode, CONF_SPOOL_ALWAYS);
     assert_int_equal(c.spool.direct_wait, 1000);
     conf_fini(&c);
-    expect_error(G "routes:\n  - match: a\n    topic: t\n    lane: urgent\n",
-                 6, 11,
-                 "expected one of normal | fast | bulk, got \"urgent\"");
+    expect_error(G "routes:\n  - match: a\n    topic: t\n    lane: urgent\n", 6,
+                 11, "expected one of normal | fast | bulk, got \"urgent\"");
     expect_error(G R "spool:\n  mode: never\n", 7, 9,
                  "spool.mode: expected one of direct | always, got \"never\"");
     expect_error(G R "spool:\n  direct_wait: 5ms\n", 7, 16,
@@ -314,6 +313,56 @@ static void test_metrics_keys(void **state)
                  11, "route 1.name: expected a non-empty string");
     expect_error(G R "metrics:\n  port: 1\n", 7, 3,
                  "unknown key \"port\" in metrics");
+}
+
+static void count_change(void *ud, const char *key)
+{
+    if (!strcmp(key, "mqtt.share_group"))
+        (*(int *)ud)++;
+}
+
+/* mqtt.share_group: off by default and when empty; a share name without
+ * '/', '+' or '#', refused where it is written; a change of it is applied
+ * on the same session, like the routes. */
+static void test_share_group(void **state)
+{
+    struct conf a, b;
+    int changed = 0;
+    (void)state;
+    assert_int_equal(parse(G R, &a), 0);
+    assert_null(a.mqtt.share_group);
+    conf_fini(&a);
+    assert_int_equal(parse(G R "mqtt:\n  share_group: \"\"\n", &a), 0);
+    assert_null(a.mqtt.share_group); /* "": off */
+    assert_int_equal(parse(G R "mqtt:\n  share_group: bridges.site-1_a\n", &b),
+                     0);
+    assert_string_equal(b.mqtt.share_group, "bridges.site-1_a");
+    assert_int_equal(conf_diff(&a, &b, count_change, &changed), 1);
+    assert_int_equal(changed, 1);
+    assert_int_equal(conf_key_effect("mqtt.share_group"), CONF_ROUTES);
+    assert_int_equal(conf_key_effect("mqtt.host"), CONF_MQTT);
+    conf_fini(&a);
+    conf_fini(&b);
+    expect_error(G R "mqtt:\n  share_group: site/a\n", 7, 16,
+                 "mqtt.share_group: \"site/a\" is not a share name ('/' is "
+                 "not allowed");
+    expect_error(G R "mqtt:\n  share_group: a+\n", 7, 16,
+                 "('+' is not allowed");
+    expect_error(G R "mqtt:\n  share_group: \"#\"\n", 7, 16,
+                 "('#' is not allowed");
+    expect_error(G R "mqtt:\n  share_group: [a]\n", 7, 16,
+                 "expected a string for mqtt.share_group, got a list");
+    char y[512], name[130];
+    memset(name, 'g', 129);
+    name[129] = '\0';
+    snprintf(y, sizeof y, G R "mqtt:\n  share_group: %s\n", name);
+    expect_error(y, 7, 16,
+                 "mqtt.share_group: expected a string of 0 to 128 characters");
+    name[128] = '\0'; /* 128: the longest */
+    snprintf(y, sizeof y, G R "mqtt:\n  share_group: %s\n", name);
+    assert_int_equal(parse(y, &a), 0);
+    assert_int_equal(strlen(a.mqtt.share_group), 128);
+    conf_fini(&a);
 }
 
 static void test_syntax_errors(void **state)
@@ -383,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_route_key_errors),
         cmocka_unit_test(test_metrics_keys),
         cmocka_unit_test(test_lane_and_mode_keys),
+        cmocka_unit_test(test_share_group),
         cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_load_errors),

@@ -7,7 +7,10 @@
  * messages again on the resumed session, and after a write it does not.
  * Subscriptions change on a live session; a failed attempt leaves a cause
  * an operator can read (a refused login, a port that closes on us, a TLS
- * context that cannot load its CA).
+ * context that cannot load its CA). With a share group the broker splits
+ * the messages between the members, a session an earlier run left with
+ * plain subscriptions gets only its share, and leaving the group on a live
+ * session takes effect at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,7 +48,8 @@ struct fx {
 
 struct got {
     int n, connected, resumed, props;
-    int committed; /* messages the test made "durable": writes may go */
+    int committed;  /* messages the test made "durable": writes may go */
+    int autocommit; /* each message is "durable" as it arrives */
     int mids[64];
     char payload[64][32];
 };
@@ -59,6 +63,8 @@ static void on_message(void *ud, const struct mqtt_in_msg *m)
                  (const char *)m->payload);
     }
     g->n++;
+    if (g->autocommit)
+        g->committed = g->n;
     for (size_t i = 0; i < m->nprops; i++)
         if (!strcmp(m->props[i].name, "site") &&
             !strcmp(m->props[i].value, "north"))
@@ -361,6 +367,135 @@ static void wait_cause(struct mqtt_in *in, struct got *g, const char *want)
              mqtt_in_cause(in) ? mqtt_in_cause(in) : "(none)");
 }
 
+/* A client with its own id in a share group (NULL: none), every message
+ * acknowledged as it comes. */
+static struct mqtt_in *member(struct fx *f, struct got *g, const char *id,
+                              const char *group, const char **filters)
+{
+    struct mqtt_in_opts o = {.host = "127.0.0.1",
+                             .port = f->port,
+                             .client_id = id,
+                             .protocol = 5,
+                             .qos = 1,
+                             .keepalive = 10,
+                             .session_expiry = 600,
+                             .reconnect_max = 1,
+                             .filters = filters,
+                             .nfilters = 1,
+                             .share_group = group};
+    struct mqtt_in_cb cb = {.message = on_message, .state = on_state};
+    struct mqtt_in *in;
+    char err[256];
+    g->autocommit = 1;
+    assert_int_equal(mqtt_in_new(&o, &cb, g, &in, err, sizeof err), 0);
+    return in;
+}
+
+/* Turns both clients until together they have want messages (and are
+ * connected), or ms passed. */
+static void pump2(struct mqtt_in *a, struct got *ga, struct mqtt_in *b,
+                  struct got *gb, int want, int ms)
+{
+    for (int t = 0; t < ms; t += 40) {
+        pump_for(a, ga, 0, 20);
+        pump_for(b, gb, 0, 20);
+        if (ga->connected && gb->connected && ga->n + gb->n >= want)
+            return;
+    }
+}
+
+static void test_share_group_names(void **state)
+{
+    char buf[64];
+    (void)state;
+    assert_int_equal(mqtt_in_sub_filter("g1", "a/+/#", buf, sizeof buf), 15);
+    assert_string_equal(buf, "$share/g1/a/+/#");
+    assert_int_equal(mqtt_in_sub_filter(NULL, "a/#", buf, sizeof buf), 3);
+    assert_string_equal(buf, "a/#");
+    assert_int_equal(mqtt_in_sub_filter("", "a/#", buf, sizeof buf), 3);
+    assert_int_equal(mqtt_in_sub_filter("g", "a/#", buf, 8), -ENOSPC);
+    assert_true(mqtt_in_share_group_ok("bridges.site-1"));
+    assert_false(mqtt_in_share_group_ok(""));
+    assert_false(mqtt_in_share_group_ok(NULL));
+    assert_false(mqtt_in_share_group_ok("a/b"));
+    assert_false(mqtt_in_share_group_ok("a+"));
+    assert_false(mqtt_in_share_group_ok("#"));
+    assert_false(mqtt_in_share_group_ok("a\tb"));
+    /* refused by the client too, not only by the config loader */
+    const char *filters[] = {"unit/#"};
+    struct mqtt_in_opts o = {.host = "127.0.0.1",
+                             .port = 1883,
+                             .client_id = "m2k-unit",
+                             .protocol = 5,
+                             .qos = 1,
+                             .keepalive = 10,
+                             .reconnect_max = 1,
+                             .filters = filters,
+                             .nfilters = 1,
+                             .share_group = "a/b"};
+    struct mqtt_in_cb cb = {.message = on_message, .state = on_state};
+    struct mqtt_in *in;
+    struct got g = {0};
+    char err[256];
+    assert_int_equal(mqtt_in_new(&o, &cb, &g, &in, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "share group \"a/b\" is not a share name"));
+}
+
+static void test_share_group(void **state)
+{
+    struct fx *f = *state;
+    const char *filters[] = {"unit/s/#"};
+    struct got ga = {0}, gb = {0};
+    if (!f)
+        skip();
+    /* an earlier run of "m2k-a" subscribed without a group; its session
+     * keeps that subscription */
+    struct mqtt_in *a = member(f, &ga, "m2k-a", NULL, filters);
+    pump(a, &ga, 0);
+    pump_for(a, &ga, 99, 300);
+    mqtt_in_close(a);
+    mqtt_in_free(a);
+    memset(&ga, 0, sizeof ga);
+    /* now two members of group g1 */
+    a = member(f, &ga, "m2k-a", "g1", filters);
+    struct mqtt_in *b = member(f, &gb, "m2k-b", "g1", filters);
+    pump2(a, &ga, b, &gb, 0, 3000);
+    assert_int_equal(ga.resumed, 1);
+    pump2(a, &ga, b, &gb, 99, 300); /* SUBSCRIBE, UNSUBSCRIBE go out */
+    publish(f->port, "unit/s/1", 20);
+    pump2(a, &ga, b, &gb, 20, 5000);
+    pump2(a, &ga, b, &gb, 99, 500); /* nothing more comes */
+    print_message("shared: m2k-a got %d, m2k-b %d of 20\n", ga.n, gb.n);
+    assert_int_equal(ga.n + gb.n, 20); /* each message once: no plain copy */
+    assert_true(ga.n > 0 && gb.n > 0);
+    /* m2k-a leaves the group on its live session: it gets every message,
+     * and m2k-b, alone in the group, every message too */
+    ga.n = gb.n = ga.committed = gb.committed = 0;
+    assert_int_equal(mqtt_in_set_subscriptions(a, NULL, filters, 1), 0);
+    assert_int_equal(mqtt_in_set_subscriptions(a, "x/y", filters, 1), -EINVAL);
+    pump2(a, &ga, b, &gb, 99, 300);
+    publish(f->port, "unit/s/2", 10);
+    pump2(a, &ga, b, &gb, 20, 5000);
+    pump2(a, &ga, b, &gb, 99, 500);
+    assert_int_equal(ga.n, 10);
+    assert_int_equal(gb.n, 10);
+    assert_int_equal(ga.connected, 1);
+    /* and the old shared subscription does not come back on a reconnect */
+    mqtt_in_abort(a, "test");
+    ga.n = gb.n = ga.committed = gb.committed = 0;
+    pump2(a, &ga, b, &gb, 0, 3000);
+    pump2(a, &ga, b, &gb, 99, 300);
+    publish(f->port, "unit/s/3", 10);
+    pump2(a, &ga, b, &gb, 20, 5000);
+    pump2(a, &ga, b, &gb, 99, 500);
+    assert_int_equal(ga.n, 10);
+    assert_int_equal(gb.n, 10);
+    mqtt_in_close(a);
+    mqtt_in_close(b);
+    mqtt_in_free(a);
+    mqtt_in_free(b);
+}
+
 static void test_failure_causes(void **state)
 {
     struct fx *f = *state;
@@ -443,6 +578,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_connect_never_blocks),
         cmocka_unit_test(test_tls_context_errors),
+        cmocka_unit_test(test_share_group_names),
+        cmocka_unit_test_setup_teardown(test_share_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filters_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_causes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acks_only_on_write, setup,
