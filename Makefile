@@ -140,6 +140,8 @@ UNIT_DEPS_test_metrics := bridge/metrics.o bridge/prom.o bridge/kstats.o \
                           bridge/http.o bridge/log.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
+BENCH_DEPS_drain_bench := bridge/outbox.o bridge/record.o bridge/prom.o \
+                          bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O) bridge/schemas.o
 BENCH_DEPS_pb_schema_bench = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 objs_for = $(if $($(1)),$(addprefix $(B)/,$($(1))) $(PROTO_O),$(LIB_O))

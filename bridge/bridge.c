@@ -1,27 +1,29 @@
 /*
- * bridge.c — the daemon's data path: the one file that knows every stage.
+ * bridge.c — the data path in: MQTT messages become records in the burst.
  *
- *   MQTT in ──> route ──> decode ──> spool ──> Kafka out
- *   (mqtt_in)  (convert: route.c, payload.c)  (outbox, kafka_out)
- *      ^                               ^           │
- *      └── acks after the commit ──────┘<── delivery reports
+ *   MQTT in ──> route ──> decode ──> burst ──> commit.c: Kafka or spool
+ *   (mqtt_in)  (convert: route.c, payload.c)  (outbox, kafka_out, spool)
+ *      ^                                            │
+ *      └── PUBACKs once the burst is durable ───────┘
  *
  * A message read from MQTT (its PUBACK only queued) is converted into
- * records, or a dead letter, and copied into the burst (batch.c); the
- * burst is put into the spool, whole messages per transaction; only when
- * all of it is stored are the PUBACKs written. If a part fails, the
- * connection is dropped with them unsent and the broker redelivers: the
- * parts already stored have their tags remembered (redeliver.c), so their
- * redelivery is acknowledged without storing them twice. Delivery reports
- * go to the outbox (outbox.c), which applies them to the spool. The stages
- * never call each other; they only meet here, through callbacks. daemon.c
- * opens them in order and turns the loop.
+ * records, or a dead letter, and copied into the burst (batch.c). commit.c
+ * then makes the burst durable — straight to Kafka on the direct path, or
+ * into the spool, whole messages per transaction — and only then are the
+ * PUBACKs written. If that fails, the connection is dropped with them
+ * unsent and the broker redelivers: the messages already durable have
+ * their tags remembered (redeliver.c), so their redelivery is acknowledged
+ * without storing them twice. Delivery reports go to the outbox
+ * (outbox.c). The stages never call each other; they only meet here and in
+ * commit.c, through callbacks. daemon.c opens them in order and turns the
+ * loop.
  *
- * Counting: every message is counted once, when its fate is final: stored
- * (stored++, spooled += its records), dead-lettered (its kind; spooled += 1,
- * the dead letter), acknowledged as a redelivery, or lost (a QoS 0 message
- * whose commit failed: the broker never sends those again); received
- * counts all four. Nothing is counted and then rolled back, and a message
+ * Counting (in commit.c): every message is counted once, when its fate is
+ * final: stored (stored++; its records in spooled, or direct when Kafka
+ * confirmed them straight), dead-lettered (its kind; its one record the
+ * same way), acknowledged as a redelivery, or lost (a QoS 0 message whose
+ * commit failed: the broker never sends those again); received counts all
+ * four. Nothing is counted and then rolled back, and a message
  * in a burst not yet committed is in no counter. Messages and records
  * differ: a split message becomes several records, and from the spool on
  * (delivered, kafka_refused, the spool's drops) everything counts records.
