@@ -109,6 +109,7 @@ deps:
 # module's build does not wait on another's); one not named links them all.
 UNIT_DEPS_test_spool  := $(SPOOL_O)
 UNIT_DEPS_test_spool_crash := $(SPOOL_O)
+UNIT_DEPS_test_spool_big := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
