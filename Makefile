@@ -113,7 +113,9 @@ UNIT_DEPS_test_spool_big := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
-UNIT_DEPS_test_outbox := bridge/outbox.o bridge/record.o bridge/prom.o $(UNIT_DEPS_test_kafka_out)
+UNIT_DEPS_test_outbox := bridge/outbox.o bridge/fat.o bridge/chunk.o bridge/record.o \
+                         bridge/prom.o $(UNIT_DEPS_test_kafka_out)
+UNIT_DEPS_test_chunk  := bridge/chunk.o bridge/record.o
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/pb_json_wkt.o \
                          bridge/numfmt.o $(PB_SCHEMA_O)

@@ -33,6 +33,8 @@ enum ktype {
            must not be able to read it; a T_FILE named                         \
            "x_file" with K_SECRET fills key "x" */
 
+#define K_OFF 32u /* T_SIZE: "off" is accepted and stored as 0 */
+
 struct kenum {
     const char *name;
     int val;

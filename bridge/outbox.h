@@ -42,6 +42,7 @@ struct outbox_counters {   /* only ever grow, on success */
     int64_t delivered;     /* acked in the spool after Kafka confirmed */
     int64_t retries;       /* transient delivery failures */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
+    int64_t chunks;        /* chunks of large records Kafka confirmed */
     /* Of delivered: by the route that made the record (nroutes entries;
      * dead letters to the topic have none). */
     int64_t *route_delivered;
