@@ -349,7 +349,9 @@ def _run_bounded(cmd, timeout):
 
 def _parse_kcat_json(out):
     recs = []
-    for line in out.decode("utf-8", "surrogateescape").splitlines():
+    # split on "\n" only: splitlines() also splits on \x1c-\x1e and \x85,
+    # which a binary payload holds (kcat escapes only the JSON controls)
+    for line in out.decode("utf-8", "surrogateescape").split("\n"):
         if not line.startswith("{"):
             continue
         try:
