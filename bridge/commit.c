@@ -21,7 +21,8 @@
  * producer id and metadata, longer than a direct burst should hold its
  * PUBACKs), nothing waits in the spool or is in flight from it
  * (so records of one key reach Kafka in order across the switch, both
- * ways), and the direct path is not backing off after a spill. A spill
+ * ways; the fat lane's large records are a queue of their own and do not
+ * count), and the direct path is not backing off after a spill. A spill
  * turns it off for a second, doubling while spills keep coming within a
  * minute of turning it on again (up to a minute): Kafka slower than the
  * deadline would otherwise cost a full deadline per burst.
@@ -295,7 +296,10 @@ int br_direct_ready(struct bridge *br, int64_t now)
         br->reload_pending || br->out_next || br->uplink != 1 || br->stop ||
         br->batch.failed || br->batch.n == 0 || now < br->direct_off_until ||
         !mqtt_in_connected(br->in) || outbox_direct_busy(br->ob) ||
-        outbox_inflight(br->ob) != 0 || spool_backlog(br->sp) != 0)
+        /* the fat lane's chunks are their own queue: a large message
+         * draining (minutes on a slow uplink) keeps no one off this path */
+        outbox_inflight(br->ob) != outbox_inflight_chunks(br->ob) ||
+        spool_backlog(br->sp) != spool_big_backlog(br->sp))
         return 0;
     room = outbox_room(br->ob, &bytes);
     return (int64_t)br->batch.n <= room && (int64_t)br->batch.used <= bytes;

@@ -239,8 +239,13 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         if (now - br->room_checked >= 20) { /* statvfs and two PRAGMAs */
             int64_t room = spool_room(br->sp);
             br->room_checked = now;
-            /* room for a whole burst to stop; for two to start again */
-            full = room < (br->backpressure ? 2 * burst : burst);
+            /* room for a whole burst to stop; for one more (at most a
+             * burst's soft size: a large max_payload would otherwise ask
+             * for more than the spool holds) to start again */
+            int64_t more = burst < (int64_t)BATCH_SOFT_BYTES
+                               ? burst
+                               : (int64_t)BATCH_SOFT_BYTES;
+            full = room < (br->backpressure ? burst + more : burst);
         }
         if (full && !br->backpressure)
             log_warn("spool full: backpressure, not reading MQTT");

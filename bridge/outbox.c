@@ -595,6 +595,11 @@ int64_t outbox_inflight(const struct outbox *ob)
     return ob->inflight;
 }
 
+int64_t outbox_inflight_chunks(const struct outbox *ob)
+{
+    return fat_inflight(ob->fat);
+}
+
 int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
 {
     int wait = max;

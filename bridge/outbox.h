@@ -107,6 +107,8 @@ void outbox_direct_end(struct outbox *ob, const unsigned char *spilled);
 int outbox_direct_busy(const struct outbox *ob);
 
 int64_t outbox_inflight(const struct outbox *ob);
+/* Of those: chunks of large records (the fat lane, fat.h). */
+int64_t outbox_inflight_chunks(const struct outbox *ob);
 /* Records (and *bytes) the window has room for now. */
 int64_t outbox_room(const struct outbox *ob, int64_t *bytes);
 /* ms until outbox_flush or outbox_drain have work again, at most max. */
