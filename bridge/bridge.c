@@ -174,6 +174,10 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
     size_t room = br->max_record > over ? br->max_record - over : 0;
     if (keep > room)
         keep = room;
+    /* with chunks on, max_payload may be tens of MB: a dead letter is cut
+     * to a chunk, a size the user has made sure Kafka takes */
+    if (br->chunk_bytes && keep > br->chunk_bytes)
+        keep = br->chunk_bytes;
     log_debug("dead-letter: %s: %s", m->topic, d->why);
     base_headers(br, m, &h, now, d->why, NULL);
     if (keep < m->len) /* a dead letter must fit one spool transaction */

@@ -91,9 +91,9 @@ int br_large_step(struct bridge *br)
     struct br_large *lg = &br->large;
     if (!lg->active || lg->rc || lg->done == lg->len)
         return 1;
-    size_t per = br->max_record / lg->part * lg->part;
-    if (per < lg->part)
-        per = lg->part;
+    size_t per = spool_big_slice(br->sp, lg->part);
+    if (per == 0)
+        per = lg->part; /* cannot be: the chunk size fits one put */
     size_t n = lg->len - lg->done < per ? lg->len - lg->done : per;
     int rc = spool_big_write(br->sp, lg->id, (uint32_t)(lg->done / lg->part),
                              lg->data + lg->done, n);

@@ -304,6 +304,9 @@ int spool_big_commit(struct spool *sp, int64_t id, const void *digest,
                      size_t len);
 /* Gives up a record not yet committed: what was written is deleted. */
 int spool_big_abort(struct spool *sp, int64_t id);
+/* The most bytes of parts of part_bytes one spool_big_write() takes: a
+ * multiple of part_bytes, at least one part (0 if not even one fits). */
+size_t spool_big_slice(struct spool *sp, size_t part_bytes);
 /* The largest payload spool_big_begin() takes now (a half of the cap). */
 int64_t spool_big_max(struct spool *sp);
 /* Committed large records waiting (in flight included); cheap. */

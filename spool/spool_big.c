@@ -141,6 +141,19 @@ static int64_t part_pages(size_t n, size_t part_bytes)
     return 2 + (int64_t)(n / (PAGE - 8)) + 2 * parts;
 }
 
+size_t spool_big_slice(struct spool *sp, size_t part_bytes)
+{
+    size_t k = 0;
+    if (!part_bytes)
+        return 0;
+    pthread_mutex_lock(&sp->mu);
+    while (k < SPOOL_BIG_PARTS_MAX &&
+           part_pages((k + 1) * part_bytes, part_bytes) <= sp->batch_pages)
+        k++;
+    pthread_mutex_unlock(&sp->mu);
+    return k * part_bytes;
+}
+
 int64_t spool_big_max(struct spool *sp)
 {
     pthread_mutex_lock(&sp->mu);

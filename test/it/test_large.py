@@ -377,3 +377,32 @@ def test_full_spool_backpressure_keeps_the_third_in_the_broker(stack, uniq, tmp_
     rc, so, se = reassemble(br, stack, f"it.{uniq}.cam", out)
     assert rc == 0, se
     assert sorted(p.read_bytes() for p in out.iterdir()) == sorted(d for _, d in files)
+
+
+def test_larger_than_the_spool_holds_is_dead_lettered(stack, uniq, tmp_path):
+    """A 32 MiB spool holds a large message of at most half its cap (about
+    12 MB): mqtt.max_payload is lowered to that, with a warning; a 20 MB
+    message is dead-lettered (cut, its size in a header, counted as
+    oversized); a 5 MB one is delivered as chunks."""
+    cam = f"it.{uniq}.cam"
+    routes, extra = config(uniq, cam)
+    extra["spool"] = {"max_bytes": "32MiB"}
+    br = Bridge(stack, tmp_path, uniq, routes=routes, extra=extra).start()
+    assert "more than the spool holds of one large message" in br.logtext()
+    big, _ = payload_file(tmp_path, "big.bin", MB20, uniq + "b")
+    ok, data = payload_file(tmp_path, "ok.bin", 5_000_000, uniq + "o")
+    publish_file(stack, f"{uniq}/cam/cam-4", big)
+    publish_file(stack, f"{uniq}/cam/cam-5", ok)
+    dl = stack.consume(f"it.{uniq}.dead-letter", 1, timeout=60)
+    assert dl[0]["headers"]["error.original.size"] == str(MB20).encode()
+    assert b"max_payload" in dl[0]["headers"]["error.reason"]
+    assert 0 < len(dl[0]["value"]) <= 512 * 1024  # cut to a chunk
+    wait_large_delivered(br, 1)
+    assert br.stop() == 0
+    c = br.counters()
+    assert c["oversized"] == 1 and c["received"] == 2, c
+    out = tmp_path / "out"
+    out.mkdir()
+    rc, so, se = reassemble(br, stack, cam, out)
+    assert rc == 0, se
+    assert [p.read_bytes() for p in out.iterdir()] == [data]

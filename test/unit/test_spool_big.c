@@ -261,6 +261,37 @@ static void test_bad_writes_refused(void **state)
     free(data);
 }
 
+/* spool_big_slice(): what one write takes, for any part size and cap:
+ * that much is taken, one part more is refused. (A slice the write
+ * refused once made the broker redeliver a message forever.) */
+static void test_slice_is_what_one_write_takes(void **state)
+{
+    struct fx *f = *state;
+    static const int64_t caps[] = {2 << 20, 32 << 20, 256 << 20};
+    static const size_t parts[] = {16384, 65536, 131072, 262144, 100000};
+    for (size_t c = 0; c < 3; c++) {
+        struct spool *sp =
+            open_opts(f->path, caps[c], SPOOL_DROP_OLDEST, 0, 0, NULL);
+        for (size_t p = 0; p < 5; p++) {
+            size_t pb = parts[p], per = spool_big_slice(sp, pb);
+            if (pb > spool_max_record(sp))
+                continue;
+            assert_true(per >= pb && per % pb == 0);
+            size_t n = per + pb;
+            unsigned char *data = pattern(n, (unsigned)p);
+            struct spool_rec r = {.topic = "t", .payload_len = n};
+            int64_t id;
+            assert_int_equal(spool_big_begin(sp, &r, pb, &id), 0);
+            assert_int_equal(spool_big_write(sp, id, 0, data, n), -EINVAL);
+            assert_int_equal(spool_big_write(sp, id, 0, data, per), 0);
+            assert_int_equal(spool_big_abort(sp, id), 0);
+            free(data);
+        }
+        spool_close(sp);
+        unlink(f->path);
+    }
+}
+
 /* A crash while a record is written: the next open removes it, nothing is
  * visible or counted, and its id is never handed out again. */
 static void test_half_written_gone_after_a_crash(void **state)
@@ -500,6 +531,8 @@ int main(void)
             test_written_in_parts_visible_when_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_writes_refused, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_slice_is_what_one_write_takes,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_written_gone_after_a_crash,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
