@@ -109,10 +109,13 @@ deps:
 # module's build does not wait on another's); one not named links them all.
 UNIT_DEPS_test_spool  := $(SPOOL_O)
 UNIT_DEPS_test_spool_crash := $(SPOOL_O)
+UNIT_DEPS_test_spool_big := $(SPOOL_O)
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
-UNIT_DEPS_test_outbox := bridge/outbox.o bridge/record.o bridge/prom.o $(UNIT_DEPS_test_kafka_out)
+UNIT_DEPS_test_outbox := bridge/outbox.o bridge/fat.o bridge/chunk.o bridge/record.o \
+                         bridge/prom.o $(UNIT_DEPS_test_kafka_out)
+UNIT_DEPS_test_chunk  := bridge/chunk.o bridge/record.o
 PB_SCHEMA_O = bridge/pb_schema.o bridge/pb_schema_build.o bridge/pb_schema_text.o
 PB_O                  := bridge/pb.o bridge/pb_json.o bridge/pb_json_wkt.o \
                          bridge/numfmt.o $(PB_SCHEMA_O)
@@ -140,7 +143,7 @@ UNIT_DEPS_test_metrics := bridge/metrics.o bridge/prom.o bridge/kstats.o \
                           bridge/http.o bridge/log.o
 UNIT_DEPS_test_pb_schema = $(PB_SCHEMA_O) $(TESTSCHEMA_O)
 BENCH_DEPS_spool_bench := $(SPOOL_O)
-BENCH_DEPS_drain_bench := bridge/outbox.o bridge/record.o bridge/prom.o \
+BENCH_DEPS_drain_bench := bridge/outbox.o bridge/fat.o bridge/chunk.o bridge/record.o bridge/prom.o \
                           bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
 BENCH_DEPS_decode_bench := $(PB_O) bridge/schemas.o
 BENCH_DEPS_pb_schema_bench = $(PB_SCHEMA_O) $(TESTSCHEMA_O)

@@ -117,7 +117,25 @@ struct emit_ctx { /* one message on its way through convert_message() */
     struct bridge *br;
     const struct mqtt_in_msg *m;
     int64_t now, tag;
+    int large;    /* its record is a large one, being staged (large.c) */
+    int large_rc; /* why it could not be */
 };
+
+/* A record over kafka.chunk_bytes: the message's only one, stored once in
+ * the spool slice by slice and produced as chunks (large.c, fat.c). A
+ * split message with such an element is a dead letter: its records must
+ * go all or none, and a large one is stored on its own. */
+static int emit_large(struct emit_ctx *e, const struct batch_rec *r)
+{
+    int rc = -E2BIG;
+    if (!e->large && !batch_open_records(&e->br->batch))
+        rc = br_large_take(e->br, e->m, r, e->tag);
+    if (rc == 0)
+        e->large = 1;
+    else
+        e->large_rc = rc;
+    return rc;
+}
 
 static int emit_record(void *ud, const struct convert_rec *v)
 {
@@ -139,6 +157,8 @@ static int emit_record(void *ud, const struct convert_rec *v)
         .route = v->route,
         .tag = e->tag,
     };
+    if (e->large || (e->br->chunk_bytes && v->len > e->br->chunk_bytes))
+        return emit_large(e, &r);
     return hold(e->br, e->m, &r);
 }
 
@@ -156,6 +176,10 @@ static void dead_letter(struct bridge *br, const struct mqtt_in_msg *m,
     size_t room = br->max_record > over ? br->max_record - over : 0;
     if (keep > room)
         keep = room;
+    /* with chunks on, max_payload may be tens of MB: a dead letter is cut
+     * to a chunk, a size the user has made sure Kafka takes */
+    if (br->chunk_bytes && keep > br->chunk_bytes)
+        keep = br->chunk_bytes;
     log_debug("dead-letter: %s: %s", m->topic, d->why);
     base_headers(br, m, &h, now, d->why, NULL);
     if (keep < m->len) /* a dead letter must fit one spool transaction */
@@ -257,16 +281,31 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
         return;
     }
     struct batch_mark mark = batch_mark(&br->batch);
-    struct emit_ctx e = {br, m, now, tag};
+    struct emit_ctx e = {br, m, now, tag, 0, 0};
     struct convert_msg cm = {m->topic, m->payload, m->len,
                              m->qos,   now,        br->c->gateway.id};
     struct convert_dead d;
     int rc = convert_message(br->cv, &cm, emit_record, &e, &d);
+    if (e.large && (rc || d.kind != CONVERT_OK))
+        br_large_abort(br); /* not one large record after all */
+    if (e.large_rc && e.large_rc != -EFBIG && e.large_rc != -E2BIG) {
+        log_error(
+            "spool: cannot begin a large message of %zu bytes: %s", m->len,
+            e.large_rc == -ENOMEM ? "out of memory" : spool_errmsg(br->sp));
+        br->batch.failed = 1; /* as a put that fails: the broker redelivers */
+        return;
+    }
     if (rc && br->batch.failed)
         return; /* out of memory: the burst is withheld */
     size_t n = br->batch.n - mark.n;
     unsigned notes = side_effects(br);
     int route = d.route;
+    if (e.large && rc == 0 && d.kind == CONVERT_OK) {
+        /* staged a slice per turn; MQTT is not read until it is stored */
+        br->large.notes = notes;
+        br->large.route = route;
+        return;
+    }
     if (rc == 0 && d.kind == CONVERT_OK) {
         if (br_fits(br, mark.n, n)) {
             end_msg_notes(br, m, FATE_STORED, 0, tag, route, notes);
@@ -277,10 +316,21 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
     if (rc) { /* headers, envelope or JSON made it too large to store */
         d = (struct convert_dead){
             .kind = CONVERT_OVERSIZED, .route = route, .keep = m->len};
-        snprintf(d.why, sizeof d.why,
-                 "its records (with their headers) are larger than one spool "
-                 "transaction holds (%zu bytes)",
-                 br->max_record);
+        if (e.large_rc == -EFBIG)
+            snprintf(d.why, sizeof d.why,
+                     "payload of %zu bytes is more than the spool holds of "
+                     "one large message (%" PRId64 ")",
+                     m->len, spool_big_max(br->sp));
+        else if (e.large_rc == -E2BIG)
+            snprintf(d.why, sizeof d.why,
+                     "a split message with an element over kafka.chunk_bytes "
+                     "(%zu)",
+                     br->chunk_bytes);
+        else
+            snprintf(d.why, sizeof d.why,
+                     "its records (with their headers) are larger than one "
+                     "spool transaction holds (%zu bytes)",
+                     br->max_record);
     }
     batch_rewind(&br->batch, mark); /* none of its records: all or nothing */
     dead_letter(br, m, &d, now, tag);
@@ -354,7 +404,7 @@ static void on_stats(void *ud, const char *json, size_t len)
 
 /* kafka.security as librdkafka properties, after kafka.properties (the
  * loader refuses a property both set). Returns how many. */
-static size_t security_props(const struct conf *c, struct kafka_out_prop *p)
+size_t br_security_props(const struct conf *c, struct kafka_out_prop *p)
 {
     static const char *const protocols[] = {"plaintext", "ssl",
                                             "sasl_plaintext", "sasl_ssl"};
@@ -400,7 +450,7 @@ int br_kafka_new(struct bridge *br, const struct conf *c,
     for (size_t i = 0; i < c->kafka.nprops && i < CONF_MAX_PROPS; i++)
         props[n++] = (struct kafka_out_prop){c->kafka.props[i].name,
                                              c->kafka.props[i].value};
-    n += security_props(c, props + n);
+    n += br_security_props(c, props + n);
     struct kafka_out_opts ko = {
         .brokers = c->kafka.brokers,
         .compression = c->kafka.compression,
@@ -434,6 +484,10 @@ int br_kafka_open(struct bridge *br, char *err, size_t errlen)
 static uint32_t max_packet(const struct conf *c)
 {
     int64_t m = c->mqtt.max_payload > 0 ? 4 * c->mqtt.max_payload : 0;
+    /* With chunks max_payload may be tens of MB: a publish over it is read
+     * (and dead-lettered) up to 16 MiB more, not four times as much. */
+    if (c->kafka.chunk_bytes && m > c->mqtt.max_payload + (16 << 20))
+        m = c->mqtt.max_payload + (16 << 20);
     if (m <= 0 || m > (int64_t)UINT32_MAX - 131072)
         return 0;
     return (uint32_t)m + 131072; /* topic, properties, headers */

@@ -37,6 +37,19 @@ int bridge_spool(const struct conf *c, const char *what, const char *sub);
  * not running. */
 int bridge_status(const struct conf *c);
 
+/* `reassemble`: large messages put together again from the chunk records
+ * of topic (README, "Large messages"). c may be NULL when brokers is set.
+ * 0 when every message seen is complete and checked, 1 otherwise (what is
+ * missing is said on stderr, by m2k.id and chunk index). */
+struct reassemble_opts {
+    const char *topic;
+    const char *out;     /* a directory (DIR/<m2k.id>), or "-": stdout */
+    const char *brokers; /* NULL: the config's kafka.brokers */
+    const char *id;      /* NULL: every message; else only this m2k.id */
+    int timeout_s;       /* to read the topic to its end */
+};
+int bridge_reassemble(const struct conf *c, const struct reassemble_opts *o);
+
 /* The spool's options from the conf (the daemon and the tools alike). */
 struct spool_opts;
 void bridge_spool_opts(const struct conf *c, struct spool_opts *so);

@@ -34,6 +34,23 @@ enum { FATE_STORED, FATE_DEAD, FATE_REDELIVERED };
 
 #define KV_PENDING_MAX 256 /* decode-stage state kept per burst */
 
+/* A large message being stored (large.c): its payload is our one copy
+ * until the spool has it all. */
+struct evp_md_ctx_st;
+struct br_large {
+    int active;                /* staging; MQTT is not read meanwhile */
+    int64_t id;                /* its large record in the spool */
+    unsigned char *data;       /* the payload */
+    size_t len, done;          /* bytes; bytes in the spool so far */
+    size_t part;               /* the chunk size it is stored (and sent) in */
+    struct evp_md_ctx_st *sha; /* SHA-256 of what is written so far */
+    int rc;                    /* a slice failed: why (< 0) */
+    int qos, route;
+    int64_t tag;
+    unsigned notes;
+    int64_t slices, t0;
+};
+
 /* What a stored message adds to the counters besides itself
  * (batch_msg.notes). */
 enum { NOTE_UNKNOWN = 1, NOTE_UNRESOLVED = 2, NOTE_SEQ_GAP = 4 };
@@ -59,10 +76,13 @@ struct bridge {
     int64_t direct_t0;         /* when it was sent */
     int64_t direct_since;      /* when the direct path was taken again */
     int64_t direct_off_until, direct_off_ms; /* backing off after a spill */
-    struct stats n;       /* counted once, when a message is committed */
-    int64_t lost_qos0;    /* QoS 0 messages of a withheld burst */
-    int64_t renamed;      /* device properties renamed (reserved names) */
-    int64_t max_payload;  /* mqtt.max_payload, capped to fit one put */
+    struct stats n;      /* counted once, when a message is committed */
+    int64_t lost_qos0;   /* QoS 0 messages of a withheld burst */
+    int64_t renamed;     /* device properties renamed (reserved names) */
+    int64_t max_payload; /* mqtt.max_payload, capped to fit one put (or,
+                          * with chunks, what the spool holds of one) */
+    size_t chunk_bytes;  /* kafka.chunk_bytes in effect; 0: off */
+    struct br_large large;
     size_t max_record;    /* the largest record one spool put holds */
     int64_t batch_t0;     /* when the burst's first message was read */
     int uplink;           /* -1 unknown, 0 down, 1 up */
@@ -74,9 +94,13 @@ struct bridge {
     int64_t read;           /* messages read, for the hooks */
     int64_t fail_put_every; /* every Nth spool put fails (-EIO); 0: none */
     int64_t puts;
-    int64_t kafka_fatal_at; /* a fatal producer error after N delivered */
-    int kafka_no_recreate;  /* and the new producer cannot be made */
-    size_t batch_bytes;     /* commit once the batch holds this much */
+    int64_t kafka_fatal_at;     /* a fatal producer error after N delivered */
+    int kafka_no_recreate;      /* and the new producer cannot be made */
+    int64_t fault_large_slices; /* crash once a large message has this many
+                                 * slices in the spool, not committed */
+    int64_t fault_chunks;       /* crash once this many chunks were
+                                 * confirmed */
+    size_t batch_bytes;         /* commit once the batch holds this much */
     int status_warned;
     int out_failed;      /* the producer could not be recreated */
     int64_t next_status; /* when to rewrite the status file */
@@ -123,6 +147,9 @@ void br_on_broker_dropped(void *ud, int64_t old, int64_t now);
 int br_kafka_new(struct bridge *br, const struct conf *c,
                  struct kafka_out **out, char *err, size_t errlen);
 int br_kafka_open(struct bridge *br, char *err, size_t errlen);
+/* kafka.security as librdkafka properties (at most 12; secrets borrowed
+ * from c); the producer's and `reassemble`'s consumer's. */
+size_t br_security_props(const struct conf *c, struct kafka_out_prop *p);
 /* An MQTT client for conf c subscribed to cv's filters, its callbacks
  * wired to br; it copies what it keeps of c. */
 int br_mqtt_new(struct bridge *br, const struct conf *c,
@@ -147,9 +174,23 @@ void br_fault_point(struct bridge *br, int after_commit);
 void br_kv_flush(struct bridge *br);
 
 /* daemon.c: the status file and STATUS= line now; the largest payload c
- * lets through, given the spool's cap (warns when it cuts c's). */
+ * lets through, given the spool's cap (warns when it cuts c's); the chunk
+ * size in effect (kafka.chunk_bytes, at most what one put holds; 0: off). */
 void br_write_status(struct bridge *br, const char *state);
 int64_t br_payload_limit(const struct bridge *br, const struct conf *c);
+size_t br_chunk_limit(const struct bridge *br, const struct conf *c);
+
+/* large.c: a message whose record is over the chunk size. take: our copy
+ * of r's value, a large record begun in the spool (-EFBIG: more than the
+ * spool can ever hold: dead-letter it; -ENOMEM; a spool error). step: one
+ * slice into the spool; 1 once it is all there or failed. publish: the
+ * record committed (with its SHA-256), our copy freed; < 0: it failed and
+ * is gone. abort: what was staged is deleted. */
+int br_large_take(struct bridge *br, const struct mqtt_in_msg *m,
+                  const struct batch_rec *r, int64_t tag);
+int br_large_step(struct bridge *br);
+int br_large_publish(struct bridge *br);
+void br_large_abort(struct bridge *br);
 
 /* reload.c: SIGHUP's work, in the loop, between bursts. Starts an attempt
  * when one is pending, finishes one waiting for its producer; now is

@@ -21,7 +21,8 @@
  * producer id and metadata, longer than a direct burst should hold its
  * PUBACKs), nothing waits in the spool or is in flight from it
  * (so records of one key reach Kafka in order across the switch, both
- * ways), and the direct path is not backing off after a spill. A spill
+ * ways; the fat lane's large records are a queue of their own and do not
+ * count), and the direct path is not backing off after a spill. A spill
  * turns it off for a second, doubling while spills keep coming within a
  * minute of turning it on again (up to a minute): Kafka slower than the
  * deadline would otherwise cost a full deadline per burst.
@@ -226,6 +227,36 @@ static size_t put_burst(struct bridge *br, int *rc)
     return done;
 }
 
+/* The burst's large message, once its records are stored: committed in
+ * the spool and counted (a record spooled), or, when the burst or the
+ * large record failed, deleted (the broker sends it again; a QoS 0 one is
+ * lost). Returns 0 or why it failed. */
+static int large_commit(struct bridge *br, int ok)
+{
+    struct br_large *lg = &br->large;
+    struct batch_msg m = {.qos = lg->qos,
+                          .fate = FATE_STORED,
+                          .tag = lg->tag,
+                          .route = lg->route,
+                          .notes = lg->notes};
+    int rc = lg->rc;
+    if (!lg->active)
+        return 0;
+    if (!ok || rc) {
+        br->lost_qos0 += lg->qos == 0;
+        br_large_abort(br);
+        return rc;
+    }
+    if ((rc = put_fault(br)) == 0 && (rc = br_large_publish(br)) == 0) {
+        count_msg(br, &m, 1, 0);
+        br->ids_next = br->ids_end = 0; /* its id is above the block */
+    } else {
+        br_large_abort(br);
+        br->lost_qos0 += m.qos == 0;
+    }
+    return rc;
+}
+
 static void spool_commit(struct bridge *br)
 {
     struct batch *b = &br->batch;
@@ -234,9 +265,13 @@ static void spool_commit(struct bridge *br)
     size_t done = put_burst(br, &rc);
     for (size_t i = done; i < b->nmsgs; i++)
         br->lost_qos0 += b->msgs[i].qos == 0;
+    /* a large message is the burst's last: stored after all the rest */
+    int lrc = large_commit(br, rc == 0 && !b->failed && done == b->nmsgs);
+    if (rc == 0 && lrc < 0)
+        rc = lrc;
     count_lost_qos0(br);
     if (rc < 0 || b->failed) {
-        put_failed(br, rc, b->nmsgs - done);
+        put_failed(br, rc, b->nmsgs - done + (lrc < 0));
         batch_clear(b);
         return;
     }
@@ -257,10 +292,14 @@ int br_direct_ready(struct bridge *br, int64_t now)
     /* (a reload waiting to apply takes the spool path: it must not find
      * PUBACKs held when it reconnects) */
     if (br->c->spool.mode != CONF_SPOOL_DIRECT || !br->out ||
+        br->large.active || /* a large message goes through the spool */
         br->reload_pending || br->out_next || br->uplink != 1 || br->stop ||
         br->batch.failed || br->batch.n == 0 || now < br->direct_off_until ||
         !mqtt_in_connected(br->in) || outbox_direct_busy(br->ob) ||
-        outbox_inflight(br->ob) != 0 || spool_backlog(br->sp) != 0)
+        /* the fat lane's chunks are their own queue: a large message
+         * draining (minutes on a slow uplink) keeps no one off this path */
+        outbox_inflight(br->ob) != outbox_inflight_chunks(br->ob) ||
+        spool_backlog(br->sp) != spool_big_backlog(br->sp))
         return 0;
     room = outbox_room(br->ob, &bytes);
     return (int64_t)br->batch.n <= room && (int64_t)br->batch.used <= bytes;
@@ -471,7 +510,9 @@ void br_commit(struct bridge *br)
     int64_t now = log_now_ms();
     if (br->direct_pending)
         return; /* its PUBACKs wait for Kafka; nothing was read since */
-    if (b->nmsgs == 0 && !b->failed && !br->lost_qos0) {
+    if (br->large.active && !br->large.rc && br->large.done < br->large.len)
+        return; /* its PUBACKs wait until the spool has all of it */
+    if (b->nmsgs == 0 && !b->failed && !br->lost_qos0 && !br->large.active) {
         mqtt_in_write(br->in);
         return;
     }

@@ -153,6 +153,7 @@ struct conf {
         char *dead_letter_topic;  /* mqtt2kafka.dead-letter */
         int64_t inflight_records; /* window of records in flight (10000) */
         int64_t inflight_bytes;   /* window of bytes in flight (16 MiB) */
+        int64_t chunk_bytes;      /* larger payloads go as chunks; 0: off */
         int shutdown_timeout;     /* ms to wait for deliveries on exit */
         struct conf_prop *props;
         size_t nprops;

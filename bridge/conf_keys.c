@@ -139,6 +139,12 @@ static const struct key kafka_keys[] = {
      NULL, 0, "at most this many records awaiting delivery"},
     {"inflight_bytes", T_SIZE, "16MiB", CF(kafka.inflight_bytes), 64 * KiB,
      1 * GiB, NULL, 0, "at most this many bytes awaiting delivery"},
+    {"chunk_bytes", T_SIZE, "512KiB", CF(kafka.chunk_bytes), 16 * KiB, 16 * MiB,
+     NULL, K_OFF,
+     "payloads above this size are stored once and produced as ordered "
+     "chunks of it on one partition (m2k.chunk headers), streamed from the "
+     "spool; off: they dead-letter as any payload over what one spool "
+     "transaction holds"},
     {"shutdown_timeout", T_DUR_MS, "10s", CF(kafka.shutdown_timeout), 0, 600000,
      NULL, 0, "how long to wait for deliveries on exit"},
     {"properties", T_PROPS, NULL, 0, 0, 0, 0, NULL, 0,
@@ -417,6 +423,9 @@ static void print_table(FILE *f, const char *prefix, const struct key *keys)
         else if (k->type != T_STR && k->type != T_PROPS && k->type != T_FILE &&
                  k->type != T_SECTION)
             conf_range_text(k, range, sizeof range);
+        if (k->flags & K_OFF)
+            snprintf(range + strlen(range), sizeof range - strlen(range),
+                     ", or off");
         snprintf(def, sizeof def, "%s",
                  k->flags & K_REQUIRED ? "required"
                  : k->def              ? k->def

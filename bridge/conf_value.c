@@ -185,6 +185,10 @@ int conf_set_text(const struct key *k, const char *s, void *base, char *why,
         break;
     }
     case T_SIZE:
+        if ((k->flags & K_OFF) && !strcmp(s, "off")) {
+            conf_store_int(p, k->size, 0);
+            return 0;
+        }
         rc = units_parse_size(s, &v);
         break;
     case T_DUR_S:
@@ -204,12 +208,14 @@ int conf_set_text(const struct key *k, const char *s, void *base, char *why,
     }
     conf_range_text(k, buf, sizeof buf);
     if (rc) {
-        snprintf(why, wlen, "expected %s from %s, got \"%.60s\"",
-                 conf_type_name(k->type), buf, s);
+        snprintf(why, wlen, "expected %s from %s%s, got \"%.60s\"",
+                 conf_type_name(k->type), buf,
+                 k->flags & K_OFF ? ", or off" : "", s);
         return -EINVAL;
     }
     if (v < k->min || v > k->max) {
-        snprintf(why, wlen, "%.60s is out of range (%s)", s, buf);
+        snprintf(why, wlen, "%.60s is out of range (%s%s)", s, buf,
+                 k->flags & K_OFF ? ", or off" : "");
         return -EINVAL;
     }
     conf_store_int(p, k->size, v);

@@ -107,8 +107,9 @@ static void read_burst(struct bridge *br)
      * could become: it is then always stored or dead-lettered whole. */
     size_t per = convert_max_records(br->cv);
     struct batch *b = &br->batch;
-    while (!b->failed && b->max - b->n >= per && b->nmsgs < b->max_msgs &&
-           b->used < br->batch_bytes) {
+    /* a large message ends the burst: it is stored before more is read */
+    while (!b->failed && !br->large.active && b->max - b->n >= per &&
+           b->nmsgs < b->max_msgs && b->used < br->batch_bytes) {
         if (b->nmsgs == 0)
             br->batch_t0 = log_now_ms();
         if (mqtt_in_read(br->in, 1) <= 0)
@@ -121,10 +122,11 @@ static void turn(struct bridge *br, int sfd, int timeout)
     /* While a direct burst waits for Kafka, MQTT is not read: its PUBACKs
      * would go out with the burst's. Not polled at all, or an error on the
      * socket (POLLERR comes whatever the events) would spin the loop. */
+    int hold = br->direct_pending || br->large.active;
     struct pollfd pf[4] = {
         {.fd = sfd, .events = POLLIN},
         {.fd = kafka_out_fd(br->out), .events = POLLIN},
-        {.fd = br->direct_pending ? -1 : mqtt_in_fd(br->in), .events = 0},
+        {.fd = hold ? -1 : mqtt_in_fd(br->in), .events = 0},
         {.fd = br->http ? http_fd(br->http) : -1, .events = POLLIN},
     };
     if (!br->backpressure && !br->direct_pending)
@@ -148,6 +150,13 @@ static void turn(struct bridge *br, int sfd, int timeout)
     if (!br->direct_pending && pf[2].fd >= 0 &&
         pf[2].revents & (POLLIN | POLLHUP | POLLERR))
         read_burst(br);
+    /* A large message read: a slice into the spool per turn (the loop
+     * keeps serving Kafka), committed with its burst once all is there. */
+    if (br->large.active) {
+        if (br_large_step(br))
+            br_commit(br);
+        return;
+    }
     /* Group commit: a burst is committed (and only then acknowledged) once
      * it is large, or its first message has waited spool.commit_delay, so
      * a trickle of messages does not cost a commit each. A lost connection
@@ -201,6 +210,13 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
     br_reload_step(br, now);
     br_loop_turned(br, now);
     outbox_flush(br->ob, now, 0);
+    if (br->fault_chunks &&
+        outbox_counters(br->ob)->chunks >= br->fault_chunks) {
+        log_warn("fault injection: crash with a large record half produced "
+                 "(%" PRId64 " chunks confirmed)",
+                 outbox_counters(br->ob)->chunks);
+        raise(SIGKILL);
+    }
     if (br->kafka_fatal_at &&
         outbox_counters(br->ob)->delivered + br->n.direct >=
             br->kafka_fatal_at) {
@@ -223,8 +239,13 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         if (now - br->room_checked >= 20) { /* statvfs and two PRAGMAs */
             int64_t room = spool_room(br->sp);
             br->room_checked = now;
-            /* room for a whole burst to stop; for two to start again */
-            full = room < (br->backpressure ? 2 * burst : burst);
+            /* room for a whole burst to stop; for one more (at most a
+             * burst's soft size: a large max_payload would otherwise ask
+             * for more than the spool holds) to start again */
+            int64_t more = burst < (int64_t)BATCH_SOFT_BYTES
+                               ? burst
+                               : (int64_t)BATCH_SOFT_BYTES;
+            full = room < (br->backpressure ? burst + more : burst);
         }
         if (full && !br->backpressure)
             log_warn("spool full: backpressure, not reading MQTT");
@@ -257,6 +278,8 @@ static int before_sleep(struct bridge *br, int64_t *next_stats,
         if (h >= 0 && h < wait)
             wait = h;
     }
+    if (br->large.active) /* the next slice at once */
+        wait = 0;
     if (br->batch.nmsgs > 0 && !br->direct_pending) { /* a group commit */
         int64_t left = br->batch_t0 + br->c->spool.commit_delay - now;
         if (left < wait)
@@ -284,6 +307,8 @@ static void shutdown_gracefully(struct bridge *br)
             kafka_out_poll(br->out);
         br_direct_tick(br, log_now_ms());
     }
+    while (br->large.active && !br_large_step(br))
+        ; /* its PUBACK is queued: all of it into the spool first */
     br_commit(br);
     mqtt_in_close(br->in);
     while (outbox_inflight(br->ob) > 0 && log_now_ms() < deadline) {
@@ -379,19 +404,47 @@ static void load_state(struct bridge *br)
                  br->restored);
 }
 
-int64_t br_payload_limit(const struct bridge *br, const struct conf *c)
+/* What one message's record may be to fit one spool put, dead letters
+ * included. */
+static int64_t one_put(const struct bridge *br)
 {
-    /* One message, dead letters included, must fit one spool put. */
     int64_t most = (int64_t)br->batch_bytes / 2;
     if ((int64_t)br->max_record - 2 * HDRS_CAP < most)
         most = (int64_t)br->max_record - 2 * HDRS_CAP;
+    return most > 0 ? most : 1;
+}
+
+size_t br_chunk_limit(const struct bridge *br, const struct conf *c)
+{
+    int64_t most = one_put(br);
+    if (c->kafka.chunk_bytes <= 0)
+        return 0;
+    if (c->kafka.chunk_bytes > most) {
+        log_warn("kafka.chunk_bytes %" PRId64 " is more than one spool "
+                 "transaction holds under the spool's cap; using %" PRId64,
+                 c->kafka.chunk_bytes, most);
+        return (size_t)most;
+    }
+    return (size_t)c->kafka.chunk_bytes;
+}
+
+int64_t br_payload_limit(const struct bridge *br, const struct conf *c)
+{
+    /* One message must fit one spool put; with chunks, a larger one is
+     * stored in parts (large.c), up to what the spool holds of one. */
+    int64_t most =
+        c->kafka.chunk_bytes > 0 ? spool_big_max(br->sp) : one_put(br);
     int64_t max = c->mqtt.max_payload > 0 ? c->mqtt.max_payload : INT64_MAX;
     if (max > most) {
         max = most > 0 ? most : 1;
         if (c->mqtt.max_payload > 0)
-            log_warn("mqtt.max_payload %" PRId64 " is more than one spool "
-                     "transaction holds under the spool's cap; using %" PRId64,
-                     c->mqtt.max_payload, max);
+            log_warn("mqtt.max_payload %" PRId64 " is more than %s under the "
+                     "spool's cap; using %" PRId64,
+                     c->mqtt.max_payload,
+                     c->kafka.chunk_bytes > 0
+                         ? "the spool holds of one large message"
+                         : "one spool transaction holds",
+                     max);
     }
     return max;
 }
@@ -409,6 +462,7 @@ static void size_limits(struct bridge *br, int64_t *win_bytes)
     if ((size_t)(st.max_bytes / 128) < br->batch_bytes)
         br->batch_bytes = (size_t)(st.max_bytes / 128);
     br->max_payload = br_payload_limit(br, c);
+    br->chunk_bytes = br_chunk_limit(br, c);
     /* drop_oldest never drops what is in flight, so the window must leave
      * most of the spool droppable: at most a quarter of its cap. */
     *win_bytes = c->kafka.inflight_bytes;
@@ -472,7 +526,10 @@ static int open_mqtt(struct bridge *br)
  *   fail-put@N          every Nth spool put of a burst fails (-EIO);
  *   kafka-fatal@N       a fatal producer error once N records were
  *                       delivered: the producer is recreated;
- *   kafka-fatal-norecreate@N  the same, and recreating it fails. */
+ *   kafka-fatal-norecreate@N  the same, and recreating it fails;
+ *   crash-large-write@N  SIGKILL once a large message has N slices in the
+ *                       spool, before it is committed (nor acknowledged);
+ *   crash-large-sent@N   SIGKILL once Kafka confirmed N chunks. */
 static void set_fault(struct bridge *br)
 {
     const char *fault = getenv("MQTT2KAFKA_FAULT");
@@ -487,6 +544,10 @@ static void set_fault(struct bridge *br)
         br->fault_after_commit = fault[6] == 'a';
     } else if (!strncmp(fault, "fail-put", 8)) {
         br->fail_put_every = n > 0 ? n : 1;
+    } else if (!strncmp(fault, "crash-large-write", 17)) {
+        br->fault_large_slices = n > 0 ? n : 1;
+    } else if (!strncmp(fault, "crash-large-sent", 16)) {
+        br->fault_chunks = n > 0 ? n : 1;
     } else if (!strncmp(fault, "kafka-fatal", 11)) {
         br->kafka_fatal_at = n > 0 ? n : 1;
         br->kafka_no_recreate = strstr(fault, "norecreate") != NULL;
@@ -495,8 +556,10 @@ static void set_fault(struct bridge *br)
 
 static void close_all(struct bridge *br)
 {
-    if (br->sp)
+    if (br->sp) {
         br_kv_flush(br);
+        br_large_abort(br);
+    }
     kafka_out_free(br->out_next);
     br_http_close(br);
     kafka_out_free(br->out);

@@ -42,6 +42,7 @@ struct kafka_out_echo {
     int64_t recv_ms; /* when the record was received (latency) */
     int32_t route;   /* the route that made it, or -1 */
     int lane;        /* the caller's queue it came from */
+    int32_t chunk;   /* the caller's: a chunk's index (fat.c) */
 };
 
 struct kafka_out_msg {

@@ -9,6 +9,8 @@
  *   mqtt2kafka reload [-c FILE] [PID]  the running daemon rereads its config
  *   mqtt2kafka spool [-c FILE] stats | dead [list] | dead replay | dead purge
  *   mqtt2kafka schema [-c FILE] list | show TYPE   the loaded protobuf types
+ *   mqtt2kafka reassemble [-c FILE] [--brokers B] [--id ID] [--timeout S]
+ *              TOPIC DIR|-                  large messages from their chunks
  *   mqtt2kafka version | help
  *
  * Exit codes follow sysexits.h: 64 for a usage error, 78 for a bad config,
@@ -33,6 +35,10 @@ static const char *prog = "mqtt2kafka";
 
 struct opts {
     const char *conf;
+    int conf_given;           /* -c was given */
+    const char *brokers;      /* reassemble --brokers */
+    const char *id;           /* reassemble --id */
+    int timeout_s;            /* reassemble --timeout */
     int keys;                 /* check --keys */
     const char *payload_file; /* route --payload-file */
     int npos;
@@ -54,6 +60,7 @@ static int cmd_schema(struct opts *o);
 static int cmd_status(struct opts *o);
 static int cmd_version(struct opts *o);
 static int cmd_help(struct opts *o);
+static int cmd_reassemble(struct opts *o);
 static int cmd_reload(struct opts *o)
 {
     return cli_reload_main(o->conf, o->npos, o->pos);
@@ -75,6 +82,10 @@ static const struct cmd cmds[] = {
      "inspect the spool: backlog, dead letters, drops"},
     {"schema", cmd_schema, "[-c FILE] list | show TYPE",
      "the protobuf types the config loads (built in and schemas:)"},
+    {"reassemble", cmd_reassemble,
+     "[-c FILE] [--brokers B] [--id ID] [--timeout S] TOPIC DIR|-",
+     "large messages put together from their chunks (exit 1: some "
+     "missing)"},
     {"version", cmd_version, "", "print the version"},
     {"help", cmd_help, "", "this list"},
 };
@@ -84,7 +95,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "Usage: %s [COMMAND] [-c FILE] [ARGS]\n\nCommands:\n", prog);
     for (size_t i = 0; i < NCMDS; i++)
-        fprintf(f, "  %-8s %-43s %s\n", cmds[i].name, cmds[i].args,
+        fprintf(f, "  %-10s %-43s %s\n", cmds[i].name, cmds[i].args,
                 cmds[i].help);
     fprintf(f,
             "\nFILE defaults to %s. Exit codes: 0 ok, 1 failure, 64 usage, 78 "
@@ -105,14 +116,63 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt,
     return EX_USAGE_CODE;
 }
 
-/* -c FILE, -cFILE, --config FILE, --config=FILE, --keys, -h, --help, "--". */
+/* --name VALUE or --name=VALUE: 1 (*val set, *i moved), 0 not this
+ * option, -1 the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name,
+                     const char **val)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n))
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n])
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+/* The options of reassemble: 1 taken, 0 not one of them, 64 a usage
+ * error. */
+static int reassemble_opt(int argc, char **argv, int *i, struct opts *o)
+{
+    const char *v = NULL;
+    int r = opt_value(argc, argv, i, "--brokers", &o->brokers);
+    if (r == 0)
+        r = opt_value(argc, argv, i, "--id", &o->id);
+    if (r == 0 && (r = opt_value(argc, argv, i, "--timeout", &v)) == 1) {
+        char *end;
+        long t = strtol(v, &end, 10);
+        if (*end || t < 1 || t > 86400)
+            return usage_error("--timeout takes seconds (1 to 86400), not "
+                               "\"%s\"",
+                               v);
+        o->timeout_s = (int)t;
+    }
+    if (r < 0)
+        return usage_error("%s needs a value", argv[*i]);
+    return r;
+}
+
+/* -c FILE, -cFILE, --config FILE, --config=FILE, --keys, -h, --help, "--",
+ * and reassemble's options. */
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    int dashdash = 0;
+    int dashdash = 0, r;
     o->conf = CONF_DEFAULT_PATH;
+    o->timeout_s = 60;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (dashdash || a[0] != '-' || !a[1]) {
+        if (!dashdash && a[0] == '-' && a[1] &&
+            (r = reassemble_opt(argc, argv, &i, o)) != 0) {
+            if (r != 1)
+                return r;
+        } else if (dashdash || a[0] != '-' || !a[1]) {
             o->pos[o->npos++] = argv[i];
         } else if (!strcmp(a, "--")) {
             dashdash = 1;
@@ -120,10 +180,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             if (i + 1 >= argc)
                 return usage_error("%s needs a file name", a);
             o->conf = argv[++i];
+            o->conf_given = 1;
         } else if (!strncmp(a, "--config=", 9)) {
             o->conf = a + 9;
+            o->conf_given = 1;
         } else if (!strncmp(a, "-c", 2)) {
             o->conf = a + 2;
+            o->conf_given = 1;
         } else if (!strcmp(a, "--payload-file")) {
             if (i + 1 >= argc)
                 return usage_error("%s needs a file name", a);
@@ -287,6 +350,28 @@ static int cmd_status(struct opts *o)
     return rc;
 }
 
+static int cmd_reassemble(struct opts *o)
+{
+    struct conf c;
+    int rc;
+    if (o->npos != 2)
+        return usage_error("%s", "reassemble needs a TOPIC and a DIR (or - "
+                                 "for stdout)");
+    struct reassemble_opts ro = {.topic = o->pos[0],
+                                 .out = o->pos[1],
+                                 .brokers = o->brokers,
+                                 .id = o->id,
+                                 .timeout_s = o->timeout_s};
+    if (o->brokers && !o->conf_given)
+        return bridge_reassemble(NULL, &ro);
+    /* the config's brokers and credentials (its files read, as run) */
+    if ((rc = load(o, &c, LOAD_RUN)))
+        return rc;
+    rc = bridge_reassemble(&c, &ro);
+    conf_fini(&c);
+    return rc;
+}
+
 /* ---- the rest ------------------------------------------------------- */
 
 static int cmd_version(struct opts *o)
@@ -322,6 +407,8 @@ int main(int argc, char **argv)
     if (!(o.pos = calloc((size_t)argc, sizeof *o.pos)))
         return 1;
     int rc = parse_opts(argc - first, argv + first, &o);
+    if (rc == 0 && cmd->fn != cmd_reassemble && (o.brokers || o.id))
+        rc = usage_error("--brokers and --id are reassemble's");
     if (rc == 0)
         rc = cmd->fn(&o);
     else if (rc < 0)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge/fat.h"
 #include "bridge/log.h"
 #include "bridge/record.h"
 
@@ -54,6 +55,7 @@ struct outbox {
     size_t d_why_at[DEAD_MAX]; /* reasons of records refused for good */
     char d_why[DEAD_MAX][96];
     size_t d_nwhy;
+    struct fat *fat; /* large records, as chunks (fat.c) */
 };
 
 /* An outcome past the burst: spilled while with Kafka, now the spool's. */
@@ -78,7 +80,7 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     ob->ack_route = calloc(ob->cap, sizeof(int32_t));
     ob->n.route_delivered = calloc(o->nroutes + 1, sizeof(int64_t));
     if (!ob->acks || !ob->retry || !ob->ack_ms || !ob->ack_route ||
-        !ob->n.route_delivered ||
+        !ob->n.route_delivered || fat_new(sp, &ob->fat) ||
         prom_hist_init(&ob->n.latency, le, sizeof le / sizeof le[0])) {
         outbox_free(ob);
         return -ENOMEM;
@@ -97,6 +99,7 @@ void outbox_free(struct outbox *ob)
     free(ob->ack_ms);
     free(ob->ack_route);
     free(ob->n.route_delivered);
+    fat_free(ob->fat);
     free(ob);
 }
 
@@ -140,6 +143,15 @@ static void apply(struct outbox *ob)
     if (ob->nretry) {
         spool_nack(ob->sp, ob->retry, ob->nretry);
         ob->nretry = 0;
+    }
+    struct fat_done fd;
+    if (fat_apply(ob->fat, &fd) && fd.delivered) { /* one record */
+        ob->n.delivered++;
+        if (fd.route >= 0 && (size_t)fd.route < ob->o.nroutes)
+            ob->n.route_delivered[fd.route]++;
+        prom_hist_observe(&ob->n.latency, (double)fd.latency_ms / 1000.0);
+    } else if (fd.dead) {
+        ob->n.kafka_refused++;
     }
 }
 
@@ -253,6 +265,15 @@ void outbox_delivered(struct outbox *ob, int64_t id, enum kafka_out_outcome o,
     ob->inflight_bytes -= (int64_t)echo->bytes;
     if (echo->lane >= 0 && echo->lane < SPOOL_LANES)
         ob->lane_inflight[echo->lane]--;
+    if (echo->lane == FAT_LANE) { /* a chunk of a large record */
+        fat_report(ob->fat, id, o, reason, echo);
+        if (o == KAFKA_OUT_OK) {
+            ob->n.chunks++;
+            ob->hold_ms = 0;
+        } else if (o == KAFKA_OUT_RETRY)
+            retry_later(ob);
+        return;
+    }
     if (direct_report(ob, id, o, reason, echo))
         return;
     if (ob->nacks == ob->cap || ob->nretry == ob->cap || ob->ndead == DEAD_MAX)
@@ -354,6 +375,27 @@ static int64_t lane_room(const struct outbox *ob, int l, int64_t room)
     return room;
 }
 
+/* The fat lane's share of the byte window (a quarter), less what it has
+ * in flight: owed to it while it has a large record to send, so the other
+ * lanes leave it room and it never starves; it never takes more, so a 20
+ * MB record never holds up small ones. */
+static int64_t fat_owed(const struct outbox *ob)
+{
+    int64_t owed = ob->o.inflight_bytes / 4 - fat_inflight_bytes(ob->fat);
+    return fat_busy(ob->fat) && owed > 0 ? owed : 0;
+}
+
+static void drain_fat(struct outbox *ob)
+{
+    int64_t recs, bytes;
+    int64_t room = ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
+    if (fat_drain(ob->fat, ob->k, room, fat_owed(ob), &recs, &bytes) < 0)
+        log_error("spool: cannot read a large record: %s",
+                  spool_errmsg(ob->sp));
+    ob->inflight += recs;
+    ob->inflight_bytes += bytes;
+}
+
 void outbox_drain(struct outbox *ob, int64_t now)
 {
     static const int order[SPOOL_LANES] = {SPOOL_LANE_FAST, SPOOL_LANE_NORMAL,
@@ -365,6 +407,8 @@ void outbox_drain(struct outbox *ob, int64_t now)
 
     if (!ob->k || now < ob->hold_until || ob->ack_failures)
         return;
+    drain_fat(ob);
+    int64_t win_bytes = ob->o.inflight_bytes - fat_owed(ob);
     /* Each lane first-in first-out, fast before normal before bulk, in
      * a window they share: records in flight and delivered ones whose
      * acks wait both count against it. */
@@ -374,11 +418,11 @@ void outbox_drain(struct outbox *ob, int64_t now)
             int64_t room = lane_room(ob, l,
                                      ob->o.inflight_records - ob->inflight -
                                          (int64_t)ob->nacks);
-            if (room <= 0 || ob->inflight_bytes >= ob->o.inflight_bytes)
+            if (room <= 0 || ob->inflight_bytes >= win_bytes)
                 break;
-            int n = spool_peek_lane(
-                ob->sp, l, recs, (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
-                (size_t)(ob->o.inflight_bytes - ob->inflight_bytes));
+            int n = spool_peek_lane(ob->sp, l, recs,
+                                    (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
+                                    (size_t)(win_bytes - ob->inflight_bytes));
             ob->backlog[l] = n > 0;
             if (n <= 0)
                 break;
@@ -421,6 +465,7 @@ void outbox_reset(struct outbox *ob)
     spool_rewind(ob->sp);
     ob->inflight = ob->inflight_bytes = 0;
     memset(ob->lane_inflight, 0, sizeof(ob->lane_inflight));
+    fat_reset(ob->fat);
     /* the purge of the old producer is no delivery failure: the new one
      * starts at once */
     ob->hold_until = ob->hold_ms = 0;
@@ -550,12 +595,17 @@ int64_t outbox_inflight(const struct outbox *ob)
     return ob->inflight;
 }
 
+int64_t outbox_inflight_chunks(const struct outbox *ob)
+{
+    return fat_inflight(ob->fat);
+}
+
 int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
 {
     int wait = max;
     if (ob->hold_until > now && ob->hold_until - now < wait)
         wait = (int)(ob->hold_until - now);
-    if (ob->nacks && wait > ACK_EVERY_MS)
+    if ((ob->nacks || fat_busy(ob->fat)) && wait > ACK_EVERY_MS)
         wait = ACK_EVERY_MS; /* pending acks are applied soon */
     return wait;
 }

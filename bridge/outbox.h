@@ -42,6 +42,7 @@ struct outbox_counters {   /* only ever grow, on success */
     int64_t delivered;     /* acked in the spool after Kafka confirmed */
     int64_t retries;       /* transient delivery failures */
     int64_t kafka_refused; /* moved to the spool's dead-letter table */
+    int64_t chunks;        /* chunks of large records Kafka confirmed */
     /* Of delivered: by the route that made the record (nroutes entries;
      * dead letters to the topic have none). */
     int64_t *route_delivered;
@@ -106,6 +107,8 @@ void outbox_direct_end(struct outbox *ob, const unsigned char *spilled);
 int outbox_direct_busy(const struct outbox *ob);
 
 int64_t outbox_inflight(const struct outbox *ob);
+/* Of those: chunks of large records (the fat lane, fat.h). */
+int64_t outbox_inflight_chunks(const struct outbox *ob);
 /* Records (and *bytes) the window has room for now. */
 int64_t outbox_room(const struct outbox *ob, int64_t *bytes);
 /* ms until outbox_flush or outbox_drain have work again, at most max. */

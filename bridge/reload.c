@@ -229,6 +229,7 @@ static void apply(struct bridge *br, struct built *b, const struct plan *p)
         br->settle_until = log_now_ms() + br->c->kafka.shutdown_timeout;
     }
     br->max_payload = br_payload_limit(br, b->c);
+    br->chunk_bytes = br_chunk_limit(br, b->c);
     struct conf *old = br->own;
     br->c = br->own = b->c;
     conf_fini(old);
@@ -269,7 +270,8 @@ void br_reload_step(struct bridge *br, int64_t now)
 {
     /* Not while a direct burst waits for Kafka: its PUBACKs are queued
      * and an MQTT reconnect would send them first. */
-    if (br->reload_pending && !br->out_next && !br->direct_pending)
+    if (br->reload_pending && !br->out_next && !br->direct_pending &&
+        !br->large.active)
         attempt(br);
     if (br->out_next) {
         /* While the uplink is up, the records in flight get their reports

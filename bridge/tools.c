@@ -209,8 +209,11 @@ static void print_summary(const struct conf *c, const struct convert *cv)
     units_format_duration_ms(c->kafka.shutdown_timeout, b, sizeof b);
     printf("kafka    %s  compression %s  dead letters -> %s\n",
            c->kafka.brokers, c->kafka.compression, c->kafka.dead_letter_topic);
-    printf("         in flight %lld records / %s  shutdown_timeout %s\n",
-           (long long)c->kafka.inflight_records, a, b);
+    units_format_size(c->kafka.chunk_bytes, d, sizeof d);
+    printf("         in flight %lld records / %s  shutdown_timeout %s  "
+           "chunks %s\n",
+           (long long)c->kafka.inflight_records, a, b,
+           c->kafka.chunk_bytes ? d : "off");
     print_kafka_security(c);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,

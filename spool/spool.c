@@ -32,6 +32,9 @@
  *        payload, reason, dead_ms)
  *
  *   rec_fast, rec_bulk                          (schema 6, as rec; see LANES)
+ *   big(id INTEGER PRIMARY KEY, state, recv_ms, route, size, len,
+ *       part_bytes, parts, tag, digest, topic, key, headers)
+ *   big_part(pid INTEGER PRIMARY KEY, data)     (schema 7, see LARGE RECORDS)
  *
  * rec is the queue, ordered by id. The small columns come first so that a
  * scan of (id, recv_ms, size) never reads a payload's overflow pages. size
@@ -53,6 +56,27 @@
  * set. drop_oldest takes bulk's oldest rows first, then normal's, then
  * fast's; expiry looks at all three. The dead-letter table keeps each
  * row's lane (schema 6), and a replay puts it back there.
+ *
+ * LARGE RECORDS (spool_big.c). A payload larger than one put may be is
+ * stored once, in parts: big holds the record without its payload, and
+ * big_part its parts, rowid id * 65536 + part, each at most part_bytes.
+ * spool_big_begin() inserts the row in state 0 (being written), invisible
+ * to everything else; each spool_big_write() puts whole parts in a
+ * transaction of its own, at most half the WAL budget, making room part by
+ * part as a put does; spool_big_commit() turns it to state 1 (waiting) in
+ * one small fsync'ed transaction with the counters and the state row. A
+ * crash before the commit leaves a row in state 0: open deletes it and its
+ * parts (nobody was told it was stored), and last_id stays past its id.
+ * The parts are read one at a time with incremental blob I/O. Waiting
+ * large records are a queue of their own, the fat lane, handed out one at
+ * a time (big_out, memory only); they count in rows and bytes; drop_oldest
+ * takes the oldest one not in flight after bulk's rows and before
+ * normal's; expiry takes them by age. A large dead letter is a row of
+ * dead in lane 3 without a payload, the record staying in big in state 2;
+ * a trigger deletes it (and its parts) with its dead row (bounds, expiry,
+ * purge), and a replay turns it back to state 1 under the same id.
+ * Deleting a record frees its pages without rewriting them
+ * (secure_delete is off): a few pages of WAL whatever its size.
  *
  * IDS ARE NEVER REUSED. Ids are assigned by this module, not by SQLite's
  * rowid (which hands out max(rowid)+1 again after the newest rows are
@@ -225,7 +249,7 @@ static int64_t cap_now(struct spool *sp)
 static int make_room(struct spool *sp, int64_t need)
 {
     for (int tries = 0; tries < 16; tries++) {
-        int64_t used = used_pages(sp), cap = cap_now(sp), cut, n, k;
+        int64_t used = used_pages(sp), cap = cap_now(sp), cut, n, k = 0;
         if (used < 0)
             return sp_sqerr(sp, SQLITE_ERROR, "page count");
         if (used + need <= cap)
@@ -251,9 +275,16 @@ static int make_room(struct spool *sp, int64_t need)
         n = 0;
         for (int i = 0; rc == 0 && n == 0 && i < SPOOL_LANES; i++) {
             l = order[i]; /* bulk's oldest go first, fast's last */
+            if (l == SPOOL_LANE_NORMAL) { /* then a large record (fat lane) */
+                rc = sp_big_drop(sp, &k);
+                if (rc || k)
+                    break;
+            }
             rc = sp_scan_prefix(sp, l, sp->lane[l].hi, want, 0, INT64_MAX, &cut,
                                 &n);
         }
+        if (rc == 0 && n == 0 && k) /* a large record went: look again */
+            continue;
         if (rc == 0 && n == 0)
             rc = sp_fail(sp, -ENOSPC,
                          "spool %s: the batch does not fit in max_bytes "
@@ -266,6 +297,11 @@ static int make_room(struct spool *sp, int64_t need)
         sp->c.dropped[SPOOL_DROP_FULL] += k;
     }
     return sp_fail(sp, -ENOSPC, "spool %s: could not make room", sp->path);
+}
+
+int sp_make_room(struct spool *sp, int64_t need)
+{
+    return make_room(sp, need);
 }
 
 /* explicit: the ids are the caller's (spool_spill), below last_id. */
@@ -1047,6 +1083,10 @@ static int expire_locked(struct spool *sp)
     int a = expire_rows(sp, now, SPOOL_EXPIRE_MAX);
     if (a == -ENOSPC && sp_reserve_release(sp))
         a = expire_rows(sp, now, SPOOL_EXPIRE_MAX);
+    if (a >= 0 && sp->o.max_age_ms) { /* and large records */
+        int f = sp_big_expire(sp, now - sp->o.max_age_ms, SPOOL_EXPIRE_MAX - a);
+        a = f < 0 ? f : a + f;
+    }
     if (a < 0)
         return a;
     int b = sp_dead_expire(sp, now, SPOOL_EXPIRE_MAX - a);

@@ -257,6 +257,76 @@ int64_t spool_room(struct spool *sp);
 const char *spool_errmsg(const struct spool *sp);
 
 /*
+ * Large records (spool_big.c): a payload too large for one put, stored
+ * once, in parts of part_bytes, each spool_big_write() its own
+ * transaction, into a record that stays invisible until spool_big_commit()
+ * (a crash before leaves nothing: open removes the half-written record).
+ * The parts are read back one at a time with incremental blob I/O, so
+ * neither side ever holds the whole payload. Large records are a queue of
+ * their own (the fat lane), first in first out, one handed out at a time;
+ * they share the id sequence, the cap, drop_oldest (after bulk, before
+ * normal), expiry, stats and the dead letters with the lanes.
+ */
+#define SPOOL_BIG_PARTS_MAX 65536
+struct spool_big { /* from spool_big_peek: pointers valid until the next
+                    * spool_big_* call on the handle */
+    int64_t id;
+    const char *topic;
+    const void *key; /* NULL: none */
+    size_t key_len;
+    const void *headers;
+    size_t headers_len;
+    int64_t len;       /* payload bytes */
+    size_t part_bytes; /* every part but the last holds this many */
+    uint32_t parts;
+    const void *digest; /* what spool_big_commit() was given */
+    size_t digest_len;
+    int64_t recv_ms;
+    int32_t route;
+};
+
+/* Starts a large record: r's topic, key, headers, recv_ms, route, tag and
+ * lane are kept; r->payload_len is its whole size (r->payload is not
+ * read). *id: its id from the shared sequence. -EFBIG when it could never
+ * fit under the cap in effect (spool_big_max), -EINVAL. */
+int spool_big_begin(struct spool *sp, const struct spool_rec *r,
+                    size_t part_bytes, int64_t *id);
+/* Writes the parts from part `first` on: n bytes of data, whole parts (the
+ * record's last part may be short), in one transaction of at most
+ * spool_max_record() bytes. Room is made as for a put (drop_oldest; under
+ * backpressure -ENOSPC). */
+int spool_big_write(struct spool *sp, int64_t id, uint32_t first,
+                    const void *data, size_t n);
+/* Every part written: the record becomes visible, with its digest
+ * (opaque, at most 64 bytes), durable (fsync'ed whatever opts.sync says:
+ * its id may reach Kafka at once). -EINVAL when parts are missing. */
+int spool_big_commit(struct spool *sp, int64_t id, const void *digest,
+                     size_t len);
+/* Gives up a record not yet committed: what was written is deleted. */
+int spool_big_abort(struct spool *sp, int64_t id);
+/* The most bytes of parts of part_bytes one spool_big_write() takes: a
+ * multiple of part_bytes, at least one part (0 if not even one fits). */
+size_t spool_big_slice(struct spool *sp, size_t part_bytes);
+/* The largest payload spool_big_begin() takes now (a half of the cap). */
+int64_t spool_big_max(struct spool *sp);
+/* Committed large records waiting (in flight included); cheap. */
+int64_t spool_big_backlog(struct spool *sp);
+/* The oldest waiting large record: 1 (out filled), 0 (none), < 0. It is in
+ * flight from then on (drop_oldest and expiry leave it alone) until acked
+ * or dead; a peek hands it out again meanwhile. */
+int spool_big_peek(struct spool *sp, struct spool_big *out);
+/* Reads part `part` of record id into buf (cap: at least part_bytes);
+ * *len its size. -ENOENT: the record is gone (dropped, expired). */
+int spool_big_read(struct spool *sp, int64_t id, uint32_t part, void *buf,
+                   size_t cap, size_t *len);
+/* Delivered: deleted, counted as acked. */
+int spool_big_ack(struct spool *sp, int64_t id);
+/* Refused for good: moved to the dead-letter table with reason (listed,
+ * bounded, purged like the others; a replay queues it again under the
+ * same id). */
+int spool_big_dead(struct spool *sp, int64_t id, const char *reason);
+
+/*
  * Small named values the caller keeps across restarts (spool_kv.c): a
  * key (1..SPOOL_KV_KEY_MAX bytes of text) → opaque bytes (at most
  * SPOOL_KV_MAX). Each call is its own transaction, durable as opts.sync

@@ -41,7 +41,7 @@ static int exec_bind(struct spool *sp, const char *sql, int64_t a, int64_t b,
 
 /* Inside a transaction: the oldest dead letters beyond the table's bounds
  * go, counted as dead_full. */
-static int bound_dead(struct spool *sp)
+int sp_dead_bound(struct spool *sp)
 {
     int64_t over_n =
         sp->o.dead_max_records && sp->c.dead > sp->o.dead_max_records
@@ -120,7 +120,7 @@ static int dead_once(struct spool *sp, int64_t id, const char *reason)
     if (rc == 0) {
         sp->c.dead++;
         sp->c.dead_bytes += size;
-        rc = bound_dead(sp);
+        rc = sp_dead_bound(sp);
     }
     if (rc == 0)
         rc = sp_commit(sp);
@@ -197,7 +197,9 @@ static int dead_list_locked(struct spool *sp, struct spool_dead_rec *out,
     sqlite3_stmt *st;
     size_t n = 0, used = 0;
     int rc = sqlite3_prepare_v2(sp->db,
-                                "SELECT id,recv_ms,dead_ms,length(payload),"
+                                "SELECT id,recv_ms,dead_ms,coalesce(length("
+                                "payload),(SELECT len FROM big WHERE "
+                                "big.id=dead.id),0),"
                                 "topic,reason FROM dead ORDER BY dead_ms DESC,"
                                 " id DESC LIMIT ?1",
                                 -1, &st, NULL);
@@ -265,16 +267,25 @@ static int replay_locked(struct spool *sp)
                  "INSERT INTO %s(id,recv_ms,route,size,topic,key,headers,"
                  "payload) SELECT nid,recv_ms,route,size,topic,key,headers,"
                  "payload FROM (SELECT ?1+row_number() OVER (ORDER BY id)"
-                 " AS nid,* FROM dead) WHERE lane=?2",
-                 sp_lane_table[l]);
+                 " AS nid,* FROM dead WHERE lane<%d) WHERE lane=?2",
+                 sp_lane_table[l], SP_LANE_BIG);
         rc = exec_bind(sp, sql, sp->c.last_id, l, NULL, &got);
         k += got;
     }
+    /* large records are queued again under their own ids (their parts
+     * stay where they are); the trigger then leaves them alone */
+    int64_t big = 0;
+    if (rc == 0)
+        rc = exec_bind(sp,
+                       "UPDATE big SET state=1 WHERE state=2 AND id IN "
+                       "(SELECT id FROM dead WHERE lane=?1)",
+                       SP_LANE_BIG, 0, NULL, &big);
     if (rc == 0)
         rc = exec_bind(sp, "DELETE FROM dead", 0, 0, NULL, NULL);
     if (rc == 0) {
         sp->c.last_id += k;
-        sp->c.rows += k;
+        sp->c.rows += k + big;
+        sp->c.big += big;
         sp->c.bytes += bytes;
         sp->c.dead = 0;
         sp->c.dead_bytes = 0;
@@ -288,7 +299,7 @@ static int replay_locked(struct spool *sp)
                 "spool %s: the dead letters do not fit; nothing "
                 "replayed",
                 sp->path);
-    return rc ? rc : (int)k;
+    return rc ? rc : (int)(k + big);
 }
 
 int spool_dead_replay(struct spool *sp)

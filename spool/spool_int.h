@@ -17,7 +17,7 @@
 #include "spool/idset.h"
 #include "spool/spool.h"
 
-#define SPOOL_SCHEMA  6
+#define SPOOL_SCHEMA  7
 #define PAGE          4096
 #define FRAME         (PAGE + 24)  /* a WAL frame: header + page */
 #define ROW_OVERHEAD  40           /* record header + small columns, bytes */
@@ -29,6 +29,9 @@
 #define SEG_MAX       4096  /* clock segments kept in memory */
 #define TAGS_KEEP     8192  /* ids back whose tags outlive their ack */
 #define ID_BLOCK      65536 /* ids a raised ceiling allows (sync NORMAL) */
+/* The dead-letter table's lane for a large record (spool_big.c): its row
+ * there holds no payload, the big table keeps it (schema 7). */
+#define SP_LANE_BIG SPOOL_LANES
 
 /* Statements on one lane's table (lane_sql, made per lane at setup). */
 enum {
@@ -69,6 +72,7 @@ extern const char *const sp_sql[S__COUNT];
 struct counters {
     int64_t last_id, put_total, acked_total, purged, rows, bytes, dead;
     int64_t dead_bytes; /* not in the state row: summed from dead at open */
+    int64_t big;        /* of rows: large ones (not in the state row) */
     int64_t dropped[SPOOL_DROP__COUNT];
 };
 
@@ -131,6 +135,10 @@ struct spool {
     size_t scratch_cap;
     unsigned char *arena, *dead_arena;
     size_t arena_cap, dead_arena_cap;
+    /* large records (spool_big.c) */
+    int64_t big_out; /* the one handed out by spool_big_peek; 0: none */
+    unsigned char *big_arena;
+    size_t big_arena_cap;
     int recovered;
     struct spool_vfs vfs;
     char err[512];
@@ -170,6 +178,22 @@ int sp_lane_of(const struct spool *sp, int64_t id);
 /* Grows a copy arena to hold need bytes, up to ARENA_MAX; 0 or -ENOMEM. */
 int sp_arena_fit(unsigned char **a, size_t *cap, size_t need);
 int64_t sp_file_size(const char *path, const char *suffix);
+
+/* Inside a put's transaction: makes need pages fit under the cap
+ * (drop_oldest drops, backpressure refuses), as a put does (spool.c). */
+int sp_make_room(struct spool *sp, int64_t need);
+/* Inside a transaction: drops the dead letters beyond their bounds. */
+int sp_dead_bound(struct spool *sp);
+
+/* Large records (spool_big.c). At open, after the statements: removes
+ * what a crash left half written, counts the waiting ones. Inside a put's
+ * transaction under drop_oldest: drops the oldest waiting large record not
+ * in flight, counted (*rows: 1), or none (*rows: 0). Expiry: deletes the
+ * waiting ones older than cutoff on the spool clock (at most max);
+ * returns how many, or < 0. */
+int sp_big_open(struct spool *sp);
+int sp_big_drop(struct spool *sp, int64_t *rows);
+int sp_big_expire(struct spool *sp, int64_t cutoff, int64_t max);
 
 /* Dead letters older than max age (on the spool clock now), at most max:
  * deleted and counted (spool_dead.c). Returns how many, or < 0. */

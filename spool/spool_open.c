@@ -61,6 +61,19 @@ static const char *const migrations[SPOOL_SCHEMA] = {
     " route INTEGER NOT NULL, size INTEGER NOT NULL, topic TEXT NOT NULL,"
     " key BLOB, headers BLOB, payload BLOB, tag INTEGER);"
     "ALTER TABLE dead ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;",
+    /* 6 -> 7: large records and their parts (spool_big.c); a large dead
+     * letter's row in dead (lane 3) has no payload: deleting it deletes
+     * the large record, unless a replay queued it again */
+    "CREATE TABLE big(id INTEGER PRIMARY KEY, state INTEGER NOT NULL,"
+    " recv_ms INTEGER NOT NULL, route INTEGER NOT NULL,"
+    " size INTEGER NOT NULL, len INTEGER NOT NULL,"
+    " part_bytes INTEGER NOT NULL, parts INTEGER NOT NULL, tag INTEGER,"
+    " digest BLOB, topic TEXT NOT NULL, key BLOB, headers BLOB);"
+    "CREATE TABLE big_part(pid INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    "CREATE TRIGGER dead_big AFTER DELETE ON dead WHEN old.lane=3 AND"
+    " (SELECT state FROM big WHERE id=old.id)=2 BEGIN"
+    " DELETE FROM big_part WHERE pid BETWEEN old.id*65536 AND"
+    " old.id*65536+65535; DELETE FROM big WHERE id=old.id; END;",
 };
 
 static int is_corrupt(int rc)
@@ -246,7 +259,8 @@ static int load_state(struct spool *sp)
         "dead_dropped_full,dead_dropped_expired,clock_ms,clock_wall_ms,"
         "id_ceiling,max(coalesce((SELECT max(id) FROM rec),0),"
         "coalesce((SELECT max(id) FROM rec_fast),0),"
-        "coalesce((SELECT max(id) FROM rec_bulk),0)),"
+        "coalesce((SELECT max(id) FROM rec_bulk),0),"
+        "coalesce((SELECT max(id) FROM big),0)),"
         "(SELECT max(id) FROM tags) FROM state",
         -1, &st, NULL);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -336,6 +350,8 @@ static int try_open(struct spool *sp)
         rc = setup(sp) ? SQLITE_ERROR : SQLITE_OK;
     if (rc == SQLITE_OK)
         sp_reserve_restore(sp);
+    if (rc == SQLITE_OK && sp_big_open(sp))
+        rc = SQLITE_IOERR;
     return rc;
 }
 
@@ -417,6 +433,7 @@ void spool_close(struct spool *sp)
     free(sp->scratch);
     free(sp->arena);
     free(sp->dead_arena);
+    free(sp->big_arena);
     free(sp->segs);
     free(sp->path);
     free(sp->reserve_path);

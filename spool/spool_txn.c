@@ -30,6 +30,8 @@ const char *const sp_sql[S__COUNT] = {
     [S_RECENT] = "SELECT id,tag FROM rec WHERE tag IS NOT NULL UNION ALL"
                  " SELECT id,tag FROM rec_fast WHERE tag IS NOT NULL UNION"
                  " ALL SELECT id,tag FROM rec_bulk WHERE tag IS NOT NULL"
+                 " UNION ALL SELECT id,tag FROM big WHERE tag IS NOT NULL"
+                 " AND state=1"
                  " UNION ALL SELECT id,tag FROM tags ORDER BY id DESC"
                  " LIMIT ?1",
     [S_PRUNE_TAGS] = "DELETE FROM tags WHERE id<=?1",

@@ -426,6 +426,7 @@ def test_kafka_refused_record_kept_visible_replayable(stack, uniq, tmp_path):
     and does not hold up the messages behind it."""
     br = Bridge(stack, tmp_path, uniq,
                 extra={"mqtt": {"max_payload": "4MiB"},
+                       "kafka": {"chunk_bytes": "off"},  # one record, not chunks
                        "spool": {"max_bytes": "1GiB"}}).start()
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-big", b"z" * 1500000)
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-ok", "after")
@@ -458,7 +459,8 @@ def test_oversized_message_cannot_stall_input(stack, uniq, tmp_path):
     it again, forever: nothing behind it got through. It must be
     dead-lettered (cut to what fits) and the next message delivered."""
     br = Bridge(stack, tmp_path, uniq,
-                extra={"spool": {"max_bytes": "2MiB"}}).start()
+                extra={"spool": {"max_bytes": "2MiB"},
+                       "kafka": {"chunk_bytes": "off"}}).start()
     assert "using 8192" in br.logtext()  # max_payload capped to one put
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-huge", b"h" * 300000)
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-next", "next")

@@ -134,7 +134,8 @@ def test_record_larger_than_a_spool_put_cannot_stall(stack, uniq, tmp_path):
     create_topic(stack, f"it.{uniq}.dead-letter", "max.message.bytes=8388608")
     br = Bridge(stack, tmp_path, uniq,
                 extra={"mqtt": {"max_payload": "4MiB"}, "spool": {"max_bytes": "1GiB"},
-                       "kafka": {"properties": {"linger.ms": 5,
+                       "kafka": {"chunk_bytes": "off",  # one record, not chunks
+                                 "properties": {"linger.ms": 5,
                                                 "message.max.bytes": 8388608}}}).start()
     big = b"b" * (4 * 1024 * 1024)
     mosquitto_pub(stack, f"{uniq}/sensors/eu/temp/dev-big", big,

@@ -280,6 +280,27 @@ static void test_lane_and_mode_keys(void **state)
                  "spool.direct_wait: 5ms is out of range");
 }
 
+/* kafka.chunk_bytes: a size, or off; out of range named with "or off". */
+static void test_chunk_bytes_key(void **state)
+{
+    struct conf c;
+    (void)state;
+    assert_int_equal(parse(G R, &c), 0);
+    assert_int_equal(c.kafka.chunk_bytes, 512 * 1024);
+    conf_fini(&c);
+    assert_int_equal(parse(G R "kafka:\n  chunk_bytes: off\n", &c), 0);
+    assert_int_equal(c.kafka.chunk_bytes, 0);
+    conf_fini(&c);
+    assert_int_equal(parse(G R "kafka:\n  chunk_bytes: 1MiB\n", &c), 0);
+    assert_int_equal(c.kafka.chunk_bytes, 1 << 20);
+    conf_fini(&c);
+    expect_error(G R "kafka:\n  chunk_bytes: 8KiB\n", 7, 16,
+                 "kafka.chunk_bytes: 8KiB is out of range (16KiB to 16MiB, "
+                 "or off)");
+    expect_error(G R "kafka:\n  chunk_bytes: none\n", 7, 16,
+                 "or off, got \"none\"");
+}
+
 /* metrics.listen and the routes' metric labels. */
 static void test_metrics_keys(void **state)
 {
@@ -425,6 +446,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_chunk_bytes_key),
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_key_errors),
         cmocka_unit_test(test_type_errors),

@@ -22,7 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bridge/fat.h"
 #include "bridge/outbox.h"
+#include "bridge/record.h"
 #include "spool/spool_int.h" /* the handle's db: to make acks fail */
 
 struct fx {
@@ -170,6 +172,161 @@ static void test_acks_kept_when_the_spool_cannot_delete(void **state)
     assert_int_equal(outbox_inflight(f->ob), 0);
 }
 
+/* --- the fat lane: a large record as chunks ------------------------------ */
+
+static int setup_fat(void **state)
+{
+    int rc = setup(state);
+    struct fx *f = *state;
+    struct outbox_opts oo = {
+        .inflight_records = 8, .inflight_bytes = 1 << 20, .nroutes = 1};
+    outbox_free(f->ob);
+    if (rc || outbox_new(f->sp, &oo, &f->ob))
+        return -1;
+    outbox_set_producer(f->ob, f->k);
+    return 0;
+}
+
+#define PART 65536
+
+/* A committed large record of n bytes in parts of PART, key "cam-7". */
+static int64_t put_large(struct fx *f, size_t n)
+{
+    unsigned char hb[64], *data = malloc(n);
+    struct record_hdrs h = {.buf = hb, .cap = sizeof hb};
+    record_hdr_add_str(&h, "mqtt.topic", "cam/7");
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 7);
+    struct spool_rec r = {.topic = "cam",
+                          .key = "cam-7",
+                          .key_len = 5,
+                          .headers = hb,
+                          .headers_len = h.len,
+                          .payload_len = n,
+                          .recv_ms = 1,
+                          .route = 0};
+    int64_t id;
+    unsigned char sha[32] = {1};
+    assert_int_equal(spool_big_begin(f->sp, &r, PART, &id), 0);
+    assert_int_equal(spool_big_write(f->sp, id, 0, data, n), 0);
+    assert_int_equal(spool_big_commit(f->sp, id, sha, 32), 0);
+    free(data);
+    return id;
+}
+
+/* The report kafka_out gives back with chunk i of record id (its window
+ * bytes: key, value, the record's headers and the five m2k.* ones). */
+static struct kafka_out_echo chunk_echo(struct fx *f, int64_t id, uint32_t i,
+                                        uint32_t count, size_t n)
+{
+    char idstr[48], num[3][24];
+    size_t len = i + 1 < count ? PART : n - (size_t)i * PART;
+    spool_id_str(f->sp, id, idstr, sizeof idstr);
+    snprintf(num[0], sizeof num[0], "%u", i);
+    snprintf(num[1], sizeof num[1], "%u", count);
+    snprintf(num[2], sizeof num[2], "%zu", n);
+    size_t extra = 6 + strlen(idstr) + 9 + strlen(num[0]) + 10 +
+                   strlen(num[1]) + 8 + strlen(num[2]) + 10 + 64;
+    return (struct kafka_out_echo){.bytes = 5 + len + 3 + 10 + 2 + 5 + extra,
+                                   .recv_ms = 1,
+                                   .route = 0,
+                                   .lane = FAT_LANE,
+                                   .chunk = (int32_t)i};
+}
+
+/* Chunks go within the fat lane's share of the window (a quarter of the
+ * bytes), small records beside them; every chunk confirmed: the record is
+ * delivered once and leaves the spool. */
+static void test_large_record_goes_as_chunks(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 5 * PART + 1000;
+    int64_t id = put_large(f, n);
+    struct spool_rec small[2] = {
+        {.topic = "t", .payload = "s", .payload_len = 1},
+        {.topic = "t", .payload = "s", .payload_len = 1}};
+    assert_int_equal(spool_put(f->sp, small, 2), 0);
+    outbox_drain(f->ob, 1000);
+    /* 1 MiB / 4 = 256 KiB: three chunks of 64 KiB and their headers */
+    assert_int_equal(outbox_inflight(f->ob), 3 + 2);
+    uint32_t sent = 3;
+    for (uint32_t i = 0; i < 6; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id, i, 6, n);
+        outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e);
+        outbox_flush(f->ob, 2000 + i * 100, 1);
+        outbox_drain(f->ob, 2000 + i * 100);
+        if (sent < 6)
+            sent++; /* one out, the next one in */
+        assert_int_equal(spool_big_backlog(f->sp), i < 5 ? 1 : 0);
+    }
+    assert_int_equal(outbox_counters(f->ob)->chunks, 6);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1);
+    assert_int_equal(outbox_counters(f->ob)->route_delivered[0], 1);
+    /* the two small ones are still out, nothing else */
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    int64_t bytes;
+    outbox_room(f->ob, &bytes);
+    assert_true(bytes > (1 << 20) - 64); /* no chunk's bytes left over */
+}
+
+/* A chunk refused for good: the whole record to the dead letters, with
+ * Kafka's reason, counted once; later reports of its chunks change
+ * nothing. */
+static void test_chunk_refused_dead_letters_the_record(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 4 * PART;
+    int64_t id = put_large(f, n);
+    outbox_drain(f->ob, 1000);
+    assert_int_equal(outbox_inflight(f->ob), 3);
+    struct kafka_out_echo e0 = chunk_echo(f, id, 0, 4, n);
+    struct kafka_out_echo e1 = chunk_echo(f, id, 1, 4, n);
+    struct kafka_out_echo e2 = chunk_echo(f, id, 2, 4, n);
+    outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e0);
+    outbox_delivered(f->ob, id, KAFKA_OUT_DEAD,
+                     "Broker: Message size too large", &e1);
+    outbox_flush(f->ob, 2000, 1);
+    outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e2);
+    outbox_flush(f->ob, 3000, 1);
+    assert_int_equal(outbox_counters(f->ob)->kafka_refused, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 0);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
+    struct spool_dead_rec d[2];
+    assert_int_equal(spool_dead_list(f->sp, d, 2), 1);
+    assert_true(d[0].id == id);
+    assert_int_equal(d[0].payload_len, n);
+    assert_non_null(strstr(d[0].reason, "chunk 1"));
+    assert_non_null(strstr(d[0].reason, "Message size too large"));
+    assert_int_equal(outbox_inflight(f->ob), 0);
+}
+
+/* A chunk that failed for now goes again, after the back-off, under the
+ * same record; the others are not sent twice. A new producer (a reset)
+ * sends what was in flight again. */
+static void test_chunk_retried(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 2 * PART;
+    int64_t id = put_large(f, n);
+    outbox_drain(f->ob, 1000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    struct kafka_out_echo e0 = chunk_echo(f, id, 0, 2, n);
+    struct kafka_out_echo e1 = chunk_echo(f, id, 1, 2, n);
+    outbox_delivered(f->ob, id, KAFKA_OUT_RETRY, "timed out", &e0);
+    outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e1);
+    outbox_flush(f->ob, 1000, 1);
+    assert_int_equal(outbox_inflight(f->ob), 0);
+    outbox_drain(f->ob, (int64_t)1 << 50);       /* past any back-off */
+    assert_int_equal(outbox_inflight(f->ob), 1); /* chunk 0 only */
+    outbox_reset(f->ob); /* the producer went: chunk 0 goes again */
+    outbox_drain(f->ob, (int64_t)1 << 50);
+    assert_int_equal(outbox_inflight(f->ob), 1);
+    outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e0);
+    outbox_flush(f->ob, (int64_t)1 << 50, 1);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +336,12 @@ int main(void)
             test_unspilled_records_hold_the_next_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_acks_kept_when_the_spool_cannot_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_record_goes_as_chunks,
+                                        setup_fat, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_chunk_refused_dead_letters_the_record, setup_fat, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_retried, setup_fat,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("outbox", tests, NULL, NULL);
 }

@@ -1004,6 +1004,8 @@ static void test_migrate_v1(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
         sqlite3_exec(db,
+                     "DROP TRIGGER dead_big; DROP TABLE big;"
+                     "DROP TABLE big_part;"
                      "DROP TABLE tags; DROP TABLE clock; DROP TABLE kv;"
                      "ALTER TABLE state DROP COLUMN clock_ms;"
                      "ALTER TABLE state DROP COLUMN clock_wall_ms;"
