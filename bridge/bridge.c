@@ -391,6 +391,7 @@ static void on_uplink(void *ud, int up, const char *reason)
         log_warn("kafka: uplink down (%s); spooling, backlog %" PRId64
                  " records",
                  reason ? reason : "brokers unreachable", st.records);
+    outbox_uplink(br->ob, up, log_now_ms()); /* may hold the backlog */
 }
 
 /* librdkafka's statistics; they can tell the uplink is up before any

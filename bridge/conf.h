@@ -154,6 +154,8 @@ struct conf {
         int64_t inflight_records; /* window of records in flight (10000) */
         int64_t inflight_bytes;   /* window of bytes in flight (16 MiB) */
         int64_t chunk_bytes;      /* larger payloads go as chunks; 0: off */
+        int64_t drain_rate;       /* records/s of an outage's backlog; 0 */
+        int64_t drain_delay;      /* ms: its drain starts at random within */
         int shutdown_timeout;     /* ms to wait for deliveries on exit */
         struct conf_prop *props;
         size_t nprops;

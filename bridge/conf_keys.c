@@ -145,6 +145,15 @@ static const struct key kafka_keys[] = {
      "chunks of it on one partition (m2k.chunk headers), streamed from the "
      "spool; off: they dead-letter as any payload over what one spool "
      "transaction holds"},
+    {"drain_rate", T_INT, "0", CF(kafka.drain_rate), 0, 10000000, NULL, 0,
+     "records/s cap on draining an outage's backlog (normal and bulk lanes); "
+     "the fast lane and records that arrive after the uplink is back are "
+     "not counted; 0: no cap"},
+    {"drain_delay", T_DUR_MS, "0s", CF(kafka.drain_delay), 0, 86400000LL, NULL,
+     0,
+     "after an outage or a start, the backlog starts draining at a random "
+     "moment within this (a fleet coming back spreads its load); the fast "
+     "lane is not held; 0s: at once"},
     {"shutdown_timeout", T_DUR_MS, "10s", CF(kafka.shutdown_timeout), 0, 600000,
      NULL, 0, "how long to wait for deliveries on exit"},
     {"properties", T_PROPS, NULL, 0, 0, 0, 0, NULL, 0,
@@ -352,6 +361,8 @@ static const struct {
     {"mqtt", CONF_MQTT},
     {"kafka.dead_letter_topic", CONF_AT_ONCE},
     {"kafka.shutdown_timeout", CONF_AT_ONCE},
+    {"kafka.drain_rate", CONF_AT_ONCE},
+    {"kafka.drain_delay", CONF_AT_ONCE},
     {"kafka.inflight_records", CONF_RESTART},
     {"kafka.inflight_bytes", CONF_RESTART},
     {"kafka", CONF_KAFKA},

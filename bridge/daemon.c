@@ -479,7 +479,8 @@ static int open_stages(struct bridge *br)
         goto fail;
     size_limits(br, &win_bytes);
     struct convert_opts co = {.max_payload = br->max_payload};
-    struct outbox_opts oo = {c->kafka.inflight_records, win_bytes, c->nroutes};
+    struct outbox_opts oo = {c->kafka.inflight_records, win_bytes, c->nroutes,
+                             c->kafka.drain_rate, c->kafka.drain_delay};
     /* The burst may pass its soft size by one message as large as a put
      * holds, and never more. */
     if (batch_init(&br->batch, BATCH_MAX_RECORDS, BATCH_BASE_BYTES,

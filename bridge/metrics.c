@@ -264,6 +264,13 @@ static void write_links(struct prom *p, const struct metrics_view *v)
         "1 while MQTT is not read because the spool is full (on_full: "
         "backpressure)",
         g->backpressure);
+    one(p, M "drain_held_seconds", PROM_GAUGE,
+        "Until an outage's backlog starts draining, at random within "
+        "kafka.drain_delay (0: not held)",
+        g->drain_held_s);
+    one(p, M "drain_capped", PROM_GAUGE,
+        "1 while kafka.drain_rate caps the drain of an outage's backlog",
+        g->drain_capped);
     if (!k)
         return;
     one_f(p, M "kafka_statistics_age_seconds", PROM_GAUGE,

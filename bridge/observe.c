@@ -80,7 +80,9 @@ void br_gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
     struct spool_stats st = {0};
     const struct spool_stats *s0 = &br->spool_start;
     const struct outbox_counters *o = outbox_counters(br->ob);
+    struct outbox_smearing sm;
     spool_stats(br->sp, &st);
+    outbox_smearing(br->ob, log_now_ms(), &sm);
     *n = br->n;
     n->props_renamed = br->renamed;
     n->delivered = o->delivered + br->n.direct;
@@ -98,6 +100,8 @@ void br_gather(struct bridge *br, struct stats *n, struct stats_gauges *g)
         .mqtt = br->in && mqtt_in_connected(br->in),
         .backpressure = br->backpressure,
         .direct = br->direct,
+        .drain_held_s = (sm.held_ms + 999) / 1000,
+        .drain_capped = sm.capped,
         .uplink_cause = br->out ? kafka_out_cause(br->out) : NULL,
         .mqtt_cause = br->in ? mqtt_in_cause(br->in) : NULL,
         .dead_dropped = st.dropped[SPOOL_DROP_DEAD_FULL],

@@ -26,6 +26,7 @@
 #define RETRY_HOLD_MIN_MS 500
 #define RETRY_HOLD_MAX_MS 30000
 #define DEAD_MAX          64
+#define SMEAR_PROBE       64 /* normal+bulk in flight while the uplink is down */
 
 struct outbox {
     struct spool *sp;
@@ -56,6 +57,12 @@ struct outbox {
     char d_why[DEAD_MAX][96];
     size_t d_nwhy;
     struct fat *fat; /* large records, as chunks (fat.c) */
+    /* load smearing (see outbox.h): the backlog is ids up to mark, its
+     * normal and bulk lanes start at drain_at and spend tokens
+     * (thousandths of a record) that drain_rate refills */
+    int up, seen_up, was_down;
+    int64_t mark, drain_at, tokens, tok_t;
+    int past[SPOOL_LANES]; /* the lane's backlog has gone out */
 };
 
 /* An outcome past the burst: spilled while with Kafka, now the spool's. */
@@ -72,7 +79,10 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     ob->o = *o;
     for (int l = 0; l < SPOOL_LANES; l++)
         ob->backlog[l] = 1; /* not known yet: owed its share */
-    ob->cap = (size_t)o->inflight_records + 1;
+    ob->up = -1;
+    /* delivered records wait for their ack group outside the window: a
+     * window in flight and one delivered fit without growing */
+    ob->cap = 2 * (size_t)o->inflight_records + 1;
     static const double le[] = {PROM_LATENCY_BUCKETS};
     ob->acks = calloc(ob->cap, sizeof(int64_t));
     ob->retry = calloc(ob->cap, sizeof(int64_t));
@@ -388,12 +398,148 @@ static int64_t fat_owed(const struct outbox *ob)
 static void drain_fat(struct outbox *ob)
 {
     int64_t recs, bytes;
-    int64_t room = ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
+    int64_t room = ob->o.inflight_records - ob->inflight;
     if (fat_drain(ob->fat, ob->k, room, fat_owed(ob), &recs, &bytes) < 0)
         log_error("spool: cannot read a large record: %s",
                   spool_errmsg(ob->sp));
     ob->inflight += recs;
     ob->inflight_bytes += bytes;
+}
+
+/* --- load smearing ------------------------------------------------------- */
+
+static int smearing(const struct outbox *ob)
+{
+    return ob->o.drain_rate > 0 || ob->o.drain_delay_ms > 0;
+}
+
+/* Tokens at now, at most a tenth of a second's worth (one record at least):
+ * the cap is a rate, not a budget saved up while held. */
+static int64_t tokens_at(const struct outbox *ob, int64_t now)
+{
+    int64_t cap = ob->o.drain_rate * 100 > 1000 ? ob->o.drain_rate * 100 : 1000;
+    int64_t t = ob->tokens;
+    if (now > ob->tok_t)
+        t += (now - ob->tok_t) * ob->o.drain_rate;
+    return t < cap ? t : cap;
+}
+
+static int backlog_held(const struct outbox *ob, int l)
+{
+    return l != SPOOL_LANE_FAST && ob->mark && !ob->past[l];
+}
+
+/* Narrows lane l's room by the smearing rules; 1 when the lane's backlog
+ * is being held or capped (what is peeked is then spent by
+ * smear_spent). */
+static int smear_limit(struct outbox *ob, int l, int64_t now, int64_t *room)
+{
+    if (l == SPOOL_LANE_FAST || !smearing(ob))
+        return 0;
+    if (ob->up != 1) { /* a probe finds the uplink back, no burst follows */
+        int64_t left = SMEAR_PROBE - ob->lane_inflight[SPOOL_LANE_NORMAL] -
+                       ob->lane_inflight[SPOOL_LANE_BULK];
+        if (*room > left)
+            *room = left;
+        return 0;
+    }
+    if (!backlog_held(ob, l))
+        return 0;
+    if (now < ob->drain_at) {
+        *room = 0;
+        return 1;
+    }
+    if (ob->o.drain_rate > 0) {
+        ob->tokens = tokens_at(ob, now);
+        ob->tok_t = now;
+        if (*room > ob->tokens / 1000)
+            *room = ob->tokens / 1000;
+    }
+    return 1;
+}
+
+static void smear_spent(struct outbox *ob, int l, const struct spool_rec *r,
+                        int n)
+{
+    int64_t spent = 0;
+    for (int i = 0; i < n; i++)
+        if (r[i].id <= ob->mark)
+            spent++;
+    if (ob->o.drain_rate > 0)
+        ob->tokens -= spent * 1000;
+    if (n <= 0 || spent < n) /* past the backlog: live records now */
+        ob->past[l] = 1;
+    if (ob->past[SPOOL_LANE_NORMAL] && ob->past[SPOOL_LANE_BULK]) {
+        log_info("kafka: the backlog of the outage has gone out; the drain "
+                 "is no longer held");
+        ob->mark = 0;
+    }
+}
+
+static void draw_start(struct outbox *ob, int64_t now)
+{
+    int64_t d = ob->o.drain_delay_ms;
+    ob->drain_at =
+        now + (d > 0 ? (int64_t)((uint64_t)random() % (uint64_t)(d + 1)) : 0);
+    if (ob->tok_t < ob->drain_at) { /* the cap starts empty at the start */
+        ob->tokens = 0;
+        ob->tok_t = ob->drain_at;
+    }
+}
+
+void outbox_uplink(struct outbox *ob, int up, int64_t now)
+{
+    ob->up = up;
+    if (up == 0)
+        ob->was_down = 1;
+    if (up != 1)
+        return;
+    /* back after an outage, or first up since the start; not a new
+     * producer's first report (a reload): -1 then 1 */
+    int back = ob->was_down || !ob->seen_up;
+    ob->seen_up = 1;
+    ob->was_down = 0;
+    if (!back || !smearing(ob) || spool_backlog(ob->sp) == 0)
+        return;
+    ob->mark = spool_top(ob->sp);
+    ob->past[SPOOL_LANE_NORMAL] = ob->past[SPOOL_LANE_BULK] = 0;
+    ob->tokens = 0;
+    ob->tok_t = now;
+    draw_start(ob, now);
+    char rate[48] = "no cap";
+    if (ob->o.drain_rate > 0)
+        snprintf(rate, sizeof rate, "at most %" PRId64 " records/s",
+                 ob->o.drain_rate);
+    log_info("kafka: the backlog (records up to %" PRId64
+             ") starts draining in %.1f s (at random within kafka.drain_delay), "
+             "%s (kafka.drain_rate); the fast lane is not held",
+             ob->mark, (double)(ob->drain_at - now) / 1000.0, rate);
+}
+
+void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
+                         int64_t now)
+{
+    int redraw = delay_ms != ob->o.drain_delay_ms;
+    ob->tokens = tokens_at(ob, now);
+    ob->tok_t = now;
+    ob->o.drain_rate = rate;
+    ob->o.drain_delay_ms = delay_ms;
+    if (!smearing(ob))
+        ob->mark = 0;
+    else if (redraw && ob->mark && now < ob->drain_at)
+        draw_start(ob, now);
+}
+
+void outbox_smearing(const struct outbox *ob, int64_t now,
+                     struct outbox_smearing *st)
+{
+    int held = ob->mark && (!ob->past[SPOOL_LANE_NORMAL] ||
+                            !ob->past[SPOOL_LANE_BULK]);
+    *st = (struct outbox_smearing){
+        .held_ms = held && now < ob->drain_at ? ob->drain_at - now : 0,
+        .capped = held && now >= ob->drain_at && ob->o.drain_rate > 0,
+        .mark = ob->mark,
+    };
 }
 
 void outbox_drain(struct outbox *ob, int64_t now)
@@ -410,20 +556,24 @@ void outbox_drain(struct outbox *ob, int64_t now)
     drain_fat(ob);
     int64_t win_bytes = ob->o.inflight_bytes - fat_owed(ob);
     /* Each lane first-in first-out, fast before normal before bulk, in
-     * a window they share: records in flight and delivered ones whose
-     * acks wait both count against it. */
+     * a window they share. The window is what librdkafka holds: a
+     * delivered record whose ack waits for the next group (ACK_EVERY_MS)
+     * no longer counts (it did once, and a drain then stood still for
+     * most of every ack period: 0.21x librdkafka's own rate). */
     for (int li = 0; li < SPOOL_LANES && !nputback && !nrefused; li++) {
         int l = order[li];
         for (;;) {
-            int64_t room = lane_room(ob, l,
-                                     ob->o.inflight_records - ob->inflight -
-                                         (int64_t)ob->nacks);
+            int64_t room =
+                lane_room(ob, l, ob->o.inflight_records - ob->inflight);
+            int held = smear_limit(ob, l, now, &room);
             if (room <= 0 || ob->inflight_bytes >= win_bytes)
                 break;
             int n = spool_peek_lane(ob->sp, l, recs,
                                     (size_t)(room < PEEK_MAX ? room : PEEK_MAX),
                                     (size_t)(win_bytes - ob->inflight_bytes));
             ob->backlog[l] = n > 0;
+            if (held)
+                smear_spent(ob, l, recs, n);
             if (n <= 0)
                 break;
             for (int i = 0; i < n; i++) {
@@ -607,6 +757,17 @@ int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
         wait = (int)(ob->hold_until - now);
     if ((ob->nacks || fat_busy(ob->fat)) && wait > ACK_EVERY_MS)
         wait = ACK_EVERY_MS; /* pending acks are applied soon */
+    if (ob->mark && ob->up == 1 &&
+        (!ob->past[SPOOL_LANE_NORMAL] || !ob->past[SPOOL_LANE_BULK])) {
+        int64_t w = -1; /* the held backlog's next turn */
+        if (now < ob->drain_at)
+            w = ob->drain_at - now;
+        else if (ob->o.drain_rate > 0 && tokens_at(ob, now) < 1000)
+            w = (1000 - tokens_at(ob, now) + ob->o.drain_rate - 1) /
+                ob->o.drain_rate;
+        if (w >= 0 && w < wait)
+            wait = w < 1 ? 1 : (int)w;
+    }
     return wait;
 }
 

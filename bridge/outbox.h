@@ -36,6 +36,10 @@ struct outbox_opts {
     int64_t inflight_records; /* window: records handed to Kafka */
     int64_t inflight_bytes;   /* window: their key + value bytes */
     size_t nroutes;           /* routes counted in route_delivered */
+    /* Load smearing (kafka.drain_rate, kafka.drain_delay): see
+     * outbox_uplink(). 0: off. */
+    int64_t drain_rate;     /* records/s of an outage's backlog */
+    int64_t drain_delay_ms; /* its drain starts within this, at random */
 };
 
 struct outbox_counters {   /* only ever grow, on success */
@@ -70,6 +74,33 @@ void outbox_drain(struct outbox *ob, int64_t now_ms);
 /* The producer is gone (every record in it was reported): applies what
  * was kept and makes everything in flight eligible again. */
 void outbox_reset(struct outbox *ob);
+
+/* --- load smearing ---
+ *
+ * When the uplink comes back after an outage (or first comes up after a
+ * start), the records spooled until then (ids up to spool_top()) are the
+ * backlog. With kafka.drain_delay its normal and bulk lanes wait a random
+ * time within it before they drain, and with kafka.drain_rate they drain
+ * at most that many records a second; while the uplink is down those
+ * lanes keep only a probe in flight, so a return releases no window-sized
+ * burst. The fast lane is never held, and records spooled after the
+ * uplink came back are not counted against the cap (they follow their
+ * lane's backlog, in order). A fleet of gateways then spreads its return
+ * over the delay instead of hitting the cluster at once. */
+
+/* The uplink's state changed (1 up, 0 down, -1 not known). */
+void outbox_uplink(struct outbox *ob, int up, int64_t now_ms);
+/* Changes kafka.drain_rate / drain_delay (a reload): a held start is
+ * redrawn within the new delay. */
+void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
+                         int64_t now_ms);
+struct outbox_smearing {
+    int64_t held_ms; /* until the backlog's drain starts; 0: not held */
+    int capped;      /* 1 while drain_rate limits an outage's backlog */
+    int64_t mark;    /* the backlog: ids up to this; 0: none */
+};
+void outbox_smearing(const struct outbox *ob, int64_t now_ms,
+                     struct outbox_smearing *st);
 
 /* --- the direct path --- */
 

@@ -235,6 +235,8 @@ static void apply(struct bridge *br, struct built *b, const struct plan *p)
     conf_fini(old);
     free(old);
     log_set_level(br->c->log.level);
+    outbox_set_smearing(br->ob, br->c->kafka.drain_rate,
+                        br->c->kafka.drain_delay, log_now_ms());
     if (p->nchanged)
         log_info("reload: changed: %s", p->changed);
 }

@@ -72,6 +72,8 @@ void stats_format(const struct stats *n, const struct stats_gauges *g,
         {"stored", n->stored},
         {"reconnects", n->reconnects},
         {"kafka_reconnects", n->kafka_reconnects},
+        {"drain_held_s", g->drain_held_s},
+        {"drain_capped", g->drain_capped},
     };
     size_t off = put_kv(buf, len, kv, sizeof(kv) / sizeof(kv[0]), sep);
     if (off < len)
@@ -117,6 +119,14 @@ void stats_status_line(const struct stats_gauges *g, char *buf, size_t len)
         uc ? ")" : "", g->mqtt ? "connected" : "disconnected",
         mc ? " (mqtt: " : "", mc ? mc : "", mc ? ")" : "",
         g->direct ? "direct" : "spool", g->backlog, g->dead_in_spool);
+    if (n > 0 && (size_t)n < len && g->drain_held_s > 0)
+        n += snprintf(buf + n, len - (size_t)n,
+                      "; backlog drain starts in %" PRId64
+                      " s (kafka.drain_delay)",
+                      g->drain_held_s);
+    else if (n > 0 && (size_t)n < len && g->drain_capped)
+        n += snprintf(buf + n, len - (size_t)n,
+                      "; backlog drain capped (kafka.drain_rate)");
     if (n > 0 && (size_t)n < len && g->metrics && !g->metrics_up &&
         strcmp(g->metrics, "off") != 0)
         snprintf(buf + n, len - (size_t)n, "; metrics not served (%s)",
@@ -135,7 +145,7 @@ static void put_line(FILE *f, const char *name, const char *v)
 int stats_write_file(const char *path, const struct stats_ident *id,
                      const struct stats *n, const struct stats_gauges *g)
 {
-    char tmp[4200], body[1200], spool[800];
+    char tmp[4200], body[2048], spool[800];
     int rc = 0;
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");

@@ -56,6 +56,10 @@ struct stats_gauges { /* the state now, from the spool and the links */
     int mqtt;         /* 1 connected */
     int backpressure; /* not reading MQTT: the spool is full */
     int direct;       /* 1: bursts go straight to Kafka (spool.mode) */
+    /* load smearing: an outage's backlog waits this long yet for its
+     * random start (kafka.drain_delay); 1 while kafka.drain_rate caps it */
+    int64_t drain_held_s;
+    int drain_capped;
     /* why the uplink or the MQTT link is down, one line without secrets
      * ("authentication failed (SASL SCRAM-SHA-512)"); NULL: none known */
     const char *uplink_cause, *mqtt_cause;

@@ -608,6 +608,14 @@ static void status_print(char *const *l, size_t n)
            status_get(l, n, "backlog_bytes", "?"),
            status_get(l, n, "oldest_s", "?"),
            status_get(l, n, "spool_file_bytes", "?"));
+    const char *held = status_get(l, n, "drain_held_s", "0");
+    if (strcmp(held, "0") != 0)
+        printf("  the outage's backlog starts draining in %s s "
+               "(kafka.drain_delay); the fast lane is not held\n",
+               held);
+    else if (!strcmp(status_get(l, n, "drain_capped", "0"), "1"))
+        printf("  the outage's backlog drains capped (kafka.drain_rate); "
+               "the fast lane is not\n");
     printf("  received %s, delivered %s, redelivered by the broker %s\n",
            status_get(l, n, "received", "?"),
            status_get(l, n, "delivered", "?"),

@@ -602,6 +602,14 @@ int64_t spool_backlog(struct spool *sp)
     return n;
 }
 
+int64_t spool_top(struct spool *sp)
+{
+    pthread_mutex_lock(&sp->mu);
+    int64_t top = sp->top;
+    pthread_mutex_unlock(&sp->mu);
+    return top;
+}
+
 int spool_recent(struct spool *sp, int64_t *ids, int64_t *tags, size_t max)
 {
     int n = 0, rc;

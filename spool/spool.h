@@ -180,6 +180,9 @@ int spool_spill(struct spool *sp, struct spool_rec *recs, size_t n,
 /* Records waiting (in flight included), as spool_stats().records, but
  * cheap: no query, no file sizes. */
 int64_t spool_backlog(struct spool *sp);
+/* The highest id a record was put under: every record spooled so far has
+ * an id at most this (records put later, and direct ones, have higher). */
+int64_t spool_top(struct spool *sp);
 
 /*
  * Hands out up to max records, oldest first, that are not in flight, whose

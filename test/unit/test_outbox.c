@@ -327,6 +327,112 @@ static void test_chunk_retried(void **state)
     assert_int_equal(outbox_counters(f->ob)->delivered, 1);
 }
 
+/* --- load smearing --- */
+
+static int setup_smear(void **state)
+{
+    int rc = setup(state);
+    struct fx *f = *state;
+    char err[256];
+    struct kafka_out_opts ko = {.brokers = "127.0.0.1:1",
+                                .queue_records = 10000};
+    struct kafka_out_cb cb = {.delivered = no_report};
+    struct outbox_opts oo = {.inflight_records = 1000,
+                             .inflight_bytes = 1 << 20,
+                             .drain_rate = 100,
+                             .drain_delay_ms = 5000};
+    outbox_free(f->ob);
+    kafka_out_free(f->k);
+    if (rc || kafka_out_new(&ko, &cb, NULL, &f->k, err, sizeof(err)) ||
+        outbox_new(f->sp, &oo, &f->ob))
+        return -1;
+    outbox_set_producer(f->ob, f->k);
+    return 0;
+}
+
+static void put_n(struct fx *f, int lane, size_t n)
+{
+    struct spool_rec r[400];
+    assert_true(n <= 400);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (struct spool_rec){
+            .topic = "t", .payload = "x", .payload_len = 1, .lane = lane};
+    assert_int_equal(spool_put(f->sp, r, n), 0);
+}
+
+/* After the uplink comes up with a backlog: the fast lane goes at once,
+ * normal waits for its random start within drain_delay, then drains at
+ * drain_rate; records spooled after the uplink came back are not capped. */
+static void test_backlog_held_then_capped(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    put_n(f, SPOOL_LANE_NORMAL, 300);
+    put_n(f, SPOOL_LANE_FAST, 2);
+    int64_t t = 1000000;
+    outbox_uplink(f->ob, 1, t); /* first up after a start */
+    outbox_smearing(f->ob, t, &sm);
+    assert_true(sm.mark > 0);
+    assert_true(sm.held_ms >= 0 && sm.held_ms <= 5000);
+    int64_t start = t + sm.held_ms;
+    outbox_drain(f->ob, t);
+    assert_int_equal(outbox_inflight(f->ob), 2); /* the fast lane only */
+    if (sm.held_ms > 0) {
+        outbox_drain(f->ob, start - 1);
+        assert_int_equal(outbox_inflight(f->ob), 2);
+        assert_true(outbox_wait_ms(f->ob, start - 1, 60000) <= 1);
+        outbox_smearing(f->ob, start - 1, &sm);
+        assert_int_equal(sm.held_ms, 1);
+        assert_int_equal(sm.capped, 0);
+    }
+    /* two seconds at 100 records/s, drained every 10 ms */
+    for (t = start; t <= start + 2000; t += 10)
+        outbox_drain(f->ob, t);
+    int64_t n = outbox_inflight(f->ob) - 2;
+    assert_in_range(n, 195, 205);
+    outbox_smearing(f->ob, t, &sm);
+    assert_int_equal(sm.capped, 1);
+    assert_int_equal(sm.held_ms, 0);
+    /* the rest of the backlog, then records spooled since go uncapped */
+    for (; t <= start + 3100; t += 10)
+        outbox_drain(f->ob, t);
+    assert_int_equal(outbox_inflight(f->ob), 302);
+    put_n(f, SPOOL_LANE_NORMAL, 300);
+    outbox_drain(f->ob, t);
+    assert_int_equal(outbox_inflight(f->ob), 602);
+    outbox_smearing(f->ob, t, &sm);
+    assert_int_equal(sm.capped, 0);
+    assert_int_equal(sm.mark, 0);
+}
+
+/* While the uplink is down, normal and bulk keep only a probe in flight
+ * (a return releases no window-sized burst); fast is not limited. A
+ * return that is not after an outage (a new producer) holds nothing. */
+static void test_probe_while_down(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    outbox_uplink(f->ob, 1, 1000); /* up, nothing spooled: nothing held */
+    outbox_smearing(f->ob, 1000, &sm);
+    assert_int_equal(sm.mark, 0);
+    outbox_uplink(f->ob, 0, 2000);
+    put_n(f, SPOOL_LANE_NORMAL, 300);
+    put_n(f, SPOOL_LANE_BULK, 100);
+    put_n(f, SPOOL_LANE_FAST, 100);
+    outbox_drain(f->ob, 3000);
+    assert_int_equal(outbox_inflight(f->ob), 64 + 100);
+    outbox_uplink(f->ob, -1, 4000); /* not known: still a probe */
+    outbox_drain(f->ob, 4000);
+    assert_int_equal(outbox_inflight(f->ob), 64 + 100);
+    outbox_uplink(f->ob, 1, 5000); /* back after an outage: held */
+    outbox_smearing(f->ob, 5000, &sm);
+    assert_true(sm.mark > 0);
+    /* drain_rate and drain_delay off (a reload): nothing is held */
+    outbox_set_smearing(f->ob, 0, 0, 5000);
+    outbox_drain(f->ob, 5000);
+    assert_int_equal(outbox_inflight(f->ob), 500);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +447,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_chunk_refused_dead_letters_the_record, setup_fat, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_retried, setup_fat,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_held_then_capped,
+                                        setup_smear, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_while_down, setup_smear,
                                         teardown),
     };
     return cmocka_run_group_tests_name("outbox", tests, NULL, NULL);
