@@ -39,7 +39,7 @@ static void log_counters(struct bridge *br, const char *when)
 {
     struct stats n;
     struct stats_gauges g;
-    char line[1024];
+    char line[2048];
     br_gather(br, &n, &g);
     stats_format(&n, &g, line, sizeof(line), ' ');
     log_info("%s: %s", when, line);

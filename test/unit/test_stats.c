@@ -42,7 +42,8 @@ static void test_line(void **state)
     assert_non_null(
         strstr(buf, " spool_file_bytes=4096 spool_max_bytes=0 dead_dropped=0 "
                     "dead_expired=0 direct=0 spilled=0 stored=0 reconnects=0 "
-                    "kafka_reconnects=0 uplink=up mqtt=connected path=spool"));
+                    "kafka_reconnects=0 drain_held_s=0 drain_capped=0 "
+                    "uplink=up mqtt=connected path=spool"));
     g.uplink = -1;
     g.mqtt = 0;
     stats_format(&n, &g, buf, sizeof buf, '\n');
