@@ -30,6 +30,11 @@ results/throughput.png from it. Scenarios:
   herd        1,000 clients connect at once and publish 200,000 messages
               as fast as they can (m2k-herd); time until all are in Kafka,
               the bridge's memory peak, nothing lost.
+  smear       a fleet coming back: 4 (quick) or 10 gateways, each its own
+              bridge and spool, hold a backlog the herd tool published
+              while Kafka was stopped; Kafka comes back. Records per
+              second at the broker without smearing, then with
+              kafka.drain_delay and kafka.drain_rate.
   wear        bytes the daemon writes to storage per message (/proc/PID/io
               write_bytes, its log going to a pipe as to journald and
               its status file on tmpfs as in service) at 10, 100 and
@@ -723,6 +728,77 @@ def scenario_herd(b):
     return r
 
 
+# --- scenario 6: a fleet coming back (load smearing) ---------------------------
+
+def all_append_ms(ktopic):
+    r = run(["kcat", "-C", "-b", KAFKA, "-t", ktopic, "-o", "beginning", "-e",
+             "-q", "-f", "%T\\n"], timeout=300)
+    return sorted(int(x) for x in r.stdout.split())
+
+
+def scenario_smear(b):
+    """G gateways (bridges, a spool each) hold a backlog spooled while Kafka
+    was away, filled by the herd tool; Kafka comes back and all of them
+    drain at once. Without smearing, then with kafka.drain_delay and
+    kafka.drain_rate: the records per second the broker takes, at the peak
+    and over time."""
+    quick = b.mode == "quick"
+    g, clients, per = ((4, 50, 100) if quick else (10, 100, 200))
+    n = clients * per
+    delay_s, rate = (5, n // 5) if quick else (20, n // 10)
+    rows = []
+    for name, extra in (("at-once", {}),
+                        ("smeared", {"drain_delay": f"{delay_s}s",
+                                     "drain_rate": rate})):
+        ktopic = f"m2kb.{b.run}.smear.{name}"
+        tpl = f"b/{b.run}/smear-{name}/{{device}}"
+        topic(ktopic)
+        stack("kafka", "stop")
+        bridges = []
+        try:
+            for i in range(g):
+                bridges.append(M2K(b.work, f"smear-{name}-{i}",
+                                   [(tpl, ktopic)], extra_kafka=extra).start())
+            h = last_json(run([BUILD / "bench/m2k-herd", "-p", MQTT_PORT, "-c",
+                               clients, "-n", per, "-s", SIZE, "-T", tpl],
+                              timeout=300).stdout)
+            deadline = time.monotonic() + 120
+            while (min(m.counters().get("received", 0) for m in bridges) < n
+                   and time.monotonic() < deadline):
+                time.sleep(0.5)
+        finally:
+            t_back = int(time.time() * 1000)
+            stack("kafka", "start")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if all(m.status().get("delivered", 0) >= n for m in bridges):
+                break
+            time.sleep(0.5)
+        for m in bridges:
+            m.stop()
+        ts = all_append_ms(ktopic)
+        per_s = {}
+        for t in ts:
+            per_s[(t - t_back) // 1000] = per_s.get((t - t_back) // 1000, 0) + 1
+        secs = max(per_s) + 1 if per_s else 0
+        peak = max(per_s.values()) if per_s else 0
+        r = {"variant": name, "gateways": g, "backlog_each": n,
+             "herd_publish_s": h["publish_s"], "drain_delay_s":
+             delay_s if extra else 0, "drain_rate": rate if extra else 0,
+             "records": len(ts), "missing": g * n - len(ts),
+             "peak_per_s": peak, "seconds_until_all_in": secs,
+             "per_second": [per_s.get(i, 0) for i in range(min(secs, 120))]}
+        rows.append(r)
+        b.emit("smear", r)
+        log(f"  {name:8} {g} gateways x {n} spooled: peak {peak} records/s "
+            f"at the broker, all {len(ts)} in {secs} s after Kafka came "
+            f"back (missing {r['missing']})")
+        log("           per second: " + " ".join(str(c) for c in
+                                                  r["per_second"][:40]))
+    b.summary["smear"] = rows
+    return rows
+
+
 # --- scenario 5: flash wear --------------------------------------------------------
 
 WEAR_RATES = (10, 100, 1000)
@@ -948,6 +1024,9 @@ def main(argv):
         if not only or "herd" in only:
             log("== thundering herd")
             scenario_herd(b)
+        if not only or "smear" in only:
+            log("== a fleet coming back: load smearing")
+            scenario_smear(b)
         if not only or "wear" in only:
             log("== flash wear: bytes written per message, Kafka healthy")
             scenario_wear(b)
