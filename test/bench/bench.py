@@ -618,6 +618,7 @@ def scenario_drain(b, tp):
     stack("kafka", "stop")
     try:
         m.wait_log("uplink down", 30)
+        down_at = len(m.text())
         tf = time.monotonic()
         p = pub(f"b/{b.run}/back/{{device}}", 0, per_dev)
         fill_s = time.monotonic() - tf
@@ -638,8 +639,10 @@ def scenario_drain(b, tp):
              "--acked", live_acked], stdout=subprocess.PIPE, text=True)
     finally:
         stack("kafka", "start")
-    # live data in the fast lane, 20 msg/s, from the moment Kafka is back
-    # until the backlog has drained
+    # live data in the fast lane, 20 msg/s, from the moment the bridge has
+    # the uplink back (librdkafka's reconnect backoff, up to 10 s, is not
+    # the lanes' doing) until the backlog has drained
+    m.wait_log("kafka: uplink up", 60, after=down_at)
     fast_acked = b.work / "drain-fast.acked"
     fastp = subprocess.Popen(
         [BUILD / "tools/m2k-pub", "-H", "127.0.0.1", "-p", str(MQTT_PORT),
