@@ -829,7 +829,11 @@ static size_t sorted_ids(struct spool *sp, const int64_t *ids, size_t n)
         sp->scratch_cap = n;
     }
     memcpy(sp->scratch, ids, n * sizeof(*ids));
-    qsort(sp->scratch, n, sizeof(*ids), cmp_id);
+    size_t up = 1; /* delivery reports come mostly in order: no sort then */
+    while (up < n && ids[up - 1] <= ids[up])
+        up++;
+    if (up < n)
+        qsort(sp->scratch, n, sizeof(*ids), cmp_id);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!k || sp->scratch[i] != sp->scratch[k - 1])
