@@ -352,6 +352,11 @@ static int setup_fat_aged(void **state)
     return setup_fat_window(state, 60000, 1 << 20);
 }
 
+static int setup_fat_narrow(void **state)
+{
+    return setup_fat_window(state, 0, 64 * 1024);
+}
+
 /* Kafka is down: the chunks of the record the fat lane holds came back
  * failed, nothing of it is in flight. It expires like any record (counted
  * once, as expired), the lane forgets it and takes the next one. While
@@ -459,6 +464,33 @@ static void test_large_record_gone_before_its_ack(void **state)
     }
     outbox_flush(f->ob, 4000, 1);
     assert_int_equal(outbox_counters(f->ob)->delivered, 2);
+}
+
+/* kafka.inflight_bytes below one chunk: small records still go beside
+ * the chunk in flight, all through a large record's transfer. */
+static void test_small_records_flow_when_window_below_a_chunk(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 4 * PART;
+    int64_t id = put_large(f, n);
+    for (uint32_t i = 0; i < 4; i++) {
+        struct spool_rec small[2] = {
+            {.topic = "t", .payload = "s", .payload_len = 1},
+            {.topic = "t", .payload = "s", .payload_len = 1}};
+        assert_int_equal(spool_put(f->sp, small, 2), 0);
+        outbox_drain(f->ob, 1000 + i);
+        assert_int_equal(outbox_inflight_chunks(f->ob), 1);
+        assert_int_equal(outbox_inflight(f->ob), 1 + 2); /* the small ones */
+        struct kafka_out_echo e = chunk_echo(f, id, i, 4, n);
+        outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e);
+        outbox_delivered(f->ob, small[0].id, KAFKA_OUT_OK, NULL, &one);
+        outbox_delivered(f->ob, small[1].id, KAFKA_OUT_OK, NULL, &one);
+        outbox_flush(f->ob, 1000 + i, 1);
+        assert_int_equal(outbox_inflight(f->ob), 0);
+    }
+    assert_int_equal(outbox_counters(f->ob)->chunks, 4);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1 + 8);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
 }
 
 /* --- load smearing --- */
@@ -590,6 +622,9 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(test_large_record_gone_before_its_ack,
                                         setup_fat, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_small_records_flow_when_window_below_a_chunk, setup_fat_narrow,
+            teardown),
         cmocka_unit_test_setup_teardown(test_backlog_held_then_capped,
                                         setup_smear, teardown),
         cmocka_unit_test_setup_teardown(test_probe_while_down, setup_smear,
