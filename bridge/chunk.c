@@ -23,6 +23,12 @@ uint32_t chunk_count(int64_t size, size_t chunk_bytes)
     return n > CHUNK_COUNT_MAX ? 0 : (uint32_t)n;
 }
 
+size_t chunk_window_limit(int64_t win_bytes)
+{
+    int64_t most = win_bytes / 4 - CHUNK_HDRS_ROOM;
+    return most > CHUNK_MIN_BYTES ? (size_t)most : CHUNK_MIN_BYTES;
+}
+
 void chunk_text(struct chunk_text *t, uint32_t index, uint32_t count,
                 int64_t size, const unsigned char sha256[CHUNK_SHA256_LEN])
 {

@@ -40,6 +40,19 @@ static void test_count(void **state)
 }
 
 /* The headers a chunk gets, as text, parse back to what they said. */
+/* A chunk is cut to the fat lane's quarter of the byte window less room
+ * for headers, never below the size that still cuts the largest payload
+ * (256 MiB) into at most CHUNK_COUNT_MAX chunks. */
+static void test_window_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(chunk_window_limit(16 << 20), (4 << 20) - 2048);
+    assert_int_equal(chunk_window_limit(64 * 1024), 16 * 1024 - 2048);
+    assert_int_equal(chunk_window_limit(0), 4096);
+    assert_true(chunk_count(268435455, chunk_window_limit(64 * 1024)) > 0);
+    assert_true(chunk_count(268435455, chunk_window_limit(1)) > 0);
+}
+
 static void test_text_and_parse(void **state)
 {
     (void)state;
@@ -214,6 +227,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count),
+        cmocka_unit_test(test_window_limit),
         cmocka_unit_test(test_text_and_parse),
         cmocka_unit_test(test_parse_refuses_malformed),
         cmocka_unit_test(test_set_places_any_order),
