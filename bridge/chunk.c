@@ -169,6 +169,10 @@ int chunk_set_add(struct chunk_set *s, const struct chunk_meta *m, size_t len,
         s->part = len;
         *offset = (int64_t)m->index * l;
     } else {
+        if (s->last_len && s->last_len != len) /* before the copy check */
+            return bad(why, whylen,
+                       "its length differs from the last chunk's seen "
+                       "before");
         if (s->part &&
             (int64_t)last * (int64_t)s->part + (int64_t)len != s->m.size)
             return bad(why, whylen,
