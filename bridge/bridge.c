@@ -293,6 +293,7 @@ void br_on_message(void *ud, const struct mqtt_in_msg *m)
             "spool: cannot begin a large message of %zu bytes: %s", m->len,
             e.large_rc == -ENOMEM ? "out of memory" : spool_errmsg(br->sp));
         br->batch.failed = 1; /* as a put that fails: the broker redelivers */
+        br->lost_qos0 += m->qos == 0; /* but not QoS 0: lost, counted */
         return;
     }
     if (rc && br->batch.failed)

@@ -23,6 +23,12 @@ uint32_t chunk_count(int64_t size, size_t chunk_bytes)
     return n > CHUNK_COUNT_MAX ? 0 : (uint32_t)n;
 }
 
+size_t chunk_window_limit(int64_t win_bytes)
+{
+    int64_t most = win_bytes / 4 - CHUNK_HDRS_ROOM;
+    return most > CHUNK_MIN_BYTES ? (size_t)most : CHUNK_MIN_BYTES;
+}
+
 void chunk_text(struct chunk_text *t, uint32_t index, uint32_t count,
                 int64_t size, const unsigned char sha256[CHUNK_SHA256_LEN])
 {
@@ -163,6 +169,10 @@ int chunk_set_add(struct chunk_set *s, const struct chunk_meta *m, size_t len,
         s->part = len;
         *offset = (int64_t)m->index * l;
     } else {
+        if (s->last_len && s->last_len != len) /* before the copy check */
+            return bad(why, whylen,
+                       "its length differs from the last chunk's seen "
+                       "before");
         if (s->part &&
             (int64_t)last * (int64_t)s->part + (int64_t)len != s->m.size)
             return bad(why, whylen,

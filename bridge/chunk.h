@@ -39,6 +39,14 @@
  * is 0 or more than CHUNK_COUNT_MAX would be needed. */
 uint32_t chunk_count(int64_t size, size_t chunk_bytes);
 
+/* The most payload bytes per chunk a byte window of win_bytes in flight
+ * allows: a quarter of it (the fat lane's share) less CHUNK_HDRS_ROOM for
+ * the key and headers, at least CHUNK_MIN_BYTES (which still cuts the
+ * largest payload, 256 MiB, into at most CHUNK_COUNT_MAX chunks). */
+#define CHUNK_HDRS_ROOM 2048
+#define CHUNK_MIN_BYTES 4096
+size_t chunk_window_limit(int64_t win_bytes);
+
 /* The header values of chunk index of count, as text. */
 struct chunk_text {
     char index[12], count[12], size[24], sha256[2 * CHUNK_SHA256_LEN + 1];

@@ -29,6 +29,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "bridge/chunk.h"
 #include "bridge/cli_reload.h"
 #include "bridge/log.h"
 #include "bridge/notify.h"
@@ -414,6 +415,19 @@ static int64_t one_put(const struct bridge *br)
     return most > 0 ? most : 1;
 }
 
+/* The byte window in flight: kafka.inflight_bytes, but drop_oldest never
+ * drops what is in flight, so the window must leave most of the spool
+ * droppable: at most a quarter of its cap. */
+static int64_t window_bytes(const struct bridge *br, const struct conf *c)
+{
+    struct spool_stats st = {0};
+    spool_stats(br->sp, &st);
+    int64_t w = c->kafka.inflight_bytes;
+    if (st.max_bytes / 4 < w)
+        w = st.max_bytes / 4;
+    return w;
+}
+
 size_t br_chunk_limit(const struct bridge *br, const struct conf *c)
 {
     int64_t most = one_put(br);
@@ -423,9 +437,23 @@ size_t br_chunk_limit(const struct bridge *br, const struct conf *c)
         log_warn("kafka.chunk_bytes %" PRId64 " is more than one spool "
                  "transaction holds under the spool's cap; using %" PRId64,
                  c->kafka.chunk_bytes, most);
-        return (size_t)most;
+    } else {
+        most = c->kafka.chunk_bytes;
     }
-    return (size_t)c->kafka.chunk_bytes;
+    /* a chunk beyond the fat lane's quarter of the window would hold
+     * more in flight than the window allows (said once, not at reloads
+     * that change nothing) */
+    int64_t win = window_bytes(br, c);
+    int64_t share = (int64_t)chunk_window_limit(win);
+    if (most > share) {
+        if ((size_t)share != br->chunk_bytes)
+            log_warn("kafka.chunk_bytes %" PRId64 " is more than a quarter "
+                     "of the byte window in flight (%" PRId64 " bytes, "
+                     "kafka.inflight_bytes) less headers; using %" PRId64,
+                     c->kafka.chunk_bytes, win, share);
+        most = share;
+    }
+    return (size_t)most;
 }
 
 int64_t br_payload_limit(const struct bridge *br, const struct conf *c)
@@ -463,11 +491,7 @@ static void size_limits(struct bridge *br, int64_t *win_bytes)
         br->batch_bytes = (size_t)(st.max_bytes / 128);
     br->max_payload = br_payload_limit(br, c);
     br->chunk_bytes = br_chunk_limit(br, c);
-    /* drop_oldest never drops what is in flight, so the window must leave
-     * most of the spool droppable: at most a quarter of its cap. */
-    *win_bytes = c->kafka.inflight_bytes;
-    if (st.max_bytes / 4 < *win_bytes)
-        *win_bytes = st.max_bytes / 4;
+    *win_bytes = window_bytes(br, c);
 }
 
 static int open_stages(struct bridge *br)

@@ -4,7 +4,13 @@
  *
  * State of the record in hand: a byte per chunk (unsent, in flight,
  * confirmed), the lowest index that may be unsent, and what the reports
- * decided (all confirmed, or refused for good and why). Memory: the
+ * decided (all confirmed, or refused for good and why).
+ *
+ * The spool is told to hold the record (spool_big_hold) only while chunks
+ * of it are in flight or Kafka has them all: while Kafka is down it is a
+ * record like any other, dropped by drop_oldest or expired (the spool
+ * counts it). The lane then finds it gone (-ENOENT) and forgets it; one
+ * gone after Kafka confirmed every chunk counts as delivered, once. Memory: the
  * record's small columns, one part buffer and that byte per chunk (at
  * most SPOOL_BIG_PARTS_MAX); librdkafka copies each chunk it is handed
  * and frees it on its report, so what the process holds of a payload is
@@ -47,6 +53,8 @@ struct fat {
     unsigned char sha[CHUNK_SHA256_LEN];
     char idstr[48];
     unsigned char *st; /* a byte per chunk */
+    uint32_t out;      /* its chunks in flight */
+    int held;          /* the spool holds it (spool_big_hold) */
     int dead;
     char why[256];
     /* chunks in flight, of any record (reports of one done with count) */
@@ -95,9 +103,23 @@ static int keep(unsigned char **dst, size_t *cap, const void *src, size_t n)
     return 0;
 }
 
+/* Holds the record in hand in the spool while chunks of it are in flight
+ * or all are confirmed; lets it go otherwise. */
+static void settle(struct fat *f)
+{
+    int want = f->id && (f->out > 0 || f->confirmed == f->parts);
+    if (want != f->held)
+        spool_big_hold(f->sp, want ? f->id : 0);
+    f->held = want;
+}
+
 static void drop_record(struct fat *f)
 {
+    if (f->held)
+        spool_big_hold(f->sp, 0);
+    f->held = 0;
     f->id = 0;
+    f->out = 0;
     f->dead = 0;
     f->why[0] = '\0';
 }
@@ -134,7 +156,7 @@ static int take(struct fat *f)
     f->route = b.route;
     f->part_bytes = b.part_bytes;
     f->parts = b.parts;
-    f->next = f->confirmed = 0;
+    f->next = f->confirmed = f->out = 0;
     f->dead = 0;
     f->t0 = log_now_ms();
     spool_id_str(f->sp, b.id, f->idstr, sizeof f->idstr);
@@ -182,9 +204,14 @@ static int send_chunk(struct fat *f, struct kafka_out *k, uint32_t i,
     struct chunk_text t;
     char names[NAMES_CAP], why[256];
     size_t len = 0;
+    if (!f->held) /* before the read: from then on it cannot go */
+        spool_big_hold(f->sp, f->id);
+    f->held = 1;
     int rc = spool_big_read(f->sp, f->id, i, f->buf, f->buf_cap, &len);
-    if (rc == -ENOENT) { /* gone from the spool (purged): nothing to do */
-        log_warn("kafka: large record %s is no longer in the spool", f->idstr);
+    if (rc == -ENOENT) { /* dropped, expired or purged: counted there */
+        log_warn("kafka: large record %s is no longer in the spool "
+                 "(dropped, expired or purged)",
+                 f->idstr);
         drop_record(f);
         return 1;
     }
@@ -238,6 +265,7 @@ static int send_chunk(struct fat *f, struct kafka_out *k, uint32_t i,
     if (rc)
         return 1; /* the producer's queue is full: later */
     f->st[i] = INFLIGHT;
+    f->out++;
     f->inflight++;
     f->inflight_bytes += (int64_t)km.echo.bytes;
     *bytes = (int64_t)km.echo.bytes;
@@ -274,6 +302,7 @@ int fat_drain(struct fat *f, struct kafka_out *k, int64_t room_records,
         *bytes += b;
         f->next++;
     }
+    settle(f);
     return 0;
 }
 
@@ -287,6 +316,7 @@ void fat_report(struct fat *f, int64_t id, enum kafka_out_outcome o,
     uint32_t i = (uint32_t)echo->chunk;
     if (f->st[i] != INFLIGHT)
         return;
+    f->out--;
     switch (o) {
     case KAFKA_OUT_OK:
         f->st[i] = CONFIRMED;
@@ -310,8 +340,17 @@ int fat_apply(struct fat *f, struct fat_done *done)
     memset(done, 0, sizeof *done);
     if (!f->id)
         return 0;
+    settle(f); /* nothing of it in flight: the spool may drop it */
     if (f->dead) {
-        if (spool_big_dead(f->sp, f->id, f->why) < 0) {
+        int rc = spool_big_dead(f->sp, f->id, f->why);
+        if (rc == -ENOENT) { /* dropped or expired meanwhile: counted */
+            log_warn("kafka: large record %s refused (%s) but no longer in "
+                     "the spool",
+                     f->idstr, f->why);
+            drop_record(f);
+            return 1;
+        }
+        if (rc < 0) {
             log_error("spool: cannot move large record %s to the dead "
                       "letters, retrying: %s",
                       f->idstr, spool_errmsg(f->sp));
@@ -327,7 +366,12 @@ int fat_apply(struct fat *f, struct fat_done *done)
     }
     if (f->confirmed < f->parts)
         return 0;
-    if (spool_big_ack(f->sp, f->id) < 0) {
+    int rc = spool_big_ack(f->sp, f->id);
+    if (rc == -ENOENT) /* Kafka has it all, the spool no more (purged) */
+        log_warn("kafka: large record %s delivered but no longer in the "
+                 "spool",
+                 f->idstr);
+    else if (rc < 0) {
         log_error("spool: cannot delete delivered large record %s, "
                   "retrying: %s",
                   f->idstr, spool_errmsg(f->sp));
@@ -353,6 +397,8 @@ void fat_reset(struct fat *f)
                 f->next = i;
         }
     f->inflight = f->inflight_bytes = 0;
+    f->out = 0;
+    settle(f);
 }
 
 int64_t fat_inflight_bytes(const struct fat *f)

@@ -54,7 +54,10 @@ struct fat_done {
     int32_t route;
 };
 /* Applies the reports to the spool; 1 when the record is done with
- * (*done says how), 0 when nothing changed. */
+ * (*done says how; neither: it was gone from the spool, dropped or
+ * expired, and counted there), 0 when nothing changed. A record whose
+ * every chunk Kafka confirmed counts as delivered even when the spool no
+ * longer has it. */
 int fat_apply(struct fat *f, struct fat_done *done);
 
 /* The producer is gone (its records were reported): chunks still marked

@@ -395,6 +395,20 @@ static int64_t fat_owed(const struct outbox *ob)
     return fat_busy(ob->fat) && owed > 0 ? owed : 0;
 }
 
+/* The byte window the other lanes (and the direct path) see, against
+ * ob->inflight_bytes: with a large record to send, a quarter is the fat
+ * lane's and its chunks count only against that quarter. Its one chunk
+ * always in flight may be more than the quarter (more than the whole
+ * window, even): it never eats into the rest, so small records never
+ * wait for a large one. */
+static int64_t others_window(const struct outbox *ob)
+{
+    int64_t w = ob->o.inflight_bytes;
+    if (!fat_busy(ob->fat))
+        return w;
+    return w - w / 4 + fat_inflight_bytes(ob->fat);
+}
+
 static void drain_fat(struct outbox *ob)
 {
     int64_t recs, bytes;
@@ -554,7 +568,7 @@ void outbox_drain(struct outbox *ob, int64_t now)
     if (!ob->k || now < ob->hold_until || ob->ack_failures)
         return;
     drain_fat(ob);
-    int64_t win_bytes = ob->o.inflight_bytes - fat_owed(ob);
+    int64_t win_bytes = others_window(ob);
     /* Each lane first-in first-out, fast before normal before bulk, in
      * a window they share. The window is what librdkafka holds: a
      * delivered record whose ack waits for the next group (ACK_EVERY_MS)
@@ -736,7 +750,7 @@ int outbox_direct_busy(const struct outbox *ob)
 
 int64_t outbox_room(const struct outbox *ob, int64_t *bytes)
 {
-    *bytes = ob->o.inflight_bytes - ob->inflight_bytes;
+    *bytes = others_window(ob) - ob->inflight_bytes;
     return ob->o.inflight_records - ob->inflight - (int64_t)ob->nacks;
 }
 

@@ -294,10 +294,12 @@ static struct msg *start(struct ra *r, const struct chunk_meta *meta)
     memset(m, 0, sizeof *m);
     m->fd = -1;
     const char *dir = strcmp(r->o->out, "-") ? r->o->out : r->tmpdir;
-    snprintf(m->path, sizeof m->path, "%.4000s/.%s.part", dir, meta->id);
+    /* a name of its own: two runs putting the same message together
+     * (into one TMPDIR) never write one file */
+    snprintf(m->path, sizeof m->path, "%.4000s/.%s.XXXXXX", dir, meta->id);
     if (chunk_set_init(&m->set, meta))
         return NULL;
-    m->fd = open(m->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    m->fd = mkostemp(m->path, O_CLOEXEC);
     if (m->fd < 0) {
         fprintf(stderr, "mqtt2kafka reassemble: %s: %s\n", m->path,
                 strerror(errno));

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge/chunk.h"
 #include "bridge/cli_reload.h"
 #include "bridge/convert.h"
 #include "bridge/http.h"
@@ -190,6 +191,24 @@ static void print_kafka_security(const struct conf *c)
     printf("\n");
 }
 
+/* Chunks larger than the fat lane's quarter of the byte window are cut
+ * to it at start (br_chunk_limit): say so. */
+static void print_chunk_note(const struct conf *c)
+{
+    char a[32], b[32];
+    int64_t win = c->kafka.inflight_bytes;
+    if (c->spool.max_bytes > 0 && c->spool.max_bytes / 4 < win)
+        win = c->spool.max_bytes / 4;
+    int64_t share = (int64_t)chunk_window_limit(win);
+    if (c->kafka.chunk_bytes <= share)
+        return;
+    units_format_size(share, a, sizeof a);
+    units_format_size(win, b, sizeof b);
+    printf("         chunks of %s in effect: a quarter of the %s in flight "
+           "less headers (kafka.chunk_bytes is more)\n",
+           a, b);
+}
+
 static void print_summary(const struct conf *c, const struct convert *cv)
 {
     char a[32], b[32], d[32];
@@ -214,6 +233,7 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            "chunks %s\n",
            (long long)c->kafka.inflight_records, a, b,
            c->kafka.chunk_bytes ? d : "off");
+    print_chunk_note(c);
     print_kafka_security(c);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,

@@ -69,9 +69,10 @@
  * parts (nobody was told it was stored), and last_id stays past its id.
  * The parts are read one at a time with incremental blob I/O. Waiting
  * large records are a queue of their own, the fat lane, handed out one at
- * a time (big_out, memory only); they count in rows and bytes; drop_oldest
- * takes the oldest one not in flight after bulk's rows and before
- * normal's; expiry takes them by age. A large dead letter is a row of
+ * a time and held (big_out, memory only) while chunks of it are in
+ * flight; they count in rows and bytes; drop_oldest takes the oldest one
+ * not held after bulk's rows and before normal's; expiry takes them by
+ * age, the held one excepted. A large dead letter is a row of
  * dead in lane 3 without a payload, the record staying in big in state 2;
  * a trigger deletes it (and its parts) with its dead row (bounds, expiry,
  * purge), and a replay turns it back to state 1 under the same id.

@@ -314,10 +314,16 @@ size_t spool_big_slice(struct spool *sp, size_t part_bytes);
 int64_t spool_big_max(struct spool *sp);
 /* Committed large records waiting (in flight included); cheap. */
 int64_t spool_big_backlog(struct spool *sp);
-/* The oldest waiting large record: 1 (out filled), 0 (none), < 0. It is in
- * flight from then on (drop_oldest and expiry leave it alone) until acked
- * or dead; a peek hands it out again meanwhile. */
+/* The oldest waiting large record: 1 (out filled), 0 (none), < 0. Taking
+ * it protects nothing: drop_oldest and expiry may take it (a read then
+ * says -ENOENT) unless it is held. */
 int spool_big_peek(struct spool *sp, struct spool_big *out);
+/* Holds record id (0: none): drop_oldest and expiry leave it alone, as
+ * they do the lanes' records in flight, until it is acked or dead or
+ * another one (or none) is held. The caller holds it only while chunks of
+ * it are in Kafka's hands, so a record Kafka cannot take for now is
+ * dropped and expires like any other. One at a time. */
+void spool_big_hold(struct spool *sp, int64_t id);
 /* Reads part `part` of record id into buf (cap: at least part_bytes);
  * *len its size. -ENOENT: the record is gone (dropped, expired). */
 int spool_big_read(struct spool *sp, int64_t id, uint32_t part, void *buf,

@@ -97,8 +97,6 @@ static int take_out(struct spool *sp, int64_t id, int64_t size)
         sp->c.big--;
         sp->c.bytes -= size;
         sp->state_dirty = 1;
-        if (sp->big_out == id)
-            sp->big_out = 0;
     }
     return rc;
 }
@@ -426,6 +424,13 @@ int spool_big_abort(struct spool *sp, int64_t id)
     return rc;
 }
 
+void spool_big_hold(struct spool *sp, int64_t id)
+{
+    pthread_mutex_lock(&sp->mu);
+    sp->big_out = id > 0 ? id : 0;
+    pthread_mutex_unlock(&sp->mu);
+}
+
 int64_t spool_big_backlog(struct spool *sp)
 {
     pthread_mutex_lock(&sp->mu);
@@ -480,7 +485,6 @@ static int peek_locked(struct spool *sp, struct spool_big *out)
             out->headers_len = l[2];
             out->digest = sp->big_arena + o[3];
             out->digest_len = l[3];
-            sp->big_out = out->id;
             rc = 1;
         }
     } else if (step != SQLITE_DONE) {
@@ -579,9 +583,11 @@ static int ack_once(struct spool *sp, int64_t id)
     if (rc == 0) {
         sp->c.acked_total++;
         rc = sp_commit(sp);
-    } else {
-        sp_rollback(sp);
     }
+    if (rc) /* still there: still held, if it was */
+        sp_rollback(sp);
+    else if (sp->big_out == id)
+        sp->big_out = 0;
     return rc;
 }
 
@@ -657,7 +663,8 @@ int spool_big_dead(struct spool *sp, int64_t id, const char *reason)
     return rc;
 }
 
-/* The oldest waiting record not in flight: its id and size; 0: none. */
+/* The oldest waiting record not held (in flight): its id and size; 0:
+ * none. */
 static int oldest(struct spool *sp, int64_t *id, int64_t *recv_ms,
                   int64_t *size)
 {

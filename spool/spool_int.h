@@ -136,7 +136,7 @@ struct spool {
     unsigned char *arena, *dead_arena;
     size_t arena_cap, dead_arena_cap;
     /* large records (spool_big.c) */
-    int64_t big_out; /* the one handed out by spool_big_peek; 0: none */
+    int64_t big_out; /* the one held (spool_big_hold); 0: none */
     unsigned char *big_arena;
     size_t big_arena_cap;
     int recovered;

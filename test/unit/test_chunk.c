@@ -40,6 +40,19 @@ static void test_count(void **state)
 }
 
 /* The headers a chunk gets, as text, parse back to what they said. */
+/* A chunk is cut to the fat lane's quarter of the byte window less room
+ * for headers, never below the size that still cuts the largest payload
+ * (256 MiB) into at most CHUNK_COUNT_MAX chunks. */
+static void test_window_limit(void **state)
+{
+    (void)state;
+    assert_int_equal(chunk_window_limit(16 << 20), (4 << 20) - 2048);
+    assert_int_equal(chunk_window_limit(64 * 1024), 16 * 1024 - 2048);
+    assert_int_equal(chunk_window_limit(0), 4096);
+    assert_true(chunk_count(268435455, chunk_window_limit(64 * 1024)) > 0);
+    assert_true(chunk_count(268435455, chunk_window_limit(1)) > 0);
+}
+
 static void test_text_and_parse(void **state)
 {
     (void)state;
@@ -169,6 +182,28 @@ static void test_set_places_any_order(void **state)
 }
 
 /* Chunks that cannot be of this payload are refused, with why. */
+/* The last chunk seen again with another length (two producers of one
+ * id, a corrupt copy): refused, and the length kept is the first one's,
+ * so the right chunks still fit. */
+static void test_conflicting_last_chunk_refused(void **state)
+{
+    (void)state;
+    struct chunk_set s;
+    struct chunk_meta m = meta(2, 3, 100);
+    int64_t at;
+    char why[128];
+    assert_int_equal(chunk_set_init(&s, &m), 0);
+    assert_int_equal(chunk_set_add(&s, &m, 30, &at, why, sizeof why), 1);
+    assert_int_equal(chunk_set_add(&s, &m, 20, &at, why, sizeof why), -EINVAL);
+    assert_int_equal(chunk_set_add(&s, &m, 30, &at, why, sizeof why), 0);
+    m.index = 0;
+    assert_int_equal(chunk_set_add(&s, &m, 35, &at, why, sizeof why), 1);
+    m.index = 1;
+    assert_int_equal(chunk_set_add(&s, &m, 35, &at, why, sizeof why), 1);
+    assert_true(chunk_set_complete(&s));
+    chunk_set_fini(&s);
+}
+
 static void test_set_refuses_what_does_not_fit(void **state)
 {
     (void)state;
@@ -214,10 +249,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_count),
+        cmocka_unit_test(test_window_limit),
         cmocka_unit_test(test_text_and_parse),
         cmocka_unit_test(test_parse_refuses_malformed),
         cmocka_unit_test(test_set_places_any_order),
         cmocka_unit_test(test_set_refuses_what_does_not_fit),
+        cmocka_unit_test(test_conflicting_last_chunk_refused),
     };
     return cmocka_run_group_tests_name("chunk", tests, NULL, NULL);
 }

@@ -327,6 +327,172 @@ static void test_chunk_retried(void **state)
     assert_int_equal(outbox_counters(f->ob)->delivered, 1);
 }
 
+/* The fixture with a spool whose records expire after a minute (a large
+ * record's recv_ms of 1 is long past) and a byte window of win. */
+static int setup_fat_window(void **state, int64_t max_age, int64_t win)
+{
+    int rc = setup(state);
+    struct fx *f = *state;
+    char err[256];
+    struct spool_opts so = {
+        .path = f->path, .sync = SPOOL_SYNC_NORMAL, .max_age_ms = max_age};
+    struct outbox_opts oo = {
+        .inflight_records = 16, .inflight_bytes = win, .nroutes = 1};
+    outbox_free(f->ob);
+    spool_close(f->sp);
+    if (rc || spool_open(&so, &f->sp, err, sizeof(err)) ||
+        outbox_new(f->sp, &oo, &f->ob))
+        return -1;
+    outbox_set_producer(f->ob, f->k);
+    return 0;
+}
+
+static int setup_fat_aged(void **state)
+{
+    return setup_fat_window(state, 60000, 1 << 20);
+}
+
+static int setup_fat_narrow(void **state)
+{
+    return setup_fat_window(state, 0, 64 * 1024);
+}
+
+/* Kafka is down: the chunks of the record the fat lane holds came back
+ * failed, nothing of it is in flight. It expires like any record (counted
+ * once, as expired), the lane forgets it and takes the next one. While
+ * its chunks were in flight it did not expire. */
+static void test_large_record_expires_while_kafka_is_down(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 2 * PART;
+    int64_t id = put_large(f, n);
+    outbox_drain(f->ob, 1000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    outbox_flush(f->ob, 1000, 1);
+    assert_int_equal(spool_expire(f->sp), 0); /* in flight: kept */
+    struct kafka_out_echo e0 = chunk_echo(f, id, 0, 2, n);
+    struct kafka_out_echo e1 = chunk_echo(f, id, 1, 2, n);
+    outbox_delivered(f->ob, id, KAFKA_OUT_RETRY, "timed out", &e0);
+    outbox_delivered(f->ob, id, KAFKA_OUT_RETRY, "timed out", &e1);
+    outbox_flush(f->ob, 2000, 1);
+    assert_int_equal(outbox_inflight(f->ob), 0);
+    assert_int_equal(spool_expire(f->sp), 1);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(f->sp, &st), 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 1);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
+    int64_t id2 = put_large(f, n);
+    outbox_drain(f->ob, (int64_t)1 << 50); /* past any back-off */
+    outbox_drain(f->ob, (int64_t)1 << 50);
+    assert_int_equal(outbox_inflight(f->ob), 2); /* the next one's chunks */
+    for (uint32_t i = 0; i < 2; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id2, i, 2, n);
+        outbox_delivered(f->ob, id2, KAFKA_OUT_OK, NULL, &e);
+    }
+    outbox_flush(f->ob, (int64_t)1 << 50, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1);
+    assert_int_equal(outbox_counters(f->ob)->kafka_refused, 0);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
+}
+
+/* Every chunk confirmed, but deleting the record fails once (an I/O
+ * error): it is not lost to expiry meanwhile, the next flush deletes it,
+ * delivered once, and the next large record goes. */
+static void test_large_record_delivered_after_a_failed_ack(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 2 * PART;
+    int64_t id = put_large(f, n);
+    outbox_drain(f->ob, 1000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id, i, 2, n);
+        outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e);
+    }
+    assert_int_equal(
+        sqlite3_exec(f->sp->db,
+                     "CREATE TEMP TRIGGER boom BEFORE UPDATE ON main.state "
+                     "BEGIN SELECT RAISE(ABORT,'injected'); END;",
+                     NULL, NULL, NULL),
+        0);
+    outbox_flush(f->ob, 2000, 1);
+    assert_int_equal(
+        sqlite3_exec(f->sp->db, "DROP TRIGGER temp.boom", NULL, NULL, NULL), 0);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 0);
+    assert_int_equal(spool_expire(f->sp), 0); /* Kafka has it: kept */
+    outbox_flush(f->ob, 3000, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1);
+    int64_t id2 = put_large(f, n);
+    outbox_drain(f->ob, 4000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id2, i, 2, n);
+        outbox_delivered(f->ob, id2, KAFKA_OUT_OK, NULL, &e);
+    }
+    outbox_flush(f->ob, 5000, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 2);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(f->sp, &st), 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 0);
+    assert_int_equal(st.acked_total, 2);
+}
+
+/* Every chunk confirmed, then the record is gone from the spool before
+ * its ack (purged by hand): Kafka has it, it counts as delivered once,
+ * and the fat lane goes on with the next one instead of retrying. */
+static void test_large_record_gone_before_its_ack(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 2 * PART;
+    int64_t id = put_large(f, n);
+    outbox_drain(f->ob, 1000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id, i, 2, n);
+        outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e);
+    }
+    assert_int_equal(
+        sqlite3_exec(f->sp->db, "DELETE FROM big", NULL, NULL, NULL), 0);
+    outbox_flush(f->ob, 2000, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1);
+    int64_t id2 = put_large(f, n);
+    outbox_drain(f->ob, 3000);
+    assert_int_equal(outbox_inflight(f->ob), 2);
+    for (uint32_t i = 0; i < 2; i++) {
+        struct kafka_out_echo e = chunk_echo(f, id2, i, 2, n);
+        outbox_delivered(f->ob, id2, KAFKA_OUT_OK, NULL, &e);
+    }
+    outbox_flush(f->ob, 4000, 1);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 2);
+}
+
+/* kafka.inflight_bytes below one chunk: small records still go beside
+ * the chunk in flight, all through a large record's transfer. */
+static void test_small_records_flow_when_window_below_a_chunk(void **state)
+{
+    struct fx *f = *state;
+    size_t n = 4 * PART;
+    int64_t id = put_large(f, n);
+    for (uint32_t i = 0; i < 4; i++) {
+        struct spool_rec small[2] = {
+            {.topic = "t", .payload = "s", .payload_len = 1},
+            {.topic = "t", .payload = "s", .payload_len = 1}};
+        assert_int_equal(spool_put(f->sp, small, 2), 0);
+        outbox_drain(f->ob, 1000 + i);
+        assert_int_equal(outbox_inflight_chunks(f->ob), 1);
+        assert_int_equal(outbox_inflight(f->ob), 1 + 2); /* the small ones */
+        struct kafka_out_echo e = chunk_echo(f, id, i, 4, n);
+        outbox_delivered(f->ob, id, KAFKA_OUT_OK, NULL, &e);
+        outbox_delivered(f->ob, small[0].id, KAFKA_OUT_OK, NULL, &one);
+        outbox_delivered(f->ob, small[1].id, KAFKA_OUT_OK, NULL, &one);
+        outbox_flush(f->ob, 1000 + i, 1);
+        assert_int_equal(outbox_inflight(f->ob), 0);
+    }
+    assert_int_equal(outbox_counters(f->ob)->chunks, 4);
+    assert_int_equal(outbox_counters(f->ob)->delivered, 1 + 8);
+    assert_int_equal(spool_big_backlog(f->sp), 0);
+}
+
 /* --- load smearing --- */
 
 static int setup_smear(void **state)
@@ -448,6 +614,17 @@ int main(void)
             test_chunk_refused_dead_letters_the_record, setup_fat, teardown),
         cmocka_unit_test_setup_teardown(test_chunk_retried, setup_fat,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_large_record_expires_while_kafka_is_down, setup_fat_aged,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_large_record_delivered_after_a_failed_ack, setup_fat_aged,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_large_record_gone_before_its_ack,
+                                        setup_fat, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_small_records_flow_when_window_below_a_chunk, setup_fat_narrow,
+            teardown),
         cmocka_unit_test_setup_teardown(test_backlog_held_then_capped,
                                         setup_smear, teardown),
         cmocka_unit_test_setup_teardown(test_probe_while_down, setup_smear,

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "spool/spool.h"
+#include "spool/spool_int.h" /* the handle's db: to make a commit fail */
 
 struct fx {
     char dir[256], path[300];
@@ -403,8 +404,9 @@ static void test_drop_oldest_order(void **state)
     int64_t first = put_big(sp, data, n, pb, 1 << 20, 0, 0);
     int64_t second = put_big(sp, data, n, pb, 1 << 20, 0, 0);
     struct spool_big b;
-    assert_int_equal(spool_big_peek(sp, &b), 1); /* in flight */
+    assert_int_equal(spool_big_peek(sp, &b), 1);
     assert_int_equal(b.id, first);
+    spool_big_hold(sp, first); /* chunks of it in flight */
     char pay[2000];
     memset(pay, 'n', sizeof pay);
     struct spool_rec r[50];
@@ -502,6 +504,105 @@ static void test_expired_on_the_spool_clock(void **state)
     free(data);
 }
 
+/* The fat lane has taken the oldest large record but nothing of it is in
+ * flight (Kafka is down): under drop_oldest a second large message that
+ * does not fit beside it is stored, the first one dropped and counted. */
+static void test_taken_large_record_dropped_for_a_new_one(void **state)
+{
+    struct fx *f = *state;
+    struct spool *sp =
+        open_opts(f->path, 8 << 20, SPOOL_DROP_OLDEST, 0, 0, NULL);
+    size_t pb = 64 * 1024, n = (size_t)spool_big_max(sp) - 1024;
+    size_t slice = spool_big_slice(sp, pb);
+    unsigned char *data = pattern(n, 10);
+    int64_t first = put_big(sp, data, n, pb, slice, 0, 0);
+    struct spool_big b;
+    assert_int_equal(spool_big_peek(sp, &b), 1); /* the fat lane took it */
+    assert_int_equal(b.id, first);
+    char pay[2000];
+    memset(pay, 's', sizeof pay);
+    struct spool_rec r[20];
+    for (int i = 0; i < 20; i++)
+        r[i] = (struct spool_rec){
+            .topic = "t", .payload = pay, .payload_len = sizeof pay};
+    assert_int_equal(spool_put(sp, r, 20), 0);
+    int64_t second = put_big(sp, data, n, pb, slice, 0, 0);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_true(st.dropped[SPOOL_DROP_FULL] >= 1);
+    assert_int_equal(spool_big_backlog(sp), 1);
+    size_t len;
+    assert_int_equal(spool_big_read(sp, first, 0, pay, sizeof pay, &len),
+                     -ENOENT);
+    assert_int_equal(spool_big_peek(sp, &b), 1);
+    assert_int_equal(b.id, second);
+    assert_int_equal(st.put_total,
+                     st.acked_total + st.dropped[SPOOL_DROP_FULL] + st.records);
+    spool_close(sp);
+    free(data);
+}
+
+/* A large record taken by the fat lane with nothing of it in flight
+ * still expires with max_age, counted as expired. */
+static void test_taken_large_record_expires(void **state)
+{
+    struct fx *f = *state;
+    fclk = (struct fake_clock){.wall = 1700000000000, .mono = 5000};
+    struct spool *sp =
+        open_opts(f->path, 0, SPOOL_DROP_OLDEST, 60000, 0, &fake);
+    size_t n = 300 * 1000, pb = 100 * 1000;
+    unsigned char *data = pattern(n, 11);
+    int64_t id = put_big(sp, data, n, pb, 1 << 20, 0, 0);
+    struct spool_big b;
+    assert_int_equal(spool_big_peek(sp, &b), 1);
+    assert_int_equal(b.id, id);
+    fclk.mono += 61000;
+    assert_int_equal(spool_expire(sp), 1);
+    assert_int_equal(spool_big_backlog(sp), 0);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 1);
+    assert_int_equal(st.records, 0);
+    spool_close(sp);
+    free(data);
+}
+
+/* A record Kafka has (held) whose ack fails to commit stays held: expiry
+ * leaves it alone and the next ack deletes it, counted once. */
+static void test_held_record_stays_held_after_a_failed_ack(void **state)
+{
+    struct fx *f = *state;
+    fclk = (struct fake_clock){.wall = 1700000000000, .mono = 5000};
+    struct spool *sp =
+        open_opts(f->path, 0, SPOOL_DROP_OLDEST, 60000, 0, &fake);
+    size_t n = 300 * 1000, pb = 100 * 1000;
+    unsigned char *data = pattern(n, 12);
+    int64_t id = put_big(sp, data, n, pb, 1 << 20, 0, 0);
+    struct spool_big b;
+    assert_int_equal(spool_big_peek(sp, &b), 1);
+    spool_big_hold(sp, id);
+    assert_int_equal(
+        sqlite3_exec(sp->db,
+                     "CREATE TEMP TRIGGER boom BEFORE UPDATE ON main.state "
+                     "BEGIN SELECT RAISE(ABORT,'injected'); END;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_true(spool_big_ack(sp, id) < 0);
+    assert_int_equal(
+        sqlite3_exec(sp->db, "DROP TRIGGER temp.boom", NULL, NULL, NULL),
+        SQLITE_OK);
+    fclk.mono += 61000;
+    assert_int_equal(spool_expire(sp), 0); /* still held */
+    assert_int_equal(spool_big_ack(sp, id), 0);
+    struct spool_stats st;
+    assert_int_equal(spool_stats(sp, &st), 0);
+    assert_int_equal(st.acked_total, 1);
+    assert_int_equal(st.dropped[SPOOL_DROP_EXPIRED], 0);
+    assert_int_equal(st.records, 0);
+    spool_close(sp);
+    free(data);
+}
+
 /* The tag of a committed large record (and of a delivered one) is seen by
  * spool_recent: a broker's redelivery after a crash is recognised. */
 static void test_tags_recognised(void **state)
@@ -544,6 +645,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_on_the_spool_clock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tags_recognised, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_taken_large_record_dropped_for_a_new_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_taken_large_record_expires, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_held_record_stays_held_after_a_failed_ack, setup, teardown),
     };
     return cmocka_run_group_tests_name("spool_big", tests, NULL, NULL);
 }
