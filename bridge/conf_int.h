@@ -35,7 +35,7 @@ enum ktype {
 
 /* an MQTT 5 share name ($share/<name>/): no '/', '+' or '#' */
 #define K_SHARE 32u
-#define K_OFF 64u /* T_SIZE: "off" is accepted and stored as 0 */
+#define K_OFF   64u /* T_SIZE: "off" is accepted and stored as 0 */
 
 struct kenum {
     const char *name;

@@ -524,10 +524,11 @@ void outbox_uplink(struct outbox *ob, int up, int64_t now)
     if (ob->o.drain_rate > 0)
         snprintf(rate, sizeof rate, "at most %" PRId64 " records/s",
                  ob->o.drain_rate);
-    log_info("kafka: the backlog (records up to %" PRId64
-             ") starts draining in %.1f s (at random within kafka.drain_delay), "
-             "%s (kafka.drain_rate); the fast lane is not held",
-             ob->mark, (double)(ob->drain_at - now) / 1000.0, rate);
+    log_info(
+        "kafka: the backlog (records up to %" PRId64
+        ") starts draining in %.1f s (at random within kafka.drain_delay), "
+        "%s (kafka.drain_rate); the fast lane is not held",
+        ob->mark, (double)(ob->drain_at - now) / 1000.0, rate);
 }
 
 void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
@@ -547,8 +548,8 @@ void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
 void outbox_smearing(const struct outbox *ob, int64_t now,
                      struct outbox_smearing *st)
 {
-    int held = ob->mark && (!ob->past[SPOOL_LANE_NORMAL] ||
-                            !ob->past[SPOOL_LANE_BULK]);
+    int held = ob->mark &&
+               (!ob->past[SPOOL_LANE_NORMAL] || !ob->past[SPOOL_LANE_BULK]);
     *st = (struct outbox_smearing){
         .held_ms = held && now < ob->drain_at ? ob->drain_at - now : 0,
         .capped = held && now >= ob->drain_at && ob->o.drain_rate > 0,
