@@ -27,6 +27,7 @@
 #define RETRY_HOLD_MAX_MS 30000
 #define DEAD_MAX          64
 #define SMEAR_PROBE       64 /* normal+bulk in flight while the uplink is down */
+#define SMEAR_FIRST_UP_MS 10000 /* a first up later: started in an outage */
 
 struct outbox {
     struct spool *sp;
@@ -62,6 +63,8 @@ struct outbox {
      * (thousandths of a record) that drain_rate refills */
     int up, seen_up, was_down;
     int64_t mark, drain_at, tokens, tok_t;
+    int64_t start_top; /* the spool's top when it opened with a backlog */
+    int64_t opened_ms;
     int past[SPOOL_LANES]; /* the lane's backlog has gone out */
 };
 
@@ -80,6 +83,8 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     for (int l = 0; l < SPOOL_LANES; l++)
         ob->backlog[l] = 1; /* not known yet: owed its share */
     ob->up = -1;
+    ob->start_top = spool_backlog(sp) > 0 ? spool_top(sp) : 0;
+    ob->opened_ms = log_now_ms();
     /* delivered records wait for their ack group outside the window: a
      * window in flight and one delivered fit without growing */
     ob->cap = 2 * (size_t)o->inflight_records + 1;
@@ -511,11 +516,18 @@ void outbox_uplink(struct outbox *ob, int up, int64_t now)
     /* back after an outage, or first up since the start; not a new
      * producer's first report (a reload): -1 then 1 */
     int back = ob->was_down || !ob->seen_up;
+    /* after a start, the backlog is what the spool held when it opened
+     * (what a restart or a power cut left): records of this run are not
+     * held, or every start would hold its first second's data; unless
+     * the uplink took long to come up (a start during an outage) */
+    int64_t mark = ob->seen_up || now - ob->opened_ms > SMEAR_FIRST_UP_MS
+                       ? spool_top(ob->sp)
+                       : ob->start_top;
     ob->seen_up = 1;
     ob->was_down = 0;
-    if (!back || !smearing(ob) || spool_backlog(ob->sp) == 0)
+    if (!back || !smearing(ob) || spool_backlog(ob->sp) == 0 || !mark)
         return;
-    ob->mark = spool_top(ob->sp);
+    ob->mark = mark;
     ob->past[SPOOL_LANE_NORMAL] = ob->past[SPOOL_LANE_BULK] = 0;
     ob->tokens = 0;
     ob->tok_t = now;

@@ -77,16 +77,16 @@ void outbox_reset(struct outbox *ob);
 
 /* --- load smearing ---
  *
- * When the uplink comes back after an outage (or first comes up after a
- * start), the records spooled until then (ids up to spool_top()) are the
- * backlog. With kafka.drain_delay its normal and bulk lanes wait a random
- * time within it before they drain, and with kafka.drain_rate they drain
- * at most that many records a second; while the uplink is down those
- * lanes keep only a probe in flight, so a return releases no window-sized
- * burst. The fast lane is never held, and records spooled after the
- * uplink came back are not counted against the cap (they follow their
- * lane's backlog, in order). A fleet of gateways then spreads its return
- * over the delay instead of hitting the cluster at once. */
+ * When the uplink comes back after an outage, the records spooled until
+ * then (ids up to spool_top()) are the backlog; when it first comes up
+ * after a start, what the spool held when it opened is. With kafka.drain_delay
+ * its normal and bulk lanes wait a random time within it before they drain, and
+ * with kafka.drain_rate they drain at most that many records a second; while
+ * the uplink is down those lanes keep only a probe in flight, so a return
+ * releases no window-sized burst. The fast lane is never held, and records
+ * spooled after the uplink came back are not counted against the cap (they
+ * follow their lane's backlog, in order). A fleet of gateways then spreads its
+ * return over the delay instead of hitting the cluster at once. */
 
 /* The uplink's state changed (1 up, 0 down, -1 not known). */
 void outbox_uplink(struct outbox *ob, int up, int64_t now_ms);

@@ -100,9 +100,14 @@ def test_drain_delay_and_rate_hold_the_backlog_not_the_fast_lane(
     text = br.conf.read_text().replace(
         f"    topic: \"{alarms}\"\n", f"    topic: \"{alarms}\"\n    lane: fast\n")
     br.conf.write_text(text)
+    br.start()
+    # the uplink up once (a gateway in service), then an outage
+    pub(stack, f"{uniq}/alarms/{{device}}", devices=1, count=1,
+        extra=["--id-prefix", "warm"])
+    br.wait_log("kafka: uplink up", 60)
     stack.kafka_ctl("stop")
     try:
-        br.start()
+        br.wait_log("kafka: uplink down", 60)
         res = pub(stack, f"{uniq}/sensors/{{device}}", devices=10, count=150,
                   acked=tmp_path / "backlog.acked")
         assert res["acked"] == 1500
