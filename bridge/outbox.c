@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/types.h>
 
 #include "bridge/fat.h"
 #include "bridge/log.h"
@@ -85,9 +87,9 @@ int outbox_new(struct spool *sp, const struct outbox_opts *o,
     ob->up = -1;
     ob->start_top = spool_backlog(sp) > 0 ? spool_top(sp) : 0;
     ob->opened_ms = log_now_ms();
-    /* delivered records wait for their ack group outside the window: a
-     * window in flight and one delivered fit without growing */
-    ob->cap = 2 * (size_t)o->inflight_records + 1;
+    /* delivered records wait for their ack group outside the window: the
+     * lists grow when more wait (make_room) */
+    ob->cap = (size_t)o->inflight_records + 1;
     static const double le[] = {PROM_LATENCY_BUCKETS};
     ob->acks = calloc(ob->cap, sizeof(int64_t));
     ob->retry = calloc(ob->cap, sizeof(int64_t));
@@ -448,6 +450,32 @@ static int backlog_held(const struct outbox *ob, int l)
     return l != SPOOL_LANE_FAST && ob->mark && !ob->past[l];
 }
 
+/* Lane l's backlog has gone out (or it had none): its records from now on
+ * are live; with both lanes past, nothing is held. */
+static void lane_past(struct outbox *ob, int l)
+{
+    ob->past[l] = 1;
+    if (ob->mark && ob->past[SPOOL_LANE_NORMAL] && ob->past[SPOOL_LANE_BULK]) {
+        log_info("kafka: the backlog of the outage has gone out; the drain "
+                 "is no longer held");
+        ob->mark = 0;
+    }
+}
+
+/* 1 while lane l still has a record of the backlog waiting (in flight
+ * ones are not: a lane whose backlog is all with Kafka holds nothing). */
+static int lane_waits(struct outbox *ob, int l)
+{
+    int64_t next = spool_lane_next(ob->sp, l);
+    if (next < 0)
+        return 1; /* cannot tell: as before */
+    if (next == 0 || next > ob->mark) {
+        lane_past(ob, l);
+        return 0;
+    }
+    return 1;
+}
+
 /* Narrows lane l's room by the smearing rules; 1 when the lane's backlog
  * is being held or capped (what is peeked is then spent by
  * smear_spent). */
@@ -462,7 +490,7 @@ static int smear_limit(struct outbox *ob, int l, int64_t now, int64_t *room)
             *room = left;
         return 0;
     }
-    if (!backlog_held(ob, l))
+    if (!backlog_held(ob, l) || !lane_waits(ob, l))
         return 0;
     if (now < ob->drain_at) {
         *room = 0;
@@ -486,20 +514,21 @@ static void smear_spent(struct outbox *ob, int l, const struct spool_rec *r,
             spent++;
     if (ob->o.drain_rate > 0)
         ob->tokens -= spent * 1000;
-    if (n <= 0 || spent < n) /* past the backlog: live records now */
-        ob->past[l] = 1;
-    if (ob->past[SPOOL_LANE_NORMAL] && ob->past[SPOOL_LANE_BULK]) {
-        log_info("kafka: the backlog of the outage has gone out; the drain "
-                 "is no longer held");
-        ob->mark = 0;
-    }
+    /* past the backlog: live records now (a peek of none says nothing:
+     * the spool may have refused for the in-flight cap) */
+    if (n > 0 && spent < n)
+        lane_past(ob, l);
 }
 
 static void draw_start(struct outbox *ob, int64_t now)
 {
     int64_t d = ob->o.drain_delay_ms;
-    ob->drain_at =
-        now + (d > 0 ? (int64_t)((uint64_t)random() % (uint64_t)(d + 1)) : 0);
+    uint64_t r = 0;
+    /* from the kernel: gateways that boot together after a site's power
+     * cut, with no clock yet, must not draw the same delay */
+    if (d > 0 && getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = (uint64_t)random() << 31 ^ (uint64_t)random();
+    ob->drain_at = now + (d > 0 ? (int64_t)(r % (uint64_t)(d + 1)) : 0);
     if (ob->tok_t < ob->drain_at) { /* the cap starts empty at the start */
         ob->tokens = 0;
         ob->tok_t = ob->drain_at;
@@ -527,8 +556,13 @@ void outbox_uplink(struct outbox *ob, int up, int64_t now)
     ob->was_down = 0;
     if (!back || !smearing(ob) || spool_backlog(ob->sp) == 0 || !mark)
         return;
-    ob->mark = mark;
+    int again = ob->mark != 0; /* a flap while held: the start stays */
+    ob->mark = mark > ob->mark ? mark : ob->mark;
     ob->past[SPOOL_LANE_NORMAL] = ob->past[SPOOL_LANE_BULK] = 0;
+    int wn = lane_waits(ob, SPOOL_LANE_NORMAL);
+    int wb = lane_waits(ob, SPOOL_LANE_BULK);
+    if ((!wn && !wb) || again)
+        return; /* only the fast or the fat lane has a backlog; or held */
     ob->tokens = 0;
     ob->tok_t = now;
     draw_start(ob, now);
@@ -547,8 +581,10 @@ void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
                          int64_t now)
 {
     int redraw = delay_ms != ob->o.drain_delay_ms;
-    ob->tokens = tokens_at(ob, now);
-    ob->tok_t = now;
+    if (now >= ob->tok_t) { /* not before a held start: no saved budget */
+        ob->tokens = tokens_at(ob, now);
+        ob->tok_t = now;
+    }
     ob->o.drain_rate = rate;
     ob->o.drain_delay_ms = delay_ms;
     if (!smearing(ob))
@@ -560,7 +596,7 @@ void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
 void outbox_smearing(const struct outbox *ob, int64_t now,
                      struct outbox_smearing *st)
 {
-    int held = ob->mark &&
+    int held = ob->mark && ob->up == 1 &&
                (!ob->past[SPOOL_LANE_NORMAL] || !ob->past[SPOOL_LANE_BULK]);
     *st = (struct outbox_smearing){
         .held_ms = held && now < ob->drain_at ? ob->drain_at - now : 0,
@@ -789,9 +825,12 @@ int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
         int64_t w = -1; /* the held backlog's next turn */
         if (now < ob->drain_at)
             w = ob->drain_at - now;
-        else if (ob->o.drain_rate > 0 && tokens_at(ob, now) < 1000)
+        else if (ob->o.drain_rate > 0 && tokens_at(ob, now) < 1000) {
             w = (1000 - tokens_at(ob, now) + ob->o.drain_rate - 1) /
                 ob->o.drain_rate;
+            if (w < 10)
+                w = 10; /* a turn per record at 2,000/s costs a loop each */
+        }
         if (w >= 0 && w < wait)
             wait = w < 1 ? 1 : (int)w;
     }

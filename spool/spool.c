@@ -789,6 +789,29 @@ static int peek_locked(struct spool *sp, int lane, struct spool_rec *recs,
     return rc < 0 ? rc : (int)n;
 }
 
+int64_t spool_lane_next(struct spool *sp, int lane)
+{
+    if (lane < 0 || lane >= SPOOL_LANES)
+        return -EINVAL;
+    pthread_mutex_lock(&sp->mu);
+    struct sp_lane *ln = &sp->lane[lane];
+    int64_t id = 0;
+    if (ln->nacked_head < ln->nnacked) {
+        id = ln->nacked[ln->nacked_head];
+    } else {
+        sqlite3_stmt *st = sp->lst[lane][L_PEEK];
+        sqlite3_bind_int64(st, 1, ln->hi);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            id = sqlite3_column_int64(st, 0);
+        else if (step != SQLITE_DONE)
+            id = sp_sqerr(sp, step, "peek");
+        sqlite3_reset(st);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    return id;
+}
+
 int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
                size_t max_bytes)
 {

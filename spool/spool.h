@@ -195,6 +195,9 @@ int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
                size_t max_bytes);
 /* The same for one lane only (spool_peek takes fast, then normal, then
  * bulk). recs[i].lane is set. */
+/* The id lane's next peek would hand out first (records in flight are
+ * not waiting); 0: none waits; < 0: an error. */
+int64_t spool_lane_next(struct spool *sp, int lane);
 int spool_peek_lane(struct spool *sp, int lane, struct spool_rec *recs,
                     size_t max, size_t max_bytes);
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bridge/fat.h"
+#include "bridge/log.h"
 #include "bridge/outbox.h"
 #include "bridge/record.h"
 #include "spool/spool_int.h" /* the handle's db: to make acks fail */
@@ -614,6 +615,92 @@ static void test_probe_while_down(void **state)
     assert_int_equal(outbox_inflight(f->ob), 510);
 }
 
+/* A lane with no backlog is not held: a restart that left only bulk
+ * records lets this run's normal records go at once; with a normal
+ * backlog under the cap, live bulk records are not held behind it. */
+static void test_lane_without_backlog_not_held(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    put_n(f, SPOOL_LANE_BULK, 5);
+    restart(f);
+    int64_t t = log_now_ms();
+    outbox_uplink(f->ob, 1, t);
+    outbox_smearing(f->ob, t, &sm);
+    assert_true(sm.mark > 0);
+    put_n(f, SPOOL_LANE_NORMAL, 10);
+    outbox_drain(f->ob, t);
+    assert_int_equal(outbox_inflight(f->ob), 10);
+}
+
+static void test_live_bulk_not_held_behind_normal_backlog(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    put_n(f, SPOOL_LANE_NORMAL, 300);
+    restart(f);
+    int64_t t = log_now_ms();
+    outbox_uplink(f->ob, 1, t);
+    outbox_smearing(f->ob, t, &sm);
+    int64_t start = t + sm.held_ms;
+    put_n(f, SPOOL_LANE_BULK, 10); /* live */
+    outbox_drain(f->ob, t);
+    assert_int_equal(outbox_inflight(f->ob), 10);
+    for (t = start; t <= start + 2000; t += 10)
+        outbox_drain(f->ob, t);
+    assert_in_range(outbox_inflight(f->ob), 205, 215);
+}
+
+/* An uplink that flaps while the backlog is held keeps its start (a
+ * rolling restart of the brokers once held it over and over); status
+ * says nothing is held while the uplink is down (the probe runs). */
+static void test_flap_keeps_the_start(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    put_n(f, SPOOL_LANE_NORMAL, 50);
+    restart(f);
+    int64_t t = log_now_ms();
+    outbox_uplink(f->ob, 1, t);
+    outbox_smearing(f->ob, t, &sm);
+    int64_t at = t + sm.held_ms, m0 = sm.mark;
+    for (int i = 0; i < 20; i++) {
+        put_n(f, SPOOL_LANE_NORMAL, 1);
+        outbox_uplink(f->ob, 0, t + i);
+        outbox_smearing(f->ob, t + i, &sm);
+        assert_int_equal(sm.held_ms, 0);
+        assert_int_equal(sm.capped, 0);
+        outbox_uplink(f->ob, 1, t + i);
+        outbox_smearing(f->ob, t + i, &sm);
+        assert_int_equal(t + i + sm.held_ms, at);
+    }
+    assert_int_equal(sm.mark, m0 + 20); /* what the flaps spooled joins */
+}
+
+/* A reload while the start is held saves no budget: at 2,000/s, 200 ms
+ * after the start about 400 records have gone, not a bucket more; and the
+ * loop is not woken every millisecond for two records. */
+static void test_reload_while_held_no_burst(void **state)
+{
+    struct fx *f = *state;
+    struct outbox_smearing sm;
+    put_n(f, SPOOL_LANE_NORMAL, 400);
+    put_n(f, SPOOL_LANE_NORMAL, 400);
+    restart(f);
+    int64_t t = log_now_ms();
+    outbox_uplink(f->ob, 1, t);
+    outbox_set_smearing(f->ob, 2000, 5000, t);
+    outbox_smearing(f->ob, t, &sm);
+    t += sm.held_ms;
+    int turns = 0;
+    for (int64_t end = t + 200; t < end; turns++) {
+        outbox_drain(f->ob, t);
+        t += outbox_wait_ms(f->ob, t, 1000);
+    }
+    assert_in_range(outbox_inflight(f->ob), 380, 420);
+    assert_in_range(turns, 1, 25);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +731,15 @@ int main(void)
                                         setup_smear, teardown),
         cmocka_unit_test_setup_teardown(test_probe_while_down, setup_smear,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_lane_without_backlog_not_held,
+                                        setup_smear, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_live_bulk_not_held_behind_normal_backlog, setup_smear,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_flap_keeps_the_start, setup_smear,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reload_while_held_no_burst,
+                                        setup_smear, teardown),
     };
     return cmocka_run_group_tests_name("outbox", tests, NULL, NULL);
 }
