@@ -234,6 +234,15 @@ static void print_summary(const struct conf *c, const struct convert *cv)
            (long long)c->kafka.inflight_records, a, b,
            c->kafka.chunk_bytes ? d : "off");
     print_chunk_note(c);
+    if (c->kafka.drain_delay || c->kafka.drain_rate) {
+        units_format_duration_ms(c->kafka.drain_delay, b, sizeof b);
+        snprintf(d, sizeof d, "at most %lld records/s",
+                 (long long)c->kafka.drain_rate);
+        printf("         after an outage the backlog starts within %s, %s "
+               "(the fast lane is not held)\n",
+               c->kafka.drain_delay ? b : "0s (at once)",
+               c->kafka.drain_rate ? d : "no cap");
+    }
     print_kafka_security(c);
     for (size_t i = 0; i < c->kafka.nprops; i++)
         printf("         %s = %s\n", c->kafka.props[i].name,

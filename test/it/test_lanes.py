@@ -100,6 +100,11 @@ def test_drain_delay_and_rate_hold_the_backlog_not_the_fast_lane(
     text = br.conf.read_text().replace(
         f"    topic: \"{alarms}\"\n", f"    topic: \"{alarms}\"\n    lane: fast\n")
     br.conf.write_text(text)
+    chk = subprocess.run([br.bin, "check", "-c", str(br.conf)],
+                         capture_output=True, text=True, timeout=30)
+    assert chk.returncode == 0, chk.stderr
+    assert ("after an outage the backlog starts within 4s, at most 250 "
+            "records/s") in chk.stdout, chk.stdout
     br.start()
     # the uplink up once (a gateway in service), then an outage
     pub(stack, f"{uniq}/alarms/{{device}}", devices=1, count=1,
