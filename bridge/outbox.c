@@ -445,6 +445,13 @@ static int64_t tokens_at(const struct outbox *ob, int64_t now)
     return t < cap ? t : cap;
 }
 
+/* A backlog is held now (lane_past clears the mark once both lanes are
+ * past it; nothing is held while the uplink is down: the probe runs). */
+static int smear_active(const struct outbox *ob)
+{
+    return ob->mark && ob->up == 1;
+}
+
 static int backlog_held(const struct outbox *ob, int l)
 {
     return l != SPOOL_LANE_FAST && ob->mark && !ob->past[l];
@@ -596,8 +603,7 @@ void outbox_set_smearing(struct outbox *ob, int64_t rate, int64_t delay_ms,
 void outbox_smearing(const struct outbox *ob, int64_t now,
                      struct outbox_smearing *st)
 {
-    int held = ob->mark && ob->up == 1 &&
-               (!ob->past[SPOOL_LANE_NORMAL] || !ob->past[SPOOL_LANE_BULK]);
+    int held = smear_active(ob);
     *st = (struct outbox_smearing){
         .held_ms = held && now < ob->drain_at ? ob->drain_at - now : 0,
         .capped = held && now >= ob->drain_at && ob->o.drain_rate > 0,
@@ -820,14 +826,13 @@ int outbox_wait_ms(const struct outbox *ob, int64_t now, int max)
         wait = (int)(ob->hold_until - now);
     if ((ob->nacks || fat_busy(ob->fat)) && wait > ACK_EVERY_MS)
         wait = ACK_EVERY_MS; /* pending acks are applied soon */
-    if (ob->mark && ob->up == 1 &&
-        (!ob->past[SPOOL_LANE_NORMAL] || !ob->past[SPOOL_LANE_BULK])) {
+    int64_t tokens = smear_active(ob) ? tokens_at(ob, now) : 0;
+    if (smear_active(ob)) {
         int64_t w = -1; /* the held backlog's next turn */
         if (now < ob->drain_at)
             w = ob->drain_at - now;
-        else if (ob->o.drain_rate > 0 && tokens_at(ob, now) < 1000) {
-            w = (1000 - tokens_at(ob, now) + ob->o.drain_rate - 1) /
-                ob->o.drain_rate;
+        else if (ob->o.drain_rate > 0 && tokens < 1000) {
+            w = (1000 - tokens + ob->o.drain_rate - 1) / ob->o.drain_rate;
             if (w < 10)
                 w = 10; /* a turn per record at 2,000/s costs a loop each */
         }
