@@ -3,9 +3,10 @@
  *
  * Depends on sqlite3 and libc only; it knows nothing of MQTT, Kafka or the
  * daemon. Everything below is the specification of the whole module; the
- * code follows it. This file holds put, peek/ack/nack, expiry and stats;
+ * code follows it. This file holds put, spills, peek, expiry and stats;
  * the rest of the module:
  *
+ *   spool_ack.c    what comes back from Kafka: ack, nack, rewind
  *   spool_open.c   open, check, set a corrupt file aside, migrate, load
  *   spool_dead.c   the dead-letter table: move, bound, list, replay, purge
  *   spool_txn.c    prepared statements, begin/commit/rollback, range deletes
@@ -51,9 +52,11 @@
  * across them and (epoch, id) names a record whatever its lane. Each lane
  * has its own in-flight set, hi and nacked list; a peek of one lane reads
  * only its table, so a backlog in one never slows another's peek. An ack or
- * a nack names ids only: a run of ids that all go is deleted from every
- * lane's table (they are unique), a nack finds the lane by its in-flight
- * set. drop_oldest takes bulk's oldest rows first, then normal's, then
+ * a nack names ids only; both find the lane by its in-flight set, which
+ * keeps each record's size, so a run of ids that all go is one delete on
+ * its lane's table, counted from memory (spool_ack.c); ids not in flight
+ * are counted from the rows and deleted from every lane's table (they are
+ * unique). drop_oldest takes bulk's oldest rows first, then normal's, then
  * fast's; expiry looks at all three. The dead-letter table keeps each
  * row's lane (schema 6), and a replay puts it back there.
  *
@@ -214,8 +217,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static int nack_locked(struct spool *sp, const int64_t *ids, size_t n);
 
 /* --- put ------------------------------------------------------------------ */
 
@@ -493,14 +494,24 @@ int spool_reserve(struct spool *sp, int64_t n, int64_t *first)
     return rc;
 }
 
+static size_t rec_size(const struct spool_rec *r)
+{
+    return r->key_len + r->headers_len + r->payload_len;
+}
+
+/* A record's size as the in-flight set keeps it: size + 1, 0 if it does
+ * not fit (then its ack reads the rows: sp_del_range). */
+static uint32_t size_val(int64_t size)
+{
+    return size >= 0 && size < (int64_t)UINT32_MAX ? (uint32_t)size + 1 : 0;
+}
+
 /* After a spill's commit: its rows in flight join the in-flight set, and
  * hi moves past them (nothing above hi is in flight: drop_oldest and
  * expiry take rows above it). Every row at or below the new hi that is not
  * in flight — the spill's others, and any row that was waiting between the
  * old hi and the new — is listed as nacked, so it is handed out, in id
  * order. */
-static void rewind_locked(struct spool *sp);
-
 /* The rows of a lane in (lo, top] that nobody handed out become in flight
  * and are nacked; hi moves to top. */
 static int spill_lane(struct spool *sp, int l, int64_t top)
@@ -520,18 +531,18 @@ static int spill_lane(struct spool *sp, int l, int64_t top)
             break;
         if (idset_has(&ln->inflight, id))
             continue;
-        if (idset_add(&ln->inflight, id))
+        if (idset_put(&ln->inflight, id, size_val(sqlite3_column_int64(st, 2))))
             rc = -ENOMEM;
         else
             waiting[k++] = id;
         if (k == sizeof(waiting) / sizeof(waiting[0])) {
-            rc = nack_locked(sp, waiting, k);
+            rc = sp_nack_locked(sp, waiting, k);
             k = 0;
         }
     }
     sqlite3_reset(st);
     if (rc == 0 && k)
-        rc = nack_locked(sp, waiting, k);
+        rc = sp_nack_locked(sp, waiting, k);
     return rc;
 }
 
@@ -546,7 +557,10 @@ static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
         if (recs[i].id > top[l])
             top[l] = recs[i].id;
         if (inflight[i])
-            rc = idset_add(&sp->lane[l].inflight, recs[i].id) ? -ENOMEM : 0;
+            rc = idset_put(&sp->lane[l].inflight, recs[i].id,
+                           size_val((int64_t)rec_size(&recs[i])))
+                     ? -ENOMEM
+                     : 0;
     }
     /* the others of the spill: those at or below their lane's hi now
      * (the scan of (hi, top] below finds the rest, and rows nobody handed
@@ -554,22 +568,23 @@ static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (inflight[i] || recs[i].id > sp->lane[recs[i].lane].hi)
             continue;
-        if (idset_add(&sp->lane[recs[i].lane].inflight, recs[i].id))
+        if (idset_put(&sp->lane[recs[i].lane].inflight, recs[i].id,
+                      size_val((int64_t)rec_size(&recs[i]))))
             rc = -ENOMEM;
         else
             waiting[k++] = recs[i].id;
         if (k == sizeof(waiting) / sizeof(waiting[0])) {
-            rc = nack_locked(sp, waiting, k);
+            rc = sp_nack_locked(sp, waiting, k);
             k = 0;
         }
     }
     if (rc == 0 && k)
-        rc = nack_locked(sp, waiting, k);
+        rc = sp_nack_locked(sp, waiting, k);
     for (int l = 0; rc == 0 && l < SPOOL_LANES; l++)
         rc = spill_lane(sp, l, top[l]);
     if (rc) /* committed all the same: make every row eligible again (the
              * producer may send some twice, nothing is lost) */
-        rewind_locked(sp);
+        sp_rewind_locked(sp);
     return 0;
 }
 
@@ -650,7 +665,7 @@ int spool_full(struct spool *sp)
     return full;
 }
 
-/* --- peek, ack, nack --------------------------------------------------------
+/* --- peek ------------------------------------------------------------------
  */
 
 /* Copies column col into the arena; returns its offset, or SIZE_MAX. */
@@ -693,11 +708,6 @@ static int take_row(struct spool *sp, sqlite3_stmt *st, struct spool_rec *r,
     r->headers = (const void *)(uintptr_t)o[2];
     r->payload = (const void *)(uintptr_t)o[3];
     return 0;
-}
-
-static size_t rec_size(const struct spool_rec *r)
-{
-    return r->key_len + r->headers_len + r->payload_len;
 }
 
 /* Takes up to max rows of one lane into recs (offsets into the arena:
@@ -746,7 +756,8 @@ done:
         ln->nacked_head = ln->nnacked = 0;
     for (size_t i = 0; i < n; i++) {
         recs[i].lane = l;
-        if (rc == 0 && idset_add(&ln->inflight, recs[i].id))
+        if (rc == 0 && idset_put(&ln->inflight, recs[i].id,
+                                 size_val((int64_t)rec_size(&recs[i]))))
             rc = -ENOMEM;
     }
     return rc ? rc : (int)n;
@@ -836,218 +847,8 @@ int spool_peek_lane(struct spool *sp, int lane, struct spool_rec *recs,
     return rc;
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Copies ids into scratch, sorted and without duplicates; returns count. */
-static size_t sorted_ids(struct spool *sp, const int64_t *ids, size_t n)
-{
-    if (n > sp->scratch_cap) {
-        int64_t *p = realloc(sp->scratch, n * sizeof(*p));
-        if (!p)
-            return SIZE_MAX;
-        sp->scratch = p;
-        sp->scratch_cap = n;
-    }
-    memcpy(sp->scratch, ids, n * sizeof(*ids));
-    size_t up = 1; /* delivery reports come mostly in order: no sort then */
-    while (up < n && ids[up - 1] <= ids[up])
-        up++;
-    if (up < n)
-        qsort(sp->scratch, n, sizeof(*ids), cmp_id);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!k || sp->scratch[i] != sp->scratch[k - 1])
-            sp->scratch[k++] = sp->scratch[i];
-    return k;
-}
-
-/* The lowest id whose tags outlive its ack: the newest TAGS_KEEP ids a
- * row was put under (not last_id: a block of ids reserved for the direct
- * path moves it far ahead of the rows spilled into the block). */
-static int64_t keep_from(const struct spool *sp)
-{
-    return sp->top - TAGS_KEEP;
-}
-
-/* Copies the tags of rows lo..hi to the tags table, inside a savepoint:
- * best effort, never in the way of the ack. A full spool has no room for
- * them (SQLITE_FULL), and the ack is what makes room. Returns 0 (kept),
- * 1 (no room: go on without) or -EAGAIN (SQLite rolled the whole
- * transaction back: ack again without keeping tags). */
-static int keep_tags(struct spool *sp, int64_t lo, int64_t hi)
-{
-    if (sqlite3_exec(sp->db, "SAVEPOINT keep", NULL, NULL, NULL) != SQLITE_OK)
-        return 1;
-    int rc = SQLITE_DONE;
-    for (int l = 0; rc == SQLITE_DONE && l < SPOOL_LANES; l++) {
-        sqlite3_stmt *st = sp->lst[l][L_KEEP_TAGS];
-        sqlite3_bind_int64(st, 1, lo);
-        sqlite3_bind_int64(st, 2, hi);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-    }
-    if (rc == SQLITE_DONE) {
-        sqlite3_exec(sp->db, "RELEASE keep", NULL, NULL, NULL);
-        return 0;
-    }
-    if (sqlite3_get_autocommit(sp->db))
-        return -EAGAIN;
-    sqlite3_exec(sp->db, "ROLLBACK TO keep", NULL, NULL, NULL);
-    sqlite3_exec(sp->db, "RELEASE keep", NULL, NULL, NULL);
-    return 1;
-}
-
-/* Deletes sorted ids from scratch[*at] on, range by range, in one
- * transaction of at most sp->del_chunk bytes of rows (so that it fits the
- * WAL's budget, and on a full disk the reserve), and moves *at past them.
- * keep: first keep the tags of the newest rows (see spool_recent): a
- * PUBACK can die with a crashed process after its row was delivered, and
- * the broker's redelivery must still be recognised after the restart. */
-static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
-{
-    size_t i = *at;
-    int rc = sp_begin(sp);
-    if (rc == 0 && keep) { /* old tags go first: that frees room too */
-        sqlite3_bind_int64(sp->st[S_PRUNE_TAGS], 1, keep_from(sp));
-        rc = sp_run(sp, S_PRUNE_TAGS);
-    }
-    int64_t bytes0 = sp->c.bytes;
-    while (rc == 0 && i < k && bytes0 - sp->c.bytes < sp->del_chunk) {
-        size_t j = i;
-        while (j + 1 < k && sp->scratch[j + 1] == sp->scratch[j] + 1 &&
-               j - i < 256)
-            j++;
-        int64_t gone = 0, lo = sp->scratch[i], hi = sp->scratch[j];
-        if (keep && hi >= keep_from(sp)) {
-            int r = keep_tags(sp, lo, hi);
-            if (r < 0) {
-                sp_rollback(sp);
-                return -EAGAIN;
-            }
-            keep = r == 0;
-        }
-        rc = sp_del_range(sp, -1, lo, hi, &gone);
-        sp->c.acked_total += gone;
-        i = j + 1;
-    }
-    if (rc == 0)
-        rc = sp_commit(sp);
-    else
-        sp_rollback(sp);
-    if (rc == 0)
-        *at = i;
-    return rc;
-}
-
-static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
-{
-    if (n > ACK_MAX)
-        return sp_fail(sp, -EINVAL, "spool_ack: more than %d ids", ACK_MAX);
-    size_t k = sorted_ids(sp, ids, n), at = 0;
-    if (k == SIZE_MAX)
-        return -ENOMEM;
-    int rc = sp_set_sync(sp, 0), released = 0;
-    while (rc == 0 && at < k) {
-        size_t from = at;
-        rc = ack_chunk(sp, k, &at, 1);
-        if (rc == -EAGAIN)
-            rc = ack_chunk(sp, k, &at, 0);
-        if (rc == -ENOSPC && !released && sp_reserve_release(sp)) {
-            released = 1; /* the disk filled up: the reserve holds a chunk */
-            rc = ack_chunk(sp, k, &at, 0);
-        }
-        for (size_t i = from; rc == 0 && i < at; i++)
-            for (int l = 0; l < SPOOL_LANES; l++)
-                if (idset_del(&sp->lane[l].inflight, sp->scratch[i]))
-                    break;
-    }
-    return rc;
-}
-
-int spool_ack(struct spool *sp, const int64_t *ids, size_t n)
-{
-    if (!n)
-        return 0;
-    pthread_mutex_lock(&sp->mu);
-    int rc = ack_locked(sp, ids, n);
-    pthread_mutex_unlock(&sp->mu);
-    return rc;
-}
-
-/* Makes room in a lane's nacked list for n more; 0 or -ENOMEM. */
-static int nacked_room(struct sp_lane *ln, size_t n)
-{
-    size_t live = ln->nnacked - ln->nacked_head;
-    if (live + n > ln->nacked_cap) {
-        size_t c = live + n < 1024 ? 1024 : live + n;
-        int64_t *p = malloc(c * sizeof(*p));
-        if (!p)
-            return -ENOMEM;
-        if (live)
-            memcpy(p, ln->nacked + ln->nacked_head, live * sizeof(*p));
-        free(ln->nacked);
-        ln->nacked = p;
-        ln->nacked_cap = c;
-    } else if (live) {
-        memmove(ln->nacked, ln->nacked + ln->nacked_head,
-                live * sizeof(*ln->nacked));
-    }
-    ln->nacked_head = 0;
-    ln->nnacked = live;
-    return 0;
-}
-
-static int nack_locked(struct spool *sp, const int64_t *ids, size_t n)
-{
-    if (n > ACK_MAX)
-        return sp_fail(sp, -EINVAL, "spool_nack: more than %d ids", ACK_MAX);
-    for (int l = 0; l < SPOOL_LANES; l++)
-        if (nacked_room(&sp->lane[l], n))
-            return -ENOMEM;
-    int touched[SPOOL_LANES] = {0};
-    for (size_t i = 0; i < n; i++)
-        for (int l = 0; l < SPOOL_LANES; l++) {
-            struct sp_lane *ln = &sp->lane[l];
-            if (idset_del(&ln->inflight, ids[i])) {
-                ln->nacked[ln->nnacked++] = ids[i];
-                touched[l] = 1;
-                break;
-            }
-        }
-    for (int l = 0; l < SPOOL_LANES; l++)
-        if (touched[l])
-            qsort(sp->lane[l].nacked, sp->lane[l].nnacked, sizeof(*ids),
-                  cmp_id);
-    return 0;
-}
-
-int spool_nack(struct spool *sp, const int64_t *ids, size_t n)
-{
-    pthread_mutex_lock(&sp->mu);
-    int rc = nack_locked(sp, ids, n);
-    pthread_mutex_unlock(&sp->mu);
-    return rc;
-}
-
-static void rewind_locked(struct spool *sp)
-{
-    for (int l = 0; l < SPOOL_LANES; l++) {
-        idset_clear(&sp->lane[l].inflight);
-        sp->lane[l].nacked_head = sp->lane[l].nnacked = 0;
-        sp->lane[l].hi = 0;
-    }
-}
-
-void spool_rewind(struct spool *sp)
-{
-    pthread_mutex_lock(&sp->mu);
-    rewind_locked(sp);
-    pthread_mutex_unlock(&sp->mu);
-}
+/* --- expiry, stats ---------------------------------------------------------
+ */
 
 /* The last id of the oldest rows of table `from_sql` (after id `after`)
  * put before cutoff on the spool clock, at most max rows. */

@@ -133,6 +133,10 @@ struct spool {
     int64_t ceiling; /* durable: no id above it was handed out */
     int64_t *scratch;
     size_t scratch_cap;
+    uint64_t *bits; /* sorting acked ids: a bit per id of their span */
+    size_t bits_cap;
+    int ack_counted; /* an ack counted rows the in-flight sizes did not
+                      * know: acks read the sizes from the rows since */
     unsigned char *arena, *dead_arena;
     size_t arena_cap, dead_arena_cap;
     /* large records (spool_big.c) */
@@ -167,6 +171,10 @@ void sp_rollback(struct spool *sp);
  * transaction; *rows says how many. */
 int sp_del_range(struct spool *sp, int lane, int64_t lo, int64_t hi,
                  int64_t *rows);
+/* Deletes lane's rows [lo, hi], which are rows records whose sizes add up
+ * to bytes: -ESTALE (nothing counted) if the table held another number. */
+int sp_del_known(struct spool *sp, int lane, int64_t lo, int64_t hi,
+                 int64_t rows, int64_t bytes);
 /* In lane's table: the last id of the oldest prefix after `from` covering
  * want_bytes, or of rows older than older_ms, at most max_rows rows (see
  * spool_txn.c). */
@@ -175,6 +183,10 @@ int sp_scan_prefix(struct spool *sp, int lane, int64_t from, int64_t want_bytes,
                    int64_t *n);
 /* The lane whose in-flight set holds id, or -1. */
 int sp_lane_of(const struct spool *sp, int64_t id);
+/* spool_ack.c, with the handle's mutex held: nacks ids (back to their
+ * lanes' nacked lists); forgets everything in flight. */
+int sp_nack_locked(struct spool *sp, const int64_t *ids, size_t n);
+void sp_rewind_locked(struct spool *sp);
 /* Grows a copy arena to hold need bytes, up to ARENA_MAX; 0 or -ENOMEM. */
 int sp_arena_fit(unsigned char **a, size_t *cap, size_t need);
 int64_t sp_file_size(const char *path, const char *suffix);

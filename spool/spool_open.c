@@ -431,6 +431,7 @@ void spool_close(struct spool *sp)
         free(sp->lane[l].nacked);
     }
     free(sp->scratch);
+    free(sp->bits);
     free(sp->arena);
     free(sp->dead_arena);
     free(sp->big_arena);
@@ -445,9 +446,29 @@ const char *spool_epoch(const struct spool *sp)
     return sp->epoch;
 }
 
+/* By hand: once per record produced, where snprintf was a twentieth of
+ * the drain's time. */
 void spool_id_str(const struct spool *sp, int64_t id, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s-%" PRId64, sp->epoch, id);
+    char d[24];
+    size_t e = strlen(sp->epoch), k = 0;
+    uint64_t u = id < 0 ? 0 - (uint64_t)id : (uint64_t)id;
+    do
+        d[k++] = (char)('0' + u % 10);
+    while ((u /= 10) && k < sizeof(d));
+    if (id < 0)
+        d[k++] = '-';
+    if (!len)
+        return;
+    if (e + 1 + k >= len) { /* does not fit: as snprintf would cut it */
+        snprintf(buf, len, "%s-%" PRId64, sp->epoch, id);
+        return;
+    }
+    memcpy(buf, sp->epoch, e);
+    buf[e++] = '-';
+    while (k)
+        buf[e++] = d[--k];
+    buf[e] = 0;
 }
 
 const char *spool_errmsg(const struct spool *sp)

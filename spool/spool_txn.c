@@ -9,6 +9,7 @@
 #include "spool/spool_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,29 @@ static int del_lane(struct spool *sp, int lane, int64_t lo, int64_t hi,
         return sp_sqerr(sp, rc, "delete");
     sp->c.rows -= k;
     sp->c.bytes -= b;
+    sp->state_dirty = 1;
+    return 0;
+}
+
+/* The fast way, for rows in flight whose sizes the spool kept: no pass
+ * over the rows to count them first (that was a third of an ack). */
+int sp_del_known(struct spool *sp, int lane, int64_t lo, int64_t hi,
+                 int64_t rows, int64_t bytes)
+{
+    sqlite3_stmt *st = sp->lst[lane][L_DEL];
+    sqlite3_bind_int64(st, 1, lo);
+    sqlite3_bind_int64(st, 2, hi);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sp_sqerr(sp, rc, "delete");
+    if (sqlite3_changes64(sp->db) != rows)
+        return sp_fail(sp, -ESTALE,
+                       "ack: %" PRId64 " rows in flight in %" PRId64
+                       "..%" PRId64 ", the table held %lld",
+                       rows, lo, hi, (long long)sqlite3_changes64(sp->db));
+    sp->c.rows -= rows;
+    sp->c.bytes -= bytes;
     sp->state_dirty = 1;
     return 0;
 }

@@ -48,6 +48,7 @@ static void test_model(void **state)
 {
     enum { N = 4096, STEPS = 200000 };
     static unsigned char in[N];
+    static uint32_t val[N];
     struct idset s = {0};
     uint64_t x = 88172645463325252ull;
     (void)state;
@@ -57,7 +58,9 @@ static void test_model(void **state)
         size_t k = (size_t)(x % N);
         int64_t id = (1LL << 32) - N / 2 + (int64_t)k;
         if ((x >> 20) & 1) {
-            assert_int_equal(idset_add(&s, id), 0);
+            /* a value that follows the id through shifts and growth */
+            val[k] = (uint32_t)(x >> 33) | 1;
+            assert_int_equal(idset_put(&s, id, val[k]), 0);
             in[k] = 1;
         } else {
             assert_int_equal(idset_del(&s, id), in[k]);
@@ -67,8 +70,12 @@ static void test_model(void **state)
             size_t n = 0;
             for (size_t i = 0; i < N; i++) {
                 n += in[i];
-                assert_int_equal(
-                    idset_has(&s, (1LL << 32) - N / 2 + (int64_t)i), in[i]);
+                uint32_t v = 0;
+                int64_t id2 = (1LL << 32) - N / 2 + (int64_t)i;
+                assert_int_equal(idset_has(&s, id2), in[i]);
+                assert_int_equal(idset_get(&s, id2, &v), in[i]);
+                if (in[i])
+                    assert_int_equal(v, val[i]);
             }
             assert_int_equal(s.n, n);
         }
