@@ -594,6 +594,9 @@ def scenario_latency(b, tp):
 
 # --- scenario 3: backlog drain -------------------------------------------------
 
+DRAIN_KAFKA = json.loads(os.environ.get("M2K_BENCH_DRAIN_KAFKA", "{}"))
+
+
 def scenario_drain(b, tp):
     cfg = b.cfg
     total = cfg["backlog"]
@@ -605,20 +608,32 @@ def scenario_drain(b, tp):
                                           f"m2kb.{b.run}.drain.live",
                                           f"m2kb.{b.run}.drain.ceiling",
                                           f"m2kb.{b.run}.drain.fast")
-    for t in (kt_back, kt_live, kt_ceil, kt_fast):
+    kt_bare = f"m2kb.{b.run}.drain.bare"
+    for t in (kt_back, kt_live, kt_ceil, kt_fast, kt_bare):
         topic(t)
-    # librdkafka's own rate, same records, same broker, just before
-    lk = pub(f"x/{{device}}", 0, per_dev,
-            extra=["--kafka", KAFKA, "--kafka-topic", kt_ceil])
+    # librdkafka's own rate, same records (the bridge's headers, lz4 and
+    # partitioner: --like-bridge), same broker, just before; and bare
+    # records (no headers, no compression), as this bench measured before
+    # 2 December
+    lk = pub(f"b/{b.run}/back/{{device}}", 0, per_dev,
+             extra=["--kafka", KAFKA, "--kafka-topic", kt_ceil,
+                    "--like-bridge", "bench-drain"])
     t0, t1 = append_times(kt_ceil)
     ceil_rate = total / max((t1 - t0) / 1000, 1e-3)
-    log(f"  librdkafka alone: {total} records, {lk['rate']:.0f}/s "
-        f"(publisher), {ceil_rate:.0f}/s (append times)")
+    log(f"  librdkafka alone, same records: {total} records, "
+        f"{lk['rate']:.0f}/s (publisher), {ceil_rate:.0f}/s (append times)")
+    lb = pub(f"x/{{device}}", 0, per_dev,
+             extra=["--kafka", KAFKA, "--kafka-topic", kt_bare])
+    t0, t1 = append_times(kt_bare)
+    bare_rate = total / max((t1 - t0) / 1000, 1e-3)
+    log(f"  librdkafka alone, bare records: {lb['rate']:.0f}/s (publisher), "
+        f"{bare_rate:.0f}/s (append times)")
 
     m = M2K(b.work, "drain", [(f"b/{b.run}/back/{{device}}", kt_back),
                               (f"b/{b.run}/live/{{device}}", kt_live),
                               (f"b/{b.run}/fast/{{device}}", kt_fast, "fast")],
-            sync="normal").start().warm(f"b/{b.run}/back/{{device}}")
+            sync="normal", extra_kafka=DRAIN_KAFKA).start().warm(
+                f"b/{b.run}/back/{{device}}")
     warm_up(f"b/{b.run}/live/{{device}}")
     warm_up(f"b/{b.run}/fast/{{device}}")
     sampler = Sampler(m.proc.pid)
@@ -681,6 +696,8 @@ def scenario_drain(b, tp):
          "librdkafka_rate": round(ceil_rate),
          "librdkafka_pub_rate": round(lk["rate"]),
          "ratio": round(drain_rate / ceil_rate, 2),
+         "librdkafka_bare_rate": round(bare_rate),
+         "ratio_bare": round(drain_rate / bare_rate, 2),
          "backlog_missing": vb["missing"], "backlog_dups": vb["duplicates"],
          "live_missing": vl["missing"], "live_p50": vl["latency_ms"]["p50"],
          "live_p99": vl["latency_ms"]["p99"],
@@ -692,8 +709,9 @@ def scenario_drain(b, tp):
     b.emit("drain", r)
     b.summary["drain"] = r
     log(f"  drained {total} in {r['drain_s']} s = {r['drain_rate']}/s with live "
-        f"{live_rate}/s; librdkafka alone {r['librdkafka_rate']}/s; ratio "
-        f"{r['ratio']}; missing {vb['missing']}+{vl['missing']}+"
+        f"{live_rate}/s; librdkafka alone {r['librdkafka_rate']}/s (same "
+        f"records), ratio {r['ratio']}; bare records "
+        f"{r['librdkafka_bare_rate']}/s, ratio {r['ratio_bare']}; missing {vb['missing']}+{vl['missing']}+"
         f"{vf['missing']}; live (normal lane) p99 {r['live_p99']} ms; fast "
         f"lane at 20/s during the drain: p50 {r['fast_p50']} ms, p99 "
         f"{r['fast_p99']} ms")

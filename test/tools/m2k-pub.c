@@ -69,6 +69,7 @@ struct opts {
     const char *kafka_topic;
     unsigned inflight;
     double wait_s;
+    const char *like_bridge; /* --like-bridge GW: the bridge's records */
 };
 
 struct device {
@@ -118,6 +119,7 @@ struct sender {
     bool sock, ready, refused, ever_ready, lost;
     double give_up; /* stop trying to (re)connect after this */
     unsigned complaints;
+    uint64_t produced; /* --like-bridge: the m2k.id sequence */
 };
 
 struct fleet {
@@ -342,6 +344,29 @@ static void retire(struct sender *s, unsigned pos)
         s->cursor = 0;
 }
 
+/* With --like-bridge, the headers mqtt2kafka puts on such a record (the
+ * MQTT topic, QoS, retain, gateway, receive time, m2k.id), so librdkafka
+ * alone sends the same records the bridge does; else none. */
+static rd_kafka_headers_t *bridge_headers(struct sender *s,
+                                          const struct device *d)
+{
+    const struct opts *o = &s->f->o;
+    char v[48];
+    if (!o->like_bridge)
+        return NULL;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+    rd_kafka_header_add(h, "mqtt.topic", -1, d->topic, -1);
+    rd_kafka_header_add(h, "mqtt.qos", -1, o->qos ? "1" : "0", 1);
+    rd_kafka_header_add(h, "mqtt.retain", -1, "0", 1);
+    rd_kafka_header_add(h, "gateway.id", -1, o->like_bridge, -1);
+    snprintf(v, sizeof v, "%lld", (long long)tools_now_ms());
+    rd_kafka_header_add(h, "received.ms", -1, v, -1);
+    snprintf(v, sizeof v, "0123456789abcdef-%llu",
+             (unsigned long long)++s->produced);
+    rd_kafka_header_add(h, "m2k.id", -1, v, -1);
+    return h;
+}
+
 /* Hands one message of the next device in turn to `send`. Returns 0 when
  * it went out (or the device had nothing left), 1 to retry later. */
 static int publish_one(struct sender *s)
@@ -368,14 +393,17 @@ static int publish_one(struct sender *s)
         }
         idx = (unsigned)mid % MID_SLOTS;
     } else {
+        rd_kafka_headers_t *h = bridge_headers(s, d);
         idx = s->free_slots[--s->nfree];
         rc = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(f->o.kafka_topic),
                                RD_KAFKA_V_KEY(d->name, strlen(d->name)),
                                RD_KAFKA_V_VALUE(s->p.buf, s->p.len),
                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                RD_KAFKA_V_OPAQUE((void *)(uintptr_t)idx),
-                               RD_KAFKA_V_END);
+                               RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
         if (rc) {
+            if (h) /* not taken */
+                rd_kafka_headers_destroy(h);
             s->free_slots[s->nfree++] = idx;
             if (rc == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(s->rk, 10);
@@ -547,7 +575,13 @@ static int kafka_run(struct sender *s)
                           sizeof err) ||
         rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err) ||
         rd_kafka_conf_set(conf, "client.id", "m2k-pub", err, sizeof err) ||
-        rd_kafka_conf_set(conf, "message.timeout.ms", tmo, err, sizeof err)) {
+        rd_kafka_conf_set(conf, "message.timeout.ms", tmo, err, sizeof err) ||
+        /* the bridge's producer settings besides */
+        (o->like_bridge &&
+         (rd_kafka_conf_set(conf, "compression.codec", "lz4", err,
+                            sizeof err) ||
+          rd_kafka_conf_set(conf, "partitioner", "murmur2_random", err,
+                            sizeof err)))) {
         fprintf(stderr, "m2k-pub: kafka config: %s\n", err);
         rd_kafka_conf_destroy(conf);
         return -EINVAL;
@@ -592,7 +626,7 @@ static void usage(FILE *out)
           "[--acked FILE] [--skip-seq N]\n"
           "        [--id-prefix P] [--start-seq N] "
           "[--kafka BROKERS --kafka-topic T]\n"
-          "        [--inflight N] [--wait S]\n"
+          "        [--inflight N] [--wait S] [--like-bridge GATEWAY-ID]\n"
           "Defaults: -H 127.0.0.1 -p 1883 -d 10 -n 100 -q 1 "
           "-T 'sensors/eu/temp/{device}' -f proto.\n"
           "Prints one JSON line; exit 0 when all sent was acknowledged, 1 if "
@@ -608,7 +642,8 @@ enum {
     OPT_KAFKA,
     OPT_KTOPIC,
     OPT_INFLIGHT,
-    OPT_WAIT
+    OPT_WAIT,
+    OPT_LIKE
 };
 
 static int parse_opt(struct opts *o, int c, const char *a)
@@ -695,6 +730,9 @@ static int parse_opt(struct opts *o, int c, const char *a)
         return 0;
     case OPT_WAIT:
         return tools_parse_double(a, 1e6, &o->wait_s);
+    case OPT_LIKE:
+        o->like_bridge = a;
+        return 0;
     default:
         return -EINVAL;
     }
@@ -711,6 +749,7 @@ static int parse_args(struct opts *o, int argc, char **argv)
         {"kafka-topic", required_argument, NULL, OPT_KTOPIC},
         {"inflight", required_argument, NULL, OPT_INFLIGHT},
         {"wait", required_argument, NULL, OPT_WAIT},
+        {"like-bridge", required_argument, NULL, OPT_LIKE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c, has_n = 0;
