@@ -34,9 +34,9 @@ static int cmp_id(const void *a, const void *b)
 static int bit_sort(struct spool *sp, const int64_t *ids, size_t n, int64_t lo,
                     int64_t hi)
 {
-    uint64_t span = (uint64_t)(hi - lo) + 1, words = span / 64 + 1;
-    if (span > 16 * (uint64_t)n + 4096)
-        return -1;
+    if (lo <= 0 || (uint64_t)hi - (uint64_t)lo >= 16 * (uint64_t)n + 4096)
+        return -1; /* ids are positive; lo > 0 keeps hi - lo in range */
+    size_t words = (size_t)((uint64_t)(hi - lo) / 64 + 1);
     if (words > sp->bits_cap) {
         uint64_t *b = realloc(sp->bits, words * sizeof(*b));
         if (!b)
@@ -204,6 +204,16 @@ static int ack_chunk(struct spool *sp, size_t k, size_t *at, int keep)
     return rc;
 }
 
+/* ack_chunk, and once more should the kept sizes disagree with the
+ * table: that one counts from the rows (ack_counted is set), so it cannot
+ * disagree again. After any of ack_locked's retries alike, or a full disk
+ * would spend its reserve on the attempt that was rolled back. */
+static int chunk_counted(struct spool *sp, size_t k, size_t *at, int keep)
+{
+    int rc = ack_chunk(sp, k, at, keep);
+    return rc == -ESTALE ? ack_chunk(sp, k, at, keep) : rc;
+}
+
 static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
 {
     if (n > ACK_MAX)
@@ -214,14 +224,12 @@ static int ack_locked(struct spool *sp, const int64_t *ids, size_t n)
     int rc = sp_set_sync(sp, 0), released = 0;
     while (rc == 0 && at < k) {
         size_t from = at;
-        rc = ack_chunk(sp, k, &at, 1);
-        if (rc == -ESTALE) /* again, reading the rows */
-            rc = ack_chunk(sp, k, &at, 1);
+        rc = chunk_counted(sp, k, &at, 1);
         if (rc == -EAGAIN)
-            rc = ack_chunk(sp, k, &at, 0);
+            rc = chunk_counted(sp, k, &at, 0);
         if (rc == -ENOSPC && !released && sp_reserve_release(sp)) {
             released = 1; /* the disk filled up: the reserve holds a chunk */
-            rc = ack_chunk(sp, k, &at, 0);
+            rc = chunk_counted(sp, k, &at, 0);
         }
         for (size_t i = from; rc == 0 && i < at; i++)
             for (int l = 0; l < SPOOL_LANES; l++)
