@@ -110,6 +110,9 @@ deps:
 UNIT_DEPS_test_spool  := $(SPOOL_O)
 UNIT_DEPS_test_spool_crash := $(SPOOL_O)
 UNIT_DEPS_test_spool_big := $(SPOOL_O)
+# test_spool_fault makes the in-flight set refuse a member now and then
+UNIT_DEPS_test_spool_fault := $(SPOOL_O)
+UNIT_LINK_test_spool_fault := -Wl,--wrap=idset_put
 UNIT_DEPS_test_idset  := spool/idset.o
 UNIT_DEPS_test_numfmt := bridge/numfmt.o
 UNIT_DEPS_test_kafka_out := bridge/kafka_out.o bridge/log.o bridge/secret.o $(SPOOL_O)
@@ -286,7 +289,7 @@ $(B)/bench/m2k-herd: $(B)/test/bench/m2k-herd.o $(PROTO_O)
 $(B)/unit/%: $(B)/test/unit/%.o $$(call objs_for,UNIT_DEPS_$$*)
 	@mkdir -p $(@D)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) -lpthread
+	$(Q)$(CC) $(LDFLAGS) $(UNIT_LINK_$*) -o $@ $^ $(PKG_LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) -lpthread
 
 # --- tests ---------------------------------------------------------------
 # Unit tests: each cmocka binary runs on its own; one line sums them up.

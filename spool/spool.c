@@ -717,7 +717,8 @@ static int peek_lane(struct spool *sp, int l, struct spool_rec *recs,
                      size_t max, size_t max_bytes, size_t *used, size_t *bytes)
 {
     struct sp_lane *ln = &sp->lane[l];
-    size_t n = 0;
+    size_t n = 0, head0 = ln->nacked_head, added = 0;
+    int64_t hi0 = ln->hi;
     int rc = 0, step = SQLITE_DONE;
     /* nacked ids first: they are older than anything above hi */
     sqlite3_stmt *st = sp->lst[l][L_PEEK_ONE];
@@ -752,15 +753,24 @@ static int peek_lane(struct spool *sp, int l, struct spool_rec *recs,
         rc = sp_sqerr(sp, step, "peek");
     sqlite3_reset(st);
 done:
+    for (; rc == 0 && added < n; added++) {
+        recs[added].lane = l;
+        if (idset_put(&ln->inflight, recs[added].id,
+                      size_val((int64_t)rec_size(&recs[added])))) {
+            rc = -ENOMEM;
+            break;
+        }
+    }
+    if (rc) { /* none of it was handed out: the next peek takes it again */
+        while (added--)
+            idset_del(&ln->inflight, recs[added].id);
+        ln->hi = hi0;
+        ln->nacked_head = head0;
+        return rc;
+    }
     if (ln->nacked_head == ln->nnacked)
         ln->nacked_head = ln->nnacked = 0;
-    for (size_t i = 0; i < n; i++) {
-        recs[i].lane = l;
-        if (rc == 0 && idset_put(&ln->inflight, recs[i].id,
-                                 size_val((int64_t)rec_size(&recs[i]))))
-            rc = -ENOMEM;
-    }
-    return rc ? rc : (int)n;
+    return (int)n;
 }
 
 static size_t inflight_n(const struct spool *sp)
@@ -789,6 +799,13 @@ static int peek_locked(struct spool *sp, int lane, struct spool_rec *recs,
         if (rc > 0)
             n += (size_t)rc;
     }
+    /* a lane failed after others gave records: those go back (nacked,
+     * first in line), since the caller gets none */
+    for (size_t i = 0; rc < 0 && i < n; i++)
+        if (sp_nack_locked(sp, &recs[i].id, 1)) {
+            sp_rewind_locked(sp); /* no memory: all again, none stranded */
+            break;
+        }
     /* pointers only now: the arena may have moved while it grew */
     for (size_t i = 0; i < n; i++) {
         struct spool_rec *r = &recs[i];

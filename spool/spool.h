@@ -188,8 +188,10 @@ int64_t spool_top(struct spool *sp);
  * Hands out up to max records, oldest first, that are not in flight, whose
  * key+headers+payload add up to at most max_bytes (at least one record is
  * returned if any is eligible, however large). They are in flight until
- * acked, nacked or moved to dead letters. Returns how many (>= 0) or < 0.
- * recs is caller-owned, with room for max entries.
+ * acked, nacked or moved to dead letters. Returns how many (>= 0) or < 0;
+ * a peek that fails hands out nothing and leaves nothing in flight (the
+ * next peek takes the same records). recs is caller-owned, with room for
+ * max entries.
  */
 int spool_peek(struct spool *sp, struct spool_rec *recs, size_t max,
                size_t max_bytes);
