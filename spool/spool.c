@@ -506,12 +506,6 @@ static uint32_t size_val(int64_t size)
     return size >= 0 && size < (int64_t)UINT32_MAX ? (uint32_t)size + 1 : 0;
 }
 
-/* After a spill's commit: its rows in flight join the in-flight set, and
- * hi moves past them (nothing above hi is in flight: drop_oldest and
- * expiry take rows above it). Every row at or below the new hi that is not
- * in flight — the spill's others, and any row that was waiting between the
- * old hi and the new — is listed as nacked, so it is handed out, in id
- * order. */
 /* The rows of a lane in (lo, top] that nobody handed out become in flight
  * and are nacked; hi moves to top. */
 static int spill_lane(struct spool *sp, int l, int64_t top)
@@ -546,6 +540,12 @@ static int spill_lane(struct spool *sp, int l, int64_t top)
     return rc;
 }
 
+/* After a spill's commit: its rows in flight join the in-flight set, and
+ * hi moves past them (nothing above hi is in flight: drop_oldest and
+ * expiry take rows above it). Every row at or below the new hi that is not
+ * in flight — the spill's others, and any row that was waiting between the
+ * old hi and the new — is listed as nacked, so it is handed out, in id
+ * order. */
 static int spill_mark(struct spool *sp, const struct spool_rec *recs, size_t n,
                       const unsigned char *inflight)
 {
